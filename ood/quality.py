@@ -1,0 +1,154 @@
+"""Signals → one logit → ``q = sigmoid(z / T)``: the calibrated OOD quality score in [0, 1].
+
+The weights and the temperature come from a small versioned JSON file written by ``frood calibrate``
+(``ood/params/quality-<model>.json``); the file also holds the model's match threshold. A score
+means "probability that this face still verifies against a clean photo of the same person", so the
+settings' 0.4 (reject) and 0.6 (trust) keep their meaning across refits.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ood.reasons import explain
+from ood.signals import QualitySignals
+
+PARAMS_DIR = Path(__file__).resolve().parent / "params"
+BASE_TERMS = ("feature_norm", "log_face_px", "det_logit", "pose", "sharpness", "dark", "bright", "spoof", "eyes_closed")
+THOROUGH_TERMS = (*BASE_TERMS, "instability")
+
+
+def term_values(signals: QualitySignals) -> dict[str, float]:
+    """Turns raw signals into the terms the logistic model weighs (each roughly "more = worse or better")."""
+    det = min(max(signals.det_score, 1e-6), 1 - 1e-6)
+    values = {
+        "feature_norm": signals.feature_norm,
+        "log_face_px": math.log(max(signals.face_px, 1.0)),
+        "det_logit": min(math.log(det / (1 - det)), 12.0),
+        "pose": math.hypot(signals.yaw, signals.pitch) / 45.0,
+        "sharpness": signals.sharpness,
+        "dark": max(0.0, 100.0 - signals.brightness) / 100.0 + signals.underexposed,
+        "bright": max(0.0, signals.brightness - 160.0) / 95.0 + signals.overexposed,
+        "spoof": 1.0 - signals.real_prob,
+        "eyes_closed": 1.0 - signals.eyes_open,
+    }
+    if signals.stability is not None:
+        values["instability"] = 1.0 - signals.stability
+    return values
+
+
+@dataclass
+class LogitModel:
+    """Standardised logistic model: ``z = b + Σ w_i (x_i - μ_i) / σ_i``."""
+
+    terms: tuple[str, ...]
+    mean: np.ndarray
+    scale: np.ndarray
+    weights: np.ndarray
+    bias: float
+    temperature: float
+
+    def contributions(self, values: dict[str, float]) -> dict[str, float]:
+        x = np.array([values[name] for name in self.terms])
+        return dict(zip(self.terms, (self.weights * (x - self.mean) / self.scale).tolist()))
+
+    def logit(self, values: dict[str, float]) -> float:
+        return self.bias + sum(self.contributions(values).values())
+
+    def as_dict(self) -> dict:
+        return {
+            "terms": list(self.terms),
+            "mean": self.mean.tolist(),
+            "scale": self.scale.tolist(),
+            "weights": self.weights.tolist(),
+            "bias": self.bias,
+            "temperature": self.temperature,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> LogitModel:
+        return cls(
+            tuple(data["terms"]),
+            np.asarray(data["mean"], float),
+            np.asarray(data["scale"], float),
+            np.asarray(data["weights"], float),
+            float(data["bias"]),
+            float(data["temperature"]),
+        )
+
+
+@dataclass
+class QualityParams:
+    model: str
+    version: str
+    match_threshold: float
+    default: LogitModel
+    thorough: LogitModel
+    metadata: dict = field(default_factory=dict)
+
+    def save(self, path: Path) -> None:
+        payload = {
+            "model": self.model,
+            "version": self.version,
+            "match_threshold": self.match_threshold,
+            "default": self.default.as_dict(),
+            "thorough": self.thorough.as_dict(),
+            "metadata": self.metadata,
+        }
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(".json.part")
+        partial.write_text(json.dumps(payload, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        partial.replace(path)
+
+    @classmethod
+    def load(cls, path: Path) -> QualityParams:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        return cls(
+            data["model"],
+            data["version"],
+            float(data["match_threshold"]),
+            LogitModel.from_dict(data["default"]),
+            LogitModel.from_dict(data["thorough"]),
+            data.get("metadata", {}),
+        )
+
+
+def params_path_for(model: str) -> Path:
+    return PARAMS_DIR / f"quality-{model}.json"
+
+
+@dataclass
+class QualityResult:
+    score: float
+    logit: float
+    reasons: list[str]
+    contributions: dict[str, float]
+
+
+class QualityScorer:
+    """Scores faces from their signals with calibrated parameters (see ``frood calibrate``)."""
+
+    def __init__(self, params: QualityParams, trust_threshold: float = 0.6):
+        self.params = params
+        self.trust_threshold = trust_threshold
+
+    @classmethod
+    def for_model(cls, model: str, params_path: Path | None = None, trust_threshold: float = 0.6) -> QualityScorer:
+        path = Path(params_path) if params_path else params_path_for(model)
+        if not path.is_file():
+            raise FileNotFoundError(f"no quality calibration for model {model!r} at {path}; run `frood calibrate --model {model}`")
+        return cls(QualityParams.load(path), trust_threshold)
+
+    def score(self, signals: QualitySignals) -> QualityResult:
+        values = term_values(signals)
+        model = self.params.thorough if signals.stability is not None else self.params.default
+        contributions = model.contributions(values)
+        logit = model.bias + sum(contributions.values())
+        score = 1.0 / (1.0 + math.exp(-logit / model.temperature))
+        reasons = explain(signals, contributions) if score < self.trust_threshold else []
+        return QualityResult(float(score), float(logit), reasons, contributions)

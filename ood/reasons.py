@@ -1,0 +1,103 @@
+"""Reason codes a person can act on, with Simplified Chinese and English messages.
+
+Rules read single signals (thresholds documented in docs/quality.md); when a score is low and no rule
+fires, the signal that pulled the logit down most is named instead, so every low score has a reason.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ood.signals import QualitySignals
+
+
+@dataclass(frozen=True)
+class Reason:
+    code: str
+    en: str
+    zh: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"code": self.code, "en": self.en, "zh": self.zh}
+
+
+REASONS: dict[str, Reason] = {
+    reason.code: reason
+    for reason in (
+        Reason("no_face", "No face found: use a photo with one clearly visible face", "未检测到人脸：请使用清晰可见单张人脸的照片"),
+        Reason("face_too_small", "Face too small: move closer or use a higher resolution", "人脸过小：请靠近镜头或使用更高分辨率"),
+        Reason("too_dark", "Too dark: add light in front of the face", "光线过暗：请在人脸正面补光"),
+        Reason("over_exposed", "Over-exposed: reduce light or avoid backlight and flash glare", "曝光过度：请减弱光线，避免逆光或闪光灯反光"),
+        Reason("blurred", "Blurred: hold the camera still and focus on the face", "图像模糊：请保持相机稳定并对焦人脸"),
+        Reason("pose_too_large", "Pose too large: look straight at the camera", "姿态角度过大：请正对镜头"),
+        Reason("eyes_closed", "Eyes closed: keep both eyes open", "闭眼：请睁开双眼"),
+        Reason("suspected_recapture", "Suspected recapture (screen or print): photograph the person directly", "疑似翻拍（屏幕或打印件）：请直接拍摄本人"),
+        Reason("low_detection_confidence", "Low detection confidence: the face is partly hidden or unclear", "人脸检测置信度低：人脸可能被遮挡或不清晰"),
+        Reason("unstable_feature", "Unstable feature: the face is ambiguous (occluded, noisy or atypical)", "特征不稳定：人脸可能被遮挡、噪声大或不典型"),
+        Reason("low_feature_norm", "Face not recognisable enough: occluded, noisy or heavily processed", "人脸可识别度低：可能被遮挡、噪声大或经过重度处理"),
+    )
+}
+
+# Which reason explains a weak contribution of each fitted term (see ood/quality.py TERMS).
+TERM_REASONS = {
+    "feature_norm": "low_feature_norm",
+    "log_face_px": "face_too_small",
+    "det_logit": "low_detection_confidence",
+    "pose": "pose_too_large",
+    "sharpness": "blurred",
+    "dark": "too_dark",
+    "bright": "over_exposed",
+    "spoof": "suspected_recapture",
+    "eyes_closed": "eyes_closed",
+    "instability": "unstable_feature",
+}
+
+MIN_FACE_PX = 40
+DARK_BRIGHTNESS = 55.0
+BRIGHT_BRIGHTNESS = 215.0
+MAX_OVEREXPOSED_SHARE = 0.25
+MIN_SHARPNESS = 1.5
+MAX_YAW = 40.0
+MAX_PITCH = 30.0
+MIN_EYES_OPEN = 0.2
+MIN_REAL_PROB = 0.3
+MIN_DET_SCORE = 0.9
+MIN_STABILITY = 0.8
+
+
+def rule_reasons(signals: QualitySignals) -> list[str]:
+    """Reason codes whose single-signal rule fires, most actionable first."""
+    codes = []
+    if signals.face_px < MIN_FACE_PX:
+        codes.append("face_too_small")
+    if signals.brightness < DARK_BRIGHTNESS:
+        codes.append("too_dark")
+    if signals.brightness > BRIGHT_BRIGHTNESS or signals.overexposed > MAX_OVEREXPOSED_SHARE:
+        codes.append("over_exposed")
+    if signals.sharpness < MIN_SHARPNESS:
+        codes.append("blurred")
+    if abs(signals.yaw) > MAX_YAW or abs(signals.pitch) > MAX_PITCH:
+        codes.append("pose_too_large")
+    # Blur and darkness also hide the eyes: only call them closed on an otherwise clear face.
+    if signals.eyes_open < MIN_EYES_OPEN and not {"blurred", "too_dark", "face_too_small"} & set(codes):
+        codes.append("eyes_closed")
+    if signals.real_prob < MIN_REAL_PROB:
+        codes.append("suspected_recapture")
+    if signals.det_score < MIN_DET_SCORE:
+        codes.append("low_detection_confidence")
+    if signals.stability is not None and signals.stability < MIN_STABILITY:
+        codes.append("unstable_feature")
+    return codes
+
+
+def explain(signals: QualitySignals, contributions: dict[str, float]) -> list[str]:
+    """Rules first; if none fires, the term that lowered the logit most (a low score always has a reason)."""
+    codes = rule_reasons(signals)
+    if codes:
+        return codes
+    term, value = min(contributions.items(), key=lambda item: item[1])
+    return [TERM_REASONS.get(term, "low_feature_norm")] if value < 0 else ["low_feature_norm"]
+
+
+def describe(codes: list[str]) -> list[dict[str, str]]:
+    return [REASONS[code].as_dict() for code in codes if code in REASONS]

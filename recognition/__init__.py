@@ -1,0 +1,1 @@
+"""Face recognition engine: decode → detect → align → embed, with quality from :mod:`ood`."""

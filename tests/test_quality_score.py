@@ -1,0 +1,80 @@
+"""The quality score means something: clean > degraded, noise and non-faces are rejected, clean frontal trusted."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ood.degrade import DEGRADATIONS, STRONG_DEGRADATIONS
+
+
+@pytest.fixture(scope="module")
+def degraded_scores(pipeline, faces_dir, clean_results):
+    """(file, degradation) → quality of the matching face, or 0.0 when the degradation lost the face."""
+    scores = {}
+    for file, result in clean_results.items():
+        decoded = pipeline.decode(faces_dir / file)
+        box = np.asarray(result.face.bbox) * decoded.scale
+        for index, name in enumerate(STRONG_DEGRADATIONS):
+            degraded = pipeline.analyze(DEGRADATIONS[name](decoded.rgb, box, index))
+            scores[(file, name)] = degraded.faces[0].quality if degraded.faces else 0.0
+    return scores
+
+
+@pytest.mark.parametrize("degradation", STRONG_DEGRADATIONS)
+def test_clean_face_scores_higher_than_its_degraded_copy(degradation, clean_results, degraded_scores):
+    wins = [clean_results[file].face.quality > degraded_scores[(file, degradation)] for file in clean_results]
+    assert np.mean(wins) >= 0.95, f"{degradation}: clean scored higher for only {np.mean(wins):.0%} of photos"
+
+
+def test_clean_frontal_faces_are_trusted(clean_results):
+    frontal = [r.face for r in clean_results.values() if abs(r.face.pose["yaw"]) < 20 and abs(r.face.pose["pitch"]) < 20]
+    assert len(frontal) >= 30
+    trusted = [face.quality >= 0.6 for face in frontal]
+    assert np.mean(trusted) >= 0.95, f"only {np.mean(trusted):.0%} of clean frontal faces scored ≥ 0.6"
+
+
+def test_scores_are_in_unit_interval_and_low_scores_have_reasons(clean_results, degraded_scores):
+    for result in clean_results.values():
+        face = result.face
+        assert 0.0 <= face.quality <= 1.0
+        assert (face.quality >= 0.6) or face.reasons
+
+
+def test_random_noise_images_are_no_face_or_rejected(pipeline):
+    rng = np.random.default_rng(0)
+    for seed in range(5):
+        noise = rng.integers(0, 256, size=(480, 640, 3), dtype=np.uint8)
+        result = pipeline.analyze(noise)
+        assert not result.faces or all(face.quality < 0.4 for face in result.faces), f"noise image {seed}"
+
+
+def test_non_face_images_are_no_face_or_rejected(pipeline):
+    x = np.linspace(0, 1, 640)[None, :, None]
+    y = np.linspace(0, 1, 480)[:, None, None]
+    images = [
+        np.full((480, 640, 3), 200, np.uint8),
+        (255 * np.concatenate([x.repeat(480, 0), y.repeat(640, 1), (x * y)], axis=2)).astype(np.uint8),
+        ((np.indices((480, 640)).sum(axis=0) // 40 % 2) * 255).astype(np.uint8),
+    ]
+    for image in images:
+        result = pipeline.analyze(image)
+        assert not result.faces or all(face.quality < 0.4 for face in result.faces)
+
+
+def test_dark_and_tiny_faces_say_why(pipeline, faces_dir, clean_results):
+    decoded = pipeline.decode(faces_dir / "img1.jpg")
+    box = np.asarray(clean_results["img1.jpg"].face.bbox) * decoded.scale
+    dark = pipeline.analyze(DEGRADATIONS["very_dark"](decoded.rgb, box, 0)).face
+    tiny = pipeline.analyze(DEGRADATIONS["downscale_24"](decoded.rgb, box, 0)).face
+    blurred = pipeline.analyze(DEGRADATIONS["blur_strong"](decoded.rgb, box, 0)).face
+    assert dark.quality < 0.6 and "too_dark" in dark.reasons
+    assert "face_too_small" in tiny.reasons or tiny.quality >= 0.6
+    assert blurred.quality < clean_results["img1.jpg"].face.quality
+    assert "blurred" in blurred.reasons or blurred.quality >= 0.6
+
+
+def test_thorough_mode_adds_stability(pipeline, faces_dir):
+    result = pipeline.analyze(faces_dir / "img1.jpg", thorough=True)
+    assert 0.5 < result.face.signals.stability <= 1.0
+    assert 0.0 <= result.face.quality <= 1.0
