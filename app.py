@@ -86,7 +86,7 @@ def _error_markdown(error: Exception) -> str:
     return "**⚠️ Internal error: the request could not be processed / 内部错误：请求无法处理**"
 
 
-def on_compare(image_a: np.ndarray | None, image_b: np.ndarray | None, thorough: bool):
+def on_compare(image_a: str | None, image_b: str | None, thorough: bool):
     if image_a is None or image_b is None:
         return "**⚠️ Please provide two images / 请提供两张图像**", None
     try:
@@ -105,7 +105,7 @@ def on_compare(image_a: np.ndarray | None, image_b: np.ndarray | None, thorough:
     return text, [(result.a.face.aligned, "A"), (result.b.face.aligned, "B")]
 
 
-def on_extract(image: np.ndarray | None, thorough: bool):
+def on_extract(image: str | None, thorough: bool):
     if image is None:
         return "**⚠️ Please provide an image / 请提供图像**", None, None
     try:
@@ -133,15 +133,15 @@ def build_ui() -> gr.Blocks:
         gr.Markdown(I18N("title"))
         with gr.Tab(I18N("compare")):
             with gr.Row():
-                image_a = gr.Image(label=I18N("image_a"), type="numpy", sources=["upload", "webcam", "clipboard"])
-                image_b = gr.Image(label=I18N("image_b"), type="numpy", sources=["upload", "webcam", "clipboard"])
+                image_a = gr.Image(label=I18N("image_a"), type="filepath", sources=["upload", "webcam", "clipboard"])
+                image_b = gr.Image(label=I18N("image_b"), type="filepath", sources=["upload", "webcam", "clipboard"])
             compare_thorough = gr.Checkbox(label=I18N("thorough"), value=False)
             compare_button = gr.Button(I18N("run_compare"), variant="primary")
             compare_result = gr.Markdown(elem_id="compare-result")
             compare_crops = gr.Gallery(label=I18N("crops"), columns=2, height=180)
             compare_button.click(on_compare, [image_a, image_b, compare_thorough], [compare_result, compare_crops], api_name="compare")
         with gr.Tab(I18N("extract")):
-            image = gr.Image(label=I18N("image"), type="numpy", sources=["upload", "webcam", "clipboard"])
+            image = gr.Image(label=I18N("image"), type="filepath", sources=["upload", "webcam", "clipboard"])
             extract_thorough = gr.Checkbox(label=I18N("thorough"), value=False)
             extract_button = gr.Button(I18N("run_extract"), variant="primary")
             extract_result = gr.Markdown(elem_id="extract-result")

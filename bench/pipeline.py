@@ -109,7 +109,7 @@ def main() -> None:
         sys.exit(f"no photos under {args.photos}")
     devices = ["cpu"] + (["cuda"] if args.device == "cuda" else [])
     report = {
-        "machine": {"python": platform.python_version(), "torch": torch.__version__, "threads": args.threads, "cpu": platform.processor() or platform.machine()},
+        "machine": {"python": platform.python_version(), "torch": torch.__version__, "threads": args.threads, "cpu": platform.machine()},
         "photos": len(photos),
         "target": "end-to-end p50 <= 150 ms per single-face photo on the 2-core CPU, quality included",
         "results": {},

@@ -17,6 +17,7 @@ import numpy as np
 
 from ood.reasons import explain
 from ood.signals import QualitySignals
+from recognition.errors import FroodError
 
 PARAMS_DIR = Path(__file__).resolve().parent / "params"
 BASE_TERMS = ("feature_norm", "log_face_px", "det_logit", "pose", "sharpness", "dark", "bright", "spoof", "eyes_closed")
@@ -122,6 +123,13 @@ def params_path_for(model: str) -> Path:
     return PARAMS_DIR / f"quality-{model}.json"
 
 
+class QualityNotCalibratedError(FroodError):
+    """A model whose quality score has not been fitted yet: its scores would mean nothing."""
+
+    status = 503
+    code = "quality_not_calibrated"
+
+
 @dataclass
 class QualityResult:
     score: float
@@ -141,7 +149,7 @@ class QualityScorer:
     def for_model(cls, model: str, params_path: Path | None = None, trust_threshold: float = 0.6) -> QualityScorer:
         path = Path(params_path) if params_path else params_path_for(model)
         if not path.is_file():
-            raise FileNotFoundError(f"no quality calibration for model {model!r} at {path}; run `frood calibrate --model {model}`")
+            raise QualityNotCalibratedError(f"no quality calibration for model {model!r} at {path}; run `frood --model {model} calibrate`")
         return cls(QualityParams.load(path), trust_threshold)
 
     def score(self, signals: QualitySignals) -> QualityResult:
