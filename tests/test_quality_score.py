@@ -78,3 +78,14 @@ def test_thorough_mode_adds_stability(pipeline, faces_dir):
     result = pipeline.analyze(faces_dir / "img1.jpg", thorough=True)
     assert 0.5 < result.face.signals.stability <= 1.0
     assert 0.0 <= result.face.quality <= 1.0
+
+
+def test_quality_heatmap_marks_the_face_and_is_an_image(pipeline, clean_results):
+    from ood.heatmap import GRID, quality_heatmap
+
+    face = clean_results["img1.jpg"].face
+    drop, image = quality_heatmap(pipeline, face)
+    assert drop.shape == (GRID, GRID) and (drop >= 0).all()
+    assert image.shape == face.aligned.shape and image.dtype == np.uint8
+    centre, border = drop[2:5, 2:5].mean(), np.concatenate([drop[0], drop[-1]]).mean()
+    assert centre >= border, "covering the middle of the face should cost more quality than covering its edge"
