@@ -6,7 +6,7 @@ PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
 WEIGHTS := models/faceplugin/fr_feature.onnx
 
-.PHONY: run test setup weights lint bench calibrate clean-venv
+.PHONY: run test setup weights lint bench calibrate supervise clean-venv
 
 run: setup
 	$(PY) app.py
@@ -35,6 +35,11 @@ weights: $(WEIGHTS)
 
 lint: setup
 	$(PY) -m ruff check .
+
+# Starts supervisord (daemon) keeping the app alive; see supervisord.conf for supervisorctl commands.
+supervise: setup
+	mkdir -p run logs
+	$(VENV)/bin/supervisord -c supervisord.conf
 
 calibrate: setup
 	$(VENV)/bin/frood calibrate --data ../shared/data/faces

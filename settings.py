@@ -54,12 +54,26 @@ class Settings(BaseSettings):
 
     # Rolling stats store
     store_thumbnails: bool = True
+    store_api_thumbnails: bool = False
+    prune_interval_s: float = 3600.0
     events_retention_days: int = 30
     thumbnails_retention_days: int = 7
 
     # Optional weights supplied by the user for non-default models
     facenet_weights_path: Path | None = None
     arcface_onnx_path: Path | None = None
+
+    @property
+    def stats_db_path(self) -> Path:
+        return self.data_dir / "stats.sqlite3"
+
+    @property
+    def outbox_db_path(self) -> Path:
+        return self.data_dir / "webhook-outbox.sqlite3"
+
+    @property
+    def thumbnails_dir(self) -> Path:
+        return self.data_dir / "thumbnails"
 
     @classmethod
     def settings_customise_sources(

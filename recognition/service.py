@@ -1,20 +1,36 @@
-"""Service functions shared by every shell (UI, HTTP API, CLI): one pipeline per process, loaded once."""
+"""Service functions shared by every shell (UI, HTTP API, CLI): one pipeline per process, loaded once.
+
+Data flows one way: input → pipeline → result → (caller | stats store | reject webhook). The store
+and the webhook outbox are attached by the app at start-up (``attach``); without them the service
+just returns results (the CLI's case).
+"""
 
 from __future__ import annotations
 
+import base64
+import io
 import logging
 import threading
 import time
 from dataclasses import dataclass
+from typing import Any
 
-from recognition.decode import ImageInput
+import cv2
+import numpy as np
+from PIL import Image
+
+from recognition.decode import DecodedImage, ImageInput
+from recognition.errors import NoFaceError
 from recognition.pipeline import AnalysisResult, CompareResult, FacePipeline
 from settings import get_settings
 
 log = logging.getLogger("frood.service")
 _lock = threading.Lock()
 _pipeline: FacePipeline | None = None
-STARTED_AT = time.time()
+_store: Any = None
+_outbox: Any = None
+WEBHOOK_IMAGE_MAX_SIDE = 512
+THUMBNAIL_MAX_SIDE = 128
 
 
 def get_pipeline() -> FacePipeline:
@@ -32,26 +48,117 @@ def is_ready() -> bool:
     return _pipeline is not None
 
 
+def attach(store: Any = None, outbox: Any = None) -> None:
+    """Where results go besides the caller: a stats ``Store`` and a reject ``WebhookOutbox``."""
+    global _store, _outbox
+    _store, _outbox = store, outbox
+
+
+def store() -> Any:
+    return _store
+
+
+def outbox() -> Any:
+    return _outbox
+
+
 @dataclass
 class Timed:
-    value: AnalysisResult | CompareResult
+    value: Any
     latency_ms: float
 
 
-def extract(image: ImageInput, name: str = "", thorough: bool = False) -> Timed:
+def _shrink(rgb: np.ndarray, max_side: int) -> np.ndarray:
+    height, width = rgb.shape[:2]
+    scale = min(1.0, max_side / max(height, width))
+    if scale == 1.0:
+        return rgb
+    return cv2.resize(rgb, (max(1, int(width * scale)), max(1, int(height * scale))), interpolation=cv2.INTER_AREA)
+
+
+def _png_base64(rgb: np.ndarray) -> str:
+    buffer = io.BytesIO()
+    Image.fromarray(rgb).save(buffer, format="PNG")
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def _record(
+    operation: str,
+    source: str,
+    decoded: DecodedImage,
+    result: AnalysisResult,
+    latency_ms: float,
+    similarity: float | None = None,
+    decision: str | None = None,
+) -> None:
+    """One stats row per processed image, a thumbnail if low quality, a webhook if below the reject line."""
+    settings = get_settings()
+    quality = result.face.quality if result.faces else 0.0
+    reasons = result.face.reasons if result.faces else ["no_face"]
+    rejected = quality < settings.auto_reject_threshold
+    if _store is not None:
+        from dashboard.store import Event
+
+        keep_thumbnail = quality < settings.reject_threshold and (source != "api" or settings.store_api_thumbnails)
+        thumbnail = _shrink(decoded.rgb, THUMBNAIL_MAX_SIDE) if keep_thumbnail else None
+        event = Event(
+            source=source,
+            operation=operation,
+            model=result.model,
+            quality=float(quality),
+            similarity=similarity,
+            decision=decision,
+            reason_codes=list(reasons),
+            latency_ms=float(latency_ms),
+            rejected=rejected,
+        )
+        try:
+            _store.record(event, thumbnail=thumbnail)
+        except Exception:  # the user's answer must not fail because the stats store did
+            log.exception("Could not record a stats event")
+    if rejected and _outbox is not None:
+        payload = {
+            "quality_score": round(float(quality), 4),
+            "reasons": list(reasons),
+            "source": source,
+            "operation": operation,
+            "model": result.model,
+            "image": _png_base64(_shrink(decoded.rgb, WEBHOOK_IMAGE_MAX_SIDE)),
+        }
+        event_id = _outbox.enqueue(payload)
+        if event_id:
+            log.info("Rejected image queued for the webhook (event %s, OOD: %.2f)", event_id, quality)
+
+
+def extract(image: ImageInput, name: str = "", thorough: bool = False, source: str = "ui") -> Timed:
+    pipeline = get_pipeline()
     start = time.perf_counter()
-    result = get_pipeline().analyze(image, name=name, thorough=thorough)
+    decoded = pipeline.decode(image, name)
+    result = pipeline.analyze(decoded, name=name, thorough=thorough)
     latency = (time.perf_counter() - start) * 1000
     if result.faces:
         log.info("Feature extracted for %s (OOD: %.2f)", name or "upload", result.face.quality)
     else:
-        log.info("No face found in %s", name or "upload")
+        log.warning("No face found in %s", name or "upload")
+    _record("extract", source, decoded, result, latency)
     return Timed(result, latency)
 
 
-def compare(image_a: ImageInput, image_b: ImageInput, thorough: bool = False) -> Timed:
+def compare(image_a: ImageInput, image_b: ImageInput, thorough: bool = False, source: str = "ui") -> Timed:
+    pipeline = get_pipeline()
     start = time.perf_counter()
-    result = get_pipeline().compare(image_a, image_b, thorough=thorough)
+    decoded_a, decoded_b = pipeline.decode(image_a), pipeline.decode(image_b)
+    a = pipeline.analyze(decoded_a, thorough=thorough)
+    b = pipeline.analyze(decoded_b, thorough=thorough)
+    try:
+        result: CompareResult = pipeline.compare(a, b)
+    except NoFaceError:
+        latency = (time.perf_counter() - start) * 1000
+        for decoded, side in ((decoded_a, a), (decoded_b, b)):
+            _record("compare", source, decoded, side, latency / 2, None, "no_face")
+        raise
     latency = (time.perf_counter() - start) * 1000
     log.info("Compared images: similarity %.3f, OOD %.2f / %.2f, %s", result.similarity, result.quality_a, result.quality_b, result.decision)
+    for decoded, side in ((decoded_a, a), (decoded_b, b)):
+        _record("compare", source, decoded, side, latency / 2, result.similarity, result.decision)
     return Timed(result, latency)

@@ -1,0 +1,1 @@
+"""Monitoring: the rolling stats store and the charts built from it."""

@@ -1,0 +1,1 @@
+"""Notifications: the reject webhook and its persistent outbox."""

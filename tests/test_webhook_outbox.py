@@ -1,0 +1,128 @@
+"""Reject webhook outbox against a real local receiver: signature, retries, survival across restarts."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from notify.webhook import EVENT_ID_HEADER, SIGNATURE_HEADER, WebhookOutbox, verify_signature
+
+
+class Receiver:
+    """A loopback HTTP server that fails the first ``failures`` POSTs with 500, then answers 200."""
+
+    def __init__(self, failures: int = 0):
+        self.failures = failures
+        self.requests: list[tuple[dict, bytes]] = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                outer.requests.append((dict(self.headers), body))
+                status = 500 if len(outer.requests) <= outer.failures else 200
+                self.send_response(status)
+                self.end_headers()
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def receiver():
+    servers: list[Receiver] = []
+
+    def make(failures: int = 0) -> Receiver:
+        servers.append(Receiver(failures))
+        return servers[-1]
+
+    yield make
+    for server in servers:
+        server.close()
+
+
+def drain(outbox: WebhookOutbox, want: int, seconds: float = 10.0) -> int:
+    delivered, deadline = 0, time.time() + seconds
+    while delivered < want and time.time() < deadline:
+        delivered += outbox.deliver_due()
+        time.sleep(0.02)
+    return delivered
+
+
+def test_rejected_image_triggers_one_signed_post(tmp_path, receiver):
+    server = receiver()
+    outbox = WebhookOutbox(tmp_path / "outbox.sqlite3", server.url, secret="s3cret", base_backoff_s=0.01)
+    event_id = outbox.enqueue({"quality_score": 0.21, "reasons": ["too_dark"], "source": "api", "model": "m", "image": "aGk="})
+    assert drain(outbox, 1) == 1
+    assert len(server.requests) == 1
+    headers, body = server.requests[0]
+    payload = json.loads(body)
+    assert payload["event_id"] == event_id and headers[EVENT_ID_HEADER] == event_id
+    assert payload["quality_score"] == 0.21 and payload["timestamp"].endswith("+00:00")
+    assert verify_signature(body, "s3cret", headers[SIGNATURE_HEADER])
+    assert not verify_signature(body, "wrong", headers[SIGNATURE_HEADER])
+    assert outbox.stats() == {"sent": 1, "pending": 0, "failed": 0}
+
+
+def test_receiver_failing_twice_gets_the_event_on_the_third_try(tmp_path, receiver):
+    server = receiver(failures=2)
+    outbox = WebhookOutbox(tmp_path / "outbox.sqlite3", server.url, base_backoff_s=0.01)
+    event_id = outbox.enqueue({"quality_score": 0.1})
+    assert drain(outbox, 1) == 1
+    assert len(server.requests) == 3
+    assert {json.loads(body)["event_id"] for _, body in server.requests} == {event_id}
+
+
+def test_pending_events_are_delivered_after_a_restart(tmp_path, receiver):
+    server = receiver()
+    first = WebhookOutbox(tmp_path / "outbox.sqlite3", server.url)
+    event_id = first.enqueue({"quality_score": 0.3})
+    del first  # the app dies before its worker ran
+    second = WebhookOutbox(tmp_path / "outbox.sqlite3", server.url)
+    assert second.stats()["pending"] == 1
+    assert drain(second, 1) == 1
+    assert json.loads(server.requests[0][1])["event_id"] == event_id
+
+
+def test_closed_port_is_a_failed_attempt_not_a_crash(tmp_path):
+    outbox = WebhookOutbox(tmp_path / "outbox.sqlite3", "http://127.0.0.1:9/hook", timeout_s=1, max_attempts=2, base_backoff_s=0.01)
+    outbox.enqueue({"quality_score": 0.3})
+    deadline = time.time() + 10
+    while outbox.stats()["failed"] == 0 and time.time() < deadline:
+        outbox.deliver_due()
+        time.sleep(0.02)
+    assert outbox.stats() == {"sent": 0, "pending": 0, "failed": 1}
+
+
+def test_background_worker_delivers_without_blocking_enqueue(tmp_path, receiver):
+    server = receiver()
+    outbox = WebhookOutbox(tmp_path / "outbox.sqlite3", server.url, poll_interval_s=0.05)
+    outbox.start()
+    try:
+        start = time.perf_counter()
+        outbox.enqueue({"quality_score": 0.2})
+        assert time.perf_counter() - start < 0.5
+        deadline = time.time() + 10
+        while not server.requests and time.time() < deadline:
+            time.sleep(0.02)
+        assert len(server.requests) == 1
+    finally:
+        outbox.stop()
+
+
+def test_no_url_means_disabled(tmp_path):
+    outbox = WebhookOutbox(tmp_path / "outbox.sqlite3", "")
+    assert outbox.enqueue({"quality_score": 0.1}) is None
+    assert outbox.stats() == {"sent": 0, "pending": 0, "failed": 0}
