@@ -36,4 +36,6 @@ def heatmap_figure(frame: pd.DataFrame, title: str, rate_label: str) -> go.Figur
         )
     )
     figure.update_layout(title=title, height=320, margin={"l": 90, "r": 30, "t": 50, "b": 40}, xaxis_title="UTC hour")
+    figure.update_yaxes(type="category")
+    figure.update_xaxes(type="category")
     return figure

@@ -1,0 +1,117 @@
+"""The running app over HTTP, as an integrator or the browser sees it (real models, real photos)."""
+
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import numpy as np
+import pytest
+import requests
+from gradio_client import Client, handle_file
+from PIL import Image
+
+from notify.webhook import SIGNATURE_HEADER, verify_signature
+from tests.apphelpers import RunningApp
+
+SECRET = "test-secret"
+
+
+class Receiver:
+    def __init__(self):
+        self.bodies: list[tuple[dict, bytes]] = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802
+                outer.bodies.append((dict(self.headers), self.rfile.read(int(self.headers["Content-Length"]))))
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+@pytest.fixture(scope="module")
+def receiver():
+    server = Receiver()
+    yield server
+    server.server.shutdown()
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory, receiver, faces_dir):
+    running = RunningApp(tmp_path_factory.mktemp("app"), WEBHOOK_URL=receiver.url, WEBHOOK_SECRET=SECRET).start()
+    yield running
+    running.stop()
+
+
+@pytest.fixture(scope="module")
+def client(app) -> Client:
+    return Client(app.base_url + "/", verbose=False)
+
+
+def test_health_reports_model_device_version_uptime(app):
+    health = requests.get(f"{app.base_url}/health", timeout=10).json()
+    assert health["status"] == "ok" and health["model"] == "faceplugin-r512" and health["device"] == "cpu"
+    assert health["version"] and health["uptime_s"] >= 0
+
+
+def test_compare_returns_decision_similarity_and_crops(client, faces_dir):
+    text, crops = client.predict(handle_file(str(faces_dir / "img1.jpg")), handle_file(str(faces_dir / "img2.jpg")), False, api_name="/compare")
+    assert "High-confidence match" in text and "高置信度匹配" in text
+    assert "Similarity" in text and " ms" in text
+    assert len(crops) == 2
+
+
+def test_extract_returns_the_documented_json(client, faces_dir):
+    text, payload, files, heatmap = client.predict(handle_file(str(faces_dir / "img3.jpg")), False, api_name="/extract")
+    for key in ("feature", "quality_score", "resolution", "detected_face_area_ratio", "bbox", "faces_found", "reasons", "model"):
+        assert key in payload
+    assert len(payload["feature"]) == 512 and abs(np.linalg.norm(payload["feature"]) - 1) < 1e-3
+    assert payload["resolution"] == "112x112" and payload["faces_found"] == 1
+    assert {p.rsplit(".", 1)[-1] for p in [f if isinstance(f, str) else f["path"] for f in files]} == {"json", "npy"}
+    assert heatmap is not None
+
+
+def test_monitor_counts_grow_by_exactly_the_calls_made(app, client, faces_dir):
+    before = app.stats()["count"]
+    for name in ("img5.jpg", "img6.jpg", "img7.jpg"):
+        client.predict(handle_file(str(faces_dir / name)), False, api_name="/extract")
+    client.predict(handle_file(str(faces_dir / "img8.jpg")), handle_file(str(faces_dir / "img9.jpg")), False, api_name="/compare")
+    assert app.stats()["count"] == before + 5  # three extracts, two images compared
+    summary = client.predict("24h", api_name="/monitor")[0]
+    assert f"{before + 5}" in summary
+
+
+def test_rejected_image_sends_one_signed_webhook(app, client, receiver, tmp_path):
+    before = len(receiver.bodies)
+    noise = tmp_path / "noise.png"
+    Image.fromarray(np.random.default_rng(1).integers(0, 256, (240, 320, 3), dtype=np.uint8)).save(noise)
+    client.predict(handle_file(str(noise)), False, api_name="/extract")
+    import time
+
+    deadline = time.time() + 30
+    while len(receiver.bodies) == before and time.time() < deadline:
+        time.sleep(0.1)
+    assert len(receiver.bodies) == before + 1
+    headers, body = receiver.bodies[-1]
+    assert verify_signature(body, SECRET, headers[SIGNATURE_HEADER])
+    payload = json.loads(body)
+    assert payload["quality_score"] < 0.5 and payload["reasons"] and payload["image"] and payload["event_id"]
+    assert payload["source"] == "ui" and payload["model"] == "faceplugin-r512"
+
+
+def test_bad_inputs_give_a_readable_message_and_the_app_keeps_serving(app, client, tmp_path, faces_dir):
+    empty_crop = tmp_path / "plain.png"
+    Image.new("RGB", (200, 200), (200, 200, 200)).save(empty_crop)
+    text, payload, files, heatmap = client.predict(handle_file(str(empty_crop)), False, api_name="/extract")
+    assert "No face found" in text and "Traceback" not in text
+    text, _ = client.predict(handle_file(str(empty_crop)), handle_file(str(faces_dir / "img1.jpg")), False, api_name="/compare")
+    assert "no face found in image A" in text and "Traceback" not in text
+    assert requests.get(f"{app.base_url}/health", timeout=10).status_code == 200

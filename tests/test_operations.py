@@ -1,0 +1,116 @@
+"""Operations: webhook events survive a crash of the app; supervisord brings a killed app back."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import numpy as np
+import pytest
+import requests
+from gradio_client import Client, handle_file
+from PIL import Image
+
+from tests.apphelpers import ROOT, RunningApp, free_port, wait_healthy
+
+
+def start_receiver(port: int, bodies: list[bytes]) -> ThreadingHTTPServer:
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802
+            bodies.append(self.rfile.read(int(self.headers["Content-Length"])))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def test_pending_webhook_events_are_delivered_after_the_app_is_killed_and_restarted(tmp_path, faces_dir):
+    hook_port = free_port()  # nothing listens there yet: deliveries fail and stay pending
+    data_dir = tmp_path / "app"
+    app = RunningApp(data_dir, WEBHOOK_URL=f"http://127.0.0.1:{hook_port}/hook", WEBHOOK_TIMEOUT_S="1").start()
+    noise = tmp_path / "noise.png"
+    Image.fromarray(np.random.default_rng(2).integers(0, 256, (240, 320, 3), dtype=np.uint8)).save(noise)
+    try:
+        Client(app.base_url + "/", verbose=False).predict(handle_file(str(noise)), False, api_name="/extract")
+        deadline = time.time() + 20
+        while app.stats()["webhook"]["pending"] < 1 and time.time() < deadline:
+            time.sleep(0.2)
+        assert app.stats()["webhook"]["pending"] == 1
+    finally:
+        app.kill()
+
+    bodies: list[bytes] = []
+    server = start_receiver(hook_port, bodies)
+    restarted = RunningApp(data_dir, port=app.port, WEBHOOK_URL=f"http://127.0.0.1:{hook_port}/hook").start()
+    try:
+        deadline = time.time() + 60
+        while not bodies and time.time() < deadline:
+            time.sleep(0.2)
+        assert len(bodies) == 1, restarted.output()[-2000:]
+        assert json.loads(bodies[0])["quality_score"] < 0.5
+        assert restarted.stats()["webhook"] == {"sent": 1, "pending": 0, "failed": 0}
+    finally:
+        restarted.stop()
+        server.shutdown()
+
+
+def supervisor_config(tmp_path: Path) -> Path:
+    """The project's supervisord.conf with its run/ and logs/ moved into tmp_path (program unchanged)."""
+    text = (ROOT / "supervisord.conf").read_text()
+    text = text.replace("%(here)s/run", str(tmp_path / "run")).replace("%(here)s/logs", str(tmp_path / "logs")).replace("%(here)s", str(ROOT))
+    (tmp_path / "run").mkdir()
+    (tmp_path / "logs").mkdir()
+    config = tmp_path / "supervisord.conf"
+    config.write_text(text)
+    return config
+
+
+def supervisorctl(config: Path, *args: str) -> str:
+    bin_dir = Path(sys.executable).parent
+    result = subprocess.run([str(bin_dir / "supervisorctl"), "-c", str(config), *args], capture_output=True, text=True, timeout=60)
+    return result.stdout + result.stderr
+
+
+def test_supervisord_restarts_a_killed_app(tmp_path, faces_dir):
+    config = supervisor_config(tmp_path)
+    port = free_port()
+    env = {**os.environ, "HOST": "127.0.0.1", "PORT": str(port), "DATA_DIR": str(tmp_path / "data"), "LOG_DIR": str(tmp_path / "logs")}
+    bin_dir = Path(sys.executable).parent
+    subprocess.run([str(bin_dir / "supervisord"), "-c", str(config)], env=env, check=True, timeout=60)
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        wait_healthy(base_url, seconds=180)
+        status = supervisorctl(config, "status", "face-recognition-ood")
+        assert "RUNNING" in status
+        pid = int(status.split("pid")[1].split(",")[0])
+        os.kill(pid, signal.SIGKILL)
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            status = supervisorctl(config, "status", "face-recognition-ood")
+            if "RUNNING" in status and f"pid {pid}," not in status:
+                break
+            time.sleep(0.25)
+        assert "RUNNING" in status and f"pid {pid}," not in status, status
+        wait_healthy(base_url, seconds=120)
+        assert requests.get(f"{base_url}/health", timeout=10).status_code == 200
+        assert "[INFO] Serving on" in supervisorctl(config, "tail", "face-recognition-ood")
+    finally:
+        supervisorctl(config, "shutdown")
+        pid_file = tmp_path / "run" / "supervisord.pid"
+        deadline = time.time() + 30
+        while pid_file.exists() and time.time() < deadline:
+            time.sleep(0.2)
+    if pid_file.exists():
+        pytest.fail("supervisord did not shut down")
