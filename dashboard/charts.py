@@ -21,8 +21,8 @@ def hourly_quality_figure(frame: pd.DataFrame, title: str, quality_label: str, v
     return figure
 
 
-def heatmap_figure(frame: pd.DataFrame, title: str, rate_label: str) -> go.Figure:
-    """Day × hour heatmap of the low-quality rate (empty cells: no traffic)."""
+def heatmap_figure(frame: pd.DataFrame, title: str, rate_label: str, hour_label: str = "UTC hour") -> go.Figure:
+    """Day × hour heatmap of the low-quality rate (empty cells: no traffic, not a rate of 0)."""
     figure = go.Figure(
         go.Heatmap(
             z=frame.to_numpy(dtype=float),
@@ -35,7 +35,7 @@ def heatmap_figure(frame: pd.DataFrame, title: str, rate_label: str) -> go.Figur
             hoverongaps=False,
         )
     )
-    figure.update_layout(title=title, height=320, margin={"l": 90, "r": 30, "t": 50, "b": 40}, xaxis_title="UTC hour")
+    figure.update_layout(title=title, height=320, margin={"l": 90, "r": 30, "t": 50, "b": 40}, xaxis_title=hour_label)
     figure.update_yaxes(type="category")
     figure.update_xaxes(type="category")
     return figure

@@ -13,9 +13,11 @@ import datetime as dt
 import json
 import logging
 import os
+import shutil
 import sqlite3
 import tempfile
 import threading
+import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +30,7 @@ from PIL import Image
 log = logging.getLogger("frood.store")
 UTC = dt.UTC
 THUMBNAIL_MAX_SIDE = 128
+STALE_PART_S = 3600  # a temp thumbnail this old was left by a killed writer
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -52,6 +55,11 @@ def utcnow() -> dt.datetime:
     return dt.datetime.now(UTC)
 
 
+def _low_flags(quality: pd.Series, threshold: float) -> pd.Series:
+    """1.0 below the threshold, 0.0 at or above, NaN when unscored (so it stays out of the rate)."""
+    return (quality < threshold).astype(float).where(quality.notna())
+
+
 def _iso(moment: dt.datetime) -> str:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
@@ -60,6 +68,8 @@ def _iso(moment: dt.datetime) -> str:
 
 @dataclass
 class Event:
+    """One processed image (UTC timestamp); ``id`` is filled in by the store."""
+
     source: str
     operation: str
     model: str
@@ -75,6 +85,8 @@ class Event:
 
 
 class Store(Protocol):
+    """What the service and the UI need from a stats backend (SQLite today, a server DB later)."""
+
     def record(self, event: Event, thumbnail: np.ndarray | None = None) -> int: ...
     def count_events(self) -> int: ...
     def summary(self, since: dt.datetime, low_quality_threshold: float = 0.4) -> dict: ...
@@ -82,6 +94,8 @@ class Store(Protocol):
     def day_hour_heatmap(self, days: int = 7, now: dt.datetime | None = None, low_quality_threshold: float = 0.4) -> pd.DataFrame: ...
     def low_quality_in_hour(self, hour_start: dt.datetime, limit: int = 50, low_quality_threshold: float = 0.4) -> list[Event]: ...
     def prune(self, now: dt.datetime | None = None) -> dict: ...
+    def start_pruning(self, interval_s: float = 3600.0) -> None: ...
+    def stop(self) -> None: ...
 
 
 class SQLiteStore:
@@ -108,6 +122,7 @@ class SQLiteStore:
             connection.executescript(SCHEMA)
 
     def _connection(self) -> sqlite3.Connection:
+        """One connection per thread (sqlite3 connections are not safe to share); WAL lets readers run beside the writer."""
         connection = getattr(self._local, "connection", None)
         if connection is None:
             connection = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
@@ -165,30 +180,60 @@ class SQLiteStore:
         return event.id
 
     def prune(self, now: dt.datetime | None = None) -> dict:
-        """Drop events past their retention and thumbnails past theirs (files and row paths)."""
+        """Drop events past their retention and thumbnails past theirs (files and row paths).
+
+        The rows change in one transaction; files go after the commit, so a crash leaves at worst
+        a row whose thumbnail is missing (the UI skips those), never a half-applied table.
+        """
         now = now or utcnow()
+        thumbs_cutoff, events_cutoff = _iso(now - self.thumbnails_retention), _iso(now - self.events_retention)
         connection = self._connection()
-        old_thumbs = connection.execute(
-            "SELECT id, thumbnail_path FROM events WHERE thumbnail_path IS NOT NULL AND ts < ?", (_iso(now - self.thumbnails_retention),)
-        ).fetchall()
-        for _, path in old_thumbs:
+        connection.execute("BEGIN IMMEDIATE")
+        try:
+            paths = [
+                row[0]
+                for row in connection.execute(
+                    "SELECT thumbnail_path FROM events WHERE thumbnail_path IS NOT NULL AND ts < ?", (max(thumbs_cutoff, events_cutoff),)
+                )
+            ]
+            connection.execute("UPDATE events SET thumbnail_path = NULL WHERE thumbnail_path IS NOT NULL AND ts < ?", (thumbs_cutoff,))
+            deleted = connection.execute("DELETE FROM events WHERE ts < ?", (events_cutoff,)).rowcount
+            connection.execute("COMMIT")
+        except BaseException:
+            connection.execute("ROLLBACK")
+            raise
+        for path in paths:
             Path(path).unlink(missing_ok=True)
-        connection.execute("UPDATE events SET thumbnail_path = NULL WHERE thumbnail_path IS NOT NULL AND ts < ?", (_iso(now - self.thumbnails_retention),))
-        expired = connection.execute("SELECT thumbnail_path FROM events WHERE ts < ? AND thumbnail_path IS NOT NULL", (_iso(now - self.events_retention),))
-        for (path,) in expired.fetchall():
-            Path(path).unlink(missing_ok=True)
-        deleted = connection.execute("DELETE FROM events WHERE ts < ?", (_iso(now - self.events_retention),)).rowcount
-        if self.thumbnails_dir.is_dir():  # day folders emptied by pruning
-            for folder in self.thumbnails_dir.iterdir():
-                if folder.is_dir() and not any(folder.iterdir()):
-                    folder.rmdir()
-        result = {"events_deleted": int(deleted), "thumbnails_deleted": len(old_thumbs)}
-        if deleted or old_thumbs:
-            log.info("Pruned %d events and %d thumbnails", deleted, len(old_thumbs))
+        self._sweep_thumbnail_folders(now - self.thumbnails_retention)
+        result = {"events_deleted": int(deleted), "thumbnails_deleted": len(paths)}
+        if deleted or paths:
+            log.info("Pruned %d events and %d thumbnails", deleted, len(paths))
         return result
+
+    def _sweep_thumbnail_folders(self, cutoff: dt.datetime) -> None:
+        """Remove day folders wholly past retention (orphans included) and temp files left by killed writers."""
+        if not self.thumbnails_dir.is_dir():
+            return
+        oldest_kept = cutoff.astimezone(UTC).strftime("%Y%m%d")
+        for folder in self.thumbnails_dir.iterdir():
+            if not folder.is_dir():
+                continue
+            if folder.name < oldest_kept:  # YYYYMMDD sorts as text; every event of that day is past retention
+                shutil.rmtree(folder, ignore_errors=True)
+                continue
+            for part in folder.glob("*.part"):
+                try:
+                    if time.time() - part.stat().st_mtime > STALE_PART_S:
+                        part.unlink(missing_ok=True)
+                except FileNotFoundError:
+                    pass
 
     def start_pruning(self, interval_s: float = 3600.0) -> None:
         """Prune now and then every ``interval_s`` in a daemon thread."""
+
+        if self._pruner is not None and self._pruner.is_alive():
+            return
+        self._stop.clear()
 
         def loop() -> None:
             while not self._stop.is_set():
@@ -201,12 +246,17 @@ class SQLiteStore:
         self._pruner = threading.Thread(target=loop, name="stats-pruner", daemon=True)
         self._pruner.start()
 
-    def stop(self) -> None:
+    def stop(self, timeout_s: float = 5.0) -> None:
+        """Stop the pruning thread (an in-flight prune finishes its transaction first)."""
         self._stop.set()
+        if self._pruner is not None:
+            self._pruner.join(timeout_s)
+            self._pruner = None
 
     # -- reads ------------------------------------------------------------------------------------
 
     def count_events(self) -> int:
+        """All rows, whatever their age (tests and the health check use it)."""
         return int(self._connection().execute("SELECT COUNT(*) FROM events").fetchone()[0])
 
     def _frame(self, since: dt.datetime, until: dt.datetime | None = None) -> pd.DataFrame:
@@ -217,18 +267,21 @@ class SQLiteStore:
             params.append(_iso(until))
         frame = pd.read_sql_query(query, self._connection(), params=params)
         frame["ts"] = pd.to_datetime(frame["ts"], utc=True)
+        frame["quality"] = pd.to_numeric(frame["quality"], errors="coerce").astype(float)  # all-NULL reads back as object
         return frame
 
     def summary(self, since: dt.datetime, low_quality_threshold: float = 0.4) -> dict:
+        """Totals since ``since``; the low-quality rate counts only scored events (None if there are none)."""
         row = self._connection().execute(
-            "SELECT COUNT(*), AVG(quality), AVG(CASE WHEN quality < ? THEN 1.0 ELSE 0.0 END), SUM(rejected) FROM events WHERE ts >= ?",
+            "SELECT COUNT(*), AVG(quality), AVG(CASE WHEN quality IS NULL THEN NULL WHEN quality < ? THEN 1.0 ELSE 0.0 END), SUM(rejected)"
+            " FROM events WHERE ts >= ?",
             (low_quality_threshold, _iso(since)),
         ).fetchone()
         count = int(row[0])
         return {
             "count": count,
             "mean_quality": float(row[1]) if row[1] is not None else None,
-            "low_quality_rate": float(row[2]) if count else None,
+            "low_quality_rate": float(row[2]) if row[2] is not None else None,
             "rejected": int(row[3] or 0),
         }
 
@@ -239,10 +292,11 @@ class SQLiteStore:
         hours = pd.date_range(start, end, freq="h", inclusive="left")
         frame = self._frame(start.to_pydatetime(), until)
         frame["hour"] = frame["ts"].dt.floor("h")
-        frame["low"] = (frame["quality"] < low_quality_threshold).astype(float)
+        frame["low"] = _low_flags(frame["quality"], low_quality_threshold)
         grouped = frame.groupby("hour").agg(count=("ts", "size"), mean_quality=("quality", "mean"), low_quality_rate=("low", "mean"))
         grouped = grouped.reindex(hours)
         grouped["count"] = grouped["count"].fillna(0).astype(int)
+        grouped[["mean_quality", "low_quality_rate"]] = grouped[["mean_quality", "low_quality_rate"]].astype(float)
         return grouped.rename_axis("hour").reset_index()
 
     def day_hour_heatmap(self, days: int = 7, now: dt.datetime | None = None, low_quality_threshold: float = 0.4) -> pd.DataFrame:
@@ -252,7 +306,7 @@ class SQLiteStore:
         frame = self._frame(first_day.to_pydatetime())
         frame["date"] = frame["ts"].dt.date
         frame["hour"] = frame["ts"].dt.hour
-        frame["low"] = (frame["quality"] < low_quality_threshold).astype(float)
+        frame["low"] = _low_flags(frame["quality"], low_quality_threshold)
         table = frame.pivot_table(index="date", columns="hour", values="low", aggfunc="mean")
         dates = [(first_day + pd.Timedelta(days=offset)).date() for offset in range(days)]
         return table.reindex(index=dates, columns=range(24))

@@ -7,6 +7,7 @@
   after ``max_attempts`` the event is marked failed. Delivery is at least once: receivers de-duplicate
   on the stable ``event_id`` (also sent as ``X-Frood-Event-Id``).
 - With a secret, the exact body bytes are signed: ``X-Frood-Signature: sha256=<hex HMAC-SHA256>``.
+- With no URL the outbox is disabled and touches no file at all.
 """
 
 from __future__ import annotations
@@ -43,15 +44,25 @@ CREATE INDEX IF NOT EXISTS outbox_due ON outbox (status, next_attempt_at);
 
 
 def sign_body(body: bytes, secret: str) -> str:
+    """The ``X-Frood-Signature`` value: ``sha256=`` + hex HMAC-SHA256 of the exact body bytes."""
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
 def verify_signature(body: bytes, secret: str, header: str | None) -> bool:
     """For receivers: constant-time check of ``X-Frood-Signature`` against the raw body."""
-    return bool(header) and hmac.compare_digest(sign_body(body, secret), header)
+    if not header:
+        return False
+    return hmac.compare_digest(sign_body(body, secret).encode(), header.strip().encode())
+
+
+def _one_line(text: str, limit: int = 300) -> str:
+    """Error text for the log and the DB: one line (a log line per attempt), bounded length."""
+    return " ".join(text.split())[:limit]
 
 
 class WebhookOutbox:
+    """Persistent outbox (SQLite, WAL) plus a daemon worker that POSTs due events with backoff."""
+
     def __init__(
         self,
         db_path: Path,
@@ -76,14 +87,18 @@ class WebhookOutbox:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._worker: threading.Thread | None = None
+        self._deliver_lock = threading.Lock()  # one pass at a time: the worker and a manual call never send the same event twice
         self._session = requests.Session()
-        self._connection().executescript(SCHEMA)
+        if self.enabled:
+            self._connection().executescript(SCHEMA)
 
     @property
     def enabled(self) -> bool:
+        """False when no URL is configured: nothing is stored or sent."""
         return bool(self.url)
 
     def _connection(self) -> sqlite3.Connection:
+        """One connection per thread: enqueue runs in request threads, delivery in the worker."""
         connection = getattr(self._local, "connection", None)
         if connection is None:
             connection = sqlite3.connect(self.db_path, timeout=30, isolation_level=None, check_same_thread=False)
@@ -97,39 +112,51 @@ class WebhookOutbox:
         if not self.enabled:
             return None
         event_id = payload.get("event_id") or uuid.uuid4().hex
-        payload = {"event_id": event_id, "timestamp": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), **payload}
+        payload = {"timestamp": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), **payload, "event_id": event_id}
         now = time.time()
         self._connection().execute(
             "INSERT OR IGNORE INTO outbox (event_id, body, next_attempt_at, created_at) VALUES (?, ?, ?, ?)",
-            (event_id, json.dumps(payload, separators=(",", ":")), now, now),
+            (event_id, json.dumps(payload, separators=(",", ":"), default=str), now, now),
         )
         self._wake.set()
         return event_id
 
     def _attempt(self, event_id: str, body: str) -> tuple[bool, str]:
+        """One POST; any network error, timeout or non-2xx is a failed attempt, never an exception."""
         data = body.encode()
         headers = {"Content-Type": "application/json", EVENT_ID_HEADER: event_id}
         if self.secret:
             headers[SIGNATURE_HEADER] = sign_body(data, self.secret)
         try:
-            response = self._session.post(self.url, data=data, headers=headers, timeout=self.timeout_s)
+            with self._session.post(self.url, data=data, headers=headers, timeout=self.timeout_s) as response:
+                status = response.status_code
         except requests.RequestException as error:
-            return False, f"{type(error).__name__}: {error}"[:300]
-        if 200 <= response.status_code < 300:
+            return False, _one_line(f"{type(error).__name__}: {error}")
+        if 200 <= status < 300:
             return True, ""
-        return False, f"HTTP {response.status_code}"
+        return False, f"HTTP {status}"
 
     def deliver_due(self, now: float | None = None) -> int:
-        """One pass over due events; returns how many were delivered."""
+        """One pass over events due at ``now`` (epoch seconds, default: the clock); returns how many were delivered."""
+        return self._deliver(now, interruptible=False)
+
+    def _deliver(self, now: float | None, interruptible: bool) -> int:
+        """The pass itself; the worker's pass (``interruptible``) ends early on ``stop``, leaving the rest pending."""
         if not self.enabled:
             return 0
-        now = time.time() if now is None else now
+        with self._deliver_lock:
+            return self._deliver_pass(now, interruptible)
+
+    def _deliver_pass(self, now: float | None, interruptible: bool) -> int:
         connection = self._connection()
         due = connection.execute(
-            "SELECT event_id, body, attempts FROM outbox WHERE status = 'pending' AND next_attempt_at <= ? ORDER BY created_at LIMIT 50", (now,)
+            "SELECT event_id, body, attempts FROM outbox WHERE status = 'pending' AND next_attempt_at <= ? ORDER BY created_at LIMIT 50",
+            (time.time() if now is None else now,),
         ).fetchall()
         delivered = 0
         for event_id, body, attempts in due:
+            if interruptible and self._stop.is_set():
+                break
             ok, error = self._attempt(event_id, body)
             attempts += 1
             if ok:
@@ -143,12 +170,15 @@ class WebhookOutbox:
                 delay = min(self.base_backoff_s * 2 ** (attempts - 1), self.max_backoff_s)
                 connection.execute(
                     "UPDATE outbox SET attempts = ?, last_error = ?, next_attempt_at = ? WHERE event_id = ?",
-                    (attempts, error, time.time() + delay, event_id),
+                    (attempts, error, (time.time() if now is None else now) + delay, event_id),
                 )
                 log.warning("Webhook attempt %d for event %s failed (%s); retry in %.1f s", attempts, event_id, error, delay)
         return delivered
 
     def stats(self) -> dict[str, int]:
+        """Event counts by status: sent, pending, failed."""
+        if not self.enabled:
+            return {"sent": 0, "pending": 0, "failed": 0}
         rows = self._connection().execute("SELECT status, COUNT(*) FROM outbox GROUP BY status").fetchall()
         counts = {"sent": 0, "pending": 0, "failed": 0}
         counts.update({status: int(count) for status, count in rows})
@@ -158,11 +188,12 @@ class WebhookOutbox:
         """Deliver in a daemon thread until ``stop``; a new enqueue wakes it at once."""
         if not self.enabled or self._worker is not None:
             return
+        self._stop.clear()
 
         def loop() -> None:
             while not self._stop.is_set():
                 try:
-                    self.deliver_due()
+                    self._deliver(None, interruptible=True)
                 except Exception:
                     log.exception("Webhook worker pass failed")
                 self._wake.wait(self.poll_interval_s)
@@ -172,7 +203,9 @@ class WebhookOutbox:
         self._worker.start()
 
     def stop(self, timeout_s: float = 5.0) -> None:
+        """Stop the worker; events still pending stay in the DB for the next start."""
         self._stop.set()
         self._wake.set()
         if self._worker is not None:
             self._worker.join(timeout_s)
+            self._worker = None

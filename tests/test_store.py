@@ -103,3 +103,48 @@ def test_store_thumbnails_false_keeps_no_image(tmp_path):
     private.record(event(0.1, T0), thumbnail=np.zeros((32, 32, 3), np.uint8))
     assert private.count_events() == 1
     assert not list(tmp_path.rglob("*.jpg"))
+
+
+def test_unscored_events_count_but_stay_out_of_the_quality_rates(store):
+    store.record(event(None, T0))
+    store.record(event(None, T0 + dt.timedelta(hours=1)))
+    store.record(event(0.2, T0 + dt.timedelta(hours=1, minutes=1)))
+    frame = store.hourly(T0, T0 + dt.timedelta(hours=2))
+    assert list(frame["count"]) == [1, 2]
+    assert np.isnan(frame["mean_quality"][0]) and np.isnan(frame["low_quality_rate"][0])
+    assert frame["low_quality_rate"][1] == pytest.approx(1.0)
+    assert store.summary(T0)["low_quality_rate"] == pytest.approx(1.0)
+    assert np.isnan(store.day_hour_heatmap(days=1, now=T0).loc[T0.date(), 10])
+
+
+def test_prune_sweeps_orphans_in_expired_day_folders_and_stale_temp_files(store, tmp_path):
+    import os
+    import time
+
+    now = T0 + dt.timedelta(days=40)
+    old_day = tmp_path / "thumbs" / T0.strftime("%Y%m%d")
+    old_day.mkdir(parents=True)
+    (old_day / "orphan.jpg").write_bytes(b"x")  # written, then the process died before its row was inserted
+    recent_day = tmp_path / "thumbs" / now.strftime("%Y%m%d")
+    recent_day.mkdir(parents=True)
+    stale, fresh = recent_day / "a.part", recent_day / "b.part"
+    stale.write_bytes(b"half")
+    fresh.write_bytes(b"half")
+    os.utime(stale, (time.time() - 7200, time.time() - 7200))
+    store.prune(now=now)
+    assert not old_day.exists()
+    assert not stale.exists() and fresh.exists()  # a fresh one may belong to a writer still at work
+
+
+def test_background_pruning_thread_starts_and_stops(tmp_path):
+    store = SQLiteStore(tmp_path / "s.sqlite3", tmp_path / "thumbs", events_retention_days=1)
+    store.record(event(0.5, dt.datetime.now(UTC) - dt.timedelta(days=3)))
+    store.start_pruning(interval_s=0.05)
+    try:
+        deadline = dt.datetime.now(UTC) + dt.timedelta(seconds=10)
+        while store.count_events() and dt.datetime.now(UTC) < deadline:
+            threading.Event().wait(0.02)
+    finally:
+        store.stop()
+    assert store.count_events() == 0
+    assert store._pruner is None

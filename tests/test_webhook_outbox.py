@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
+import logging
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -71,18 +74,38 @@ def test_rejected_image_triggers_one_signed_post(tmp_path, receiver):
     payload = json.loads(body)
     assert payload["event_id"] == event_id and headers[EVENT_ID_HEADER] == event_id
     assert payload["quality_score"] == 0.21 and payload["timestamp"].endswith("+00:00")
+    assert headers[SIGNATURE_HEADER] == "sha256=" + hmac.new(b"s3cret", body, hashlib.sha256).hexdigest()
+    assert headers["Content-Type"] == "application/json"
     assert verify_signature(body, "s3cret", headers[SIGNATURE_HEADER])
     assert not verify_signature(body, "wrong", headers[SIGNATURE_HEADER])
     assert outbox.stats() == {"sent": 1, "pending": 0, "failed": 0}
 
 
-def test_receiver_failing_twice_gets_the_event_on_the_third_try(tmp_path, receiver):
+def test_receiver_failing_twice_gets_the_event_on_the_third_try(tmp_path, receiver, caplog):
     server = receiver(failures=2)
     outbox = WebhookOutbox(tmp_path / "outbox.sqlite3", server.url, base_backoff_s=0.01)
     event_id = outbox.enqueue({"quality_score": 0.1})
-    assert drain(outbox, 1) == 1
+    with caplog.at_level(logging.INFO, logger="frood.webhook"):
+        assert drain(outbox, 1) == 1
     assert len(server.requests) == 3
     assert {json.loads(body)["event_id"] for _, body in server.requests} == {event_id}
+    attempts = [record.getMessage() for record in caplog.records if record.name == "frood.webhook"]
+    assert len(attempts) == 3 and all("\n" not in line and event_id in line for line in attempts)
+    assert "HTTP 500" in attempts[0] and "attempt 3" in attempts[2]
+    assert outbox.stats() == {"sent": 1, "pending": 0, "failed": 0}
+
+
+def test_backoff_time_is_stored_and_honoured_after_a_restart(tmp_path, receiver):
+    server = receiver(failures=1)
+    db = tmp_path / "outbox.sqlite3"
+    first = WebhookOutbox(db, server.url, base_backoff_s=100.0)
+    first.enqueue({"quality_score": 0.1})
+    start = time.time()
+    assert first.deliver_due(now=start) == 0 and len(server.requests) == 1  # 500: next try in 100 s
+    del first
+    second = WebhookOutbox(db, server.url, base_backoff_s=100.0)
+    assert second.deliver_due(now=start + 50) == 0 and len(server.requests) == 1  # not due yet
+    assert second.deliver_due(now=start + 101) == 1 and len(server.requests) == 2
 
 
 def test_pending_events_are_delivered_after_a_restart(tmp_path, receiver):
@@ -125,4 +148,6 @@ def test_background_worker_delivers_without_blocking_enqueue(tmp_path, receiver)
 def test_no_url_means_disabled(tmp_path):
     outbox = WebhookOutbox(tmp_path / "outbox.sqlite3", "")
     assert outbox.enqueue({"quality_score": 0.1}) is None
+    assert outbox.deliver_due() == 0
     assert outbox.stats() == {"sent": 0, "pending": 0, "failed": 0}
+    assert not list(tmp_path.iterdir())  # stores nothing, not even an empty database
