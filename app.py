@@ -21,6 +21,8 @@ import uvicorn
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 
+from api import routes as api_routes
+from api.security import BodySizeLimit
 from dashboard import charts
 from dashboard.store import SQLiteStore
 from notify.webhook import WebhookOutbox
@@ -244,7 +246,7 @@ def build_ui() -> gr.Blocks:
 def create_app() -> FastAPI:
     """FastAPI server: ``/health`` beside the Gradio UI mounted at ``/``."""
     started = time.time()
-    api = FastAPI(title="face-recognition-ood", version=VERSION)
+    api = FastAPI(title="face-recognition-ood", version=VERSION, description="Face features with an OOD quality score. See the README.")
 
     @api.get("/health")
     def health() -> JSONResponse:
@@ -254,6 +256,9 @@ def create_app() -> FastAPI:
         return JSONResponse(
             {"status": "ok", "model": pipeline.model, "device": pipeline.device, "version": VERSION, "uptime_s": round(time.time() - started, 1)}
         )
+
+    api_routes.install(api)
+    api.add_middleware(BodySizeLimit, limit=get_settings().max_request_bytes)
 
     @api.get("/stats")
     def stats() -> JSONResponse:

@@ -12,10 +12,17 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import Field
+from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent
+
+
+class ApiKeySpec(BaseModel):
+    """What one API key may do: which models (empty = all) and how many requests per minute."""
+
+    models: list[str] = Field(default_factory=list)
+    rpm: int = Field(60, ge=1)
 
 
 class Settings(BaseSettings):
@@ -59,6 +66,12 @@ class Settings(BaseSettings):
     events_retention_days: int = 30
     thumbnails_retention_days: int = 7
 
+    # HTTP API: keys (JSON mapping key → {"models": [...], "rpm": N}; empty = open API), limits, URLs
+    api_keys: dict[str, ApiKeySpec] = Field(default_factory=dict)
+    max_request_bytes: int = 30 * 1024 * 1024
+    allow_private_urls: bool = False
+    url_fetch_timeout_s: float = 5.0
+
     # Optional weights supplied by the user for non-default models
     facenet_weights_path: Path | None = None
     arcface_onnx_path: Path | None = None
@@ -70,6 +83,10 @@ class Settings(BaseSettings):
     @property
     def outbox_db_path(self) -> Path:
         return self.data_dir / "webhook-outbox.sqlite3"
+
+    @property
+    def indexes_dir(self) -> Path:
+        return self.data_dir / "indexes"
 
     @property
     def thumbnails_dir(self) -> Path:

@@ -140,6 +140,60 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_index(args: argparse.Namespace) -> int:
+    from gallery import service as gallery_service
+    from gallery.index import GalleryIndex
+
+    directory = Path(args.index)
+    if args.action == "info":
+        info = GalleryIndex.load(directory).info()
+        print(json.dumps(info, indent=2, default=str))
+        return 0
+    pipeline = _pipeline(args)
+    if args.action == "remove":
+        gallery = gallery_service.load_gallery(pipeline, directory)
+        removed = gallery.remove([int(i) for i in args.ids])
+        gallery.save(directory)
+        print(json.dumps({"removed": removed, "size": len(gallery)}))
+        return 0
+    if args.action == "build":
+        gallery = gallery_service.new_gallery(pipeline, args.index_type, args.metric)
+    else:
+        gallery = gallery_service.load_gallery(pipeline, directory)
+    pairs = gallery_service.read_label_file(Path(args.root), Path(args.labels) if args.labels else None)
+    if not pairs:
+        raise FroodError(f"no images found under {args.root} (expected images/<identity>/*.jpg or a label file)")
+    result = gallery_service.enrol(pipeline, gallery, [(path, label, str(path)) for path, label in pairs])
+    gallery.save(directory)
+    print(json.dumps({"index": str(directory), "size": len(gallery), **result.as_dict()}, indent=2, ensure_ascii=False))
+    return 0
+
+
+def cmd_identify(args: argparse.Namespace) -> int:
+    from gallery import service as gallery_service
+
+    pipeline = _pipeline(args)
+    gallery = gallery_service.load_gallery(pipeline, Path(args.index))
+    decoded = pipeline.decode(args.image)
+    faces = gallery_service.identify(pipeline, gallery, decoded, top_k=args.top_k)
+    payload = {"image": args.image, "faces": [face.as_dict() for face in faces]}
+    if args.output_json:
+        Path(args.output_json).write_text(json.dumps(payload, indent=2, ensure_ascii=False), encoding="utf-8")
+    if args.output_image:
+        from PIL import Image
+
+        Image.fromarray(gallery_service.annotate(decoded.rgb, faces, scale=decoded.scale)).save(args.output_image)
+    if args.json:
+        print(json.dumps(payload, ensure_ascii=False))
+    else:
+        for face in faces:
+            best = face.matches[0][1] if face.matches else 0.0
+            print(f"{face.label:<24} score {best:.3f}  quality {face.quality:.2f}  bbox {[round(v) for v in face.bbox]}")
+        if not faces:
+            print("no face found")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="frood", description="Face features with an out-of-distribution quality score.")
     parser.add_argument("--model", default=None, help="model name (see `frood models`); default from MODEL")
@@ -167,6 +221,25 @@ def build_parser() -> argparse.ArgumentParser:
     embed.add_argument("--input", required=True, help="a folder or a text file with one path per line")
     embed.add_argument("--output", required=True, help="the .jsonl file to write")
     embed.set_defaults(func=cmd_embed)
+
+    index = sub.add_parser("index", help="build, grow, prune or describe a FAISS face gallery")
+    index.add_argument("action", choices=["build", "add", "remove", "info"])
+    index.add_argument("--index", required=True, help="the gallery folder (vector.index + index_info.yaml)")
+    index.add_argument("--root", help="build/add: folder with images/<identity>/*.jpg (PaddleX layout)")
+    index.add_argument("--labels", help="build/add: label file of 'relative/path.jpg label' lines (default: ROOT/gallery.txt)")
+    index.add_argument("--index-type", default="Flat", choices=["Flat", "IVF", "HNSW32"])
+    index.add_argument("--metric", default="IP", choices=["IP", "L2"])
+    index.add_argument("--ids", nargs="*", default=[], help="remove: the ids to remove")
+    index.set_defaults(func=cmd_index)
+
+    identify = sub.add_parser("identify", help="identify every face of an image against a gallery")
+    identify.add_argument("image")
+    identify.add_argument("--index", required=True)
+    identify.add_argument("--top-k", type=int, default=5)
+    identify.add_argument("--json", action="store_true")
+    identify.add_argument("--output-json", help="also save the result as JSON here")
+    identify.add_argument("--output-image", help="also save an annotated image (boxes, labels, scores) here")
+    identify.set_defaults(func=cmd_identify)
 
     calibrate = sub.add_parser("calibrate", help="fit the quality score and match threshold on labelled photos")
     calibrate.add_argument("--data", default="../shared/data/faces", help="folder with identities.csv and the photos")

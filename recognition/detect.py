@@ -7,12 +7,17 @@ full-resolution pixels, so no detail is lost for the recognizer.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Protocol
 
 import cv2
 import numpy as np
 import torch
+
+log = logging.getLogger("frood.detect")
+# A face box wider or taller than this share of the image is a tight crop (see detect_batch).
+TIGHT_CROP_SHARE = 0.5
 
 
 @dataclass
@@ -62,24 +67,45 @@ class MTCNNDetector:
     def detect(self, rgb: np.ndarray) -> list[Detection]:
         return self.detect_batch([rgb])[0]
 
+    def _detect_small(self, small: np.ndarray, pad: int = 0) -> list[tuple[np.ndarray, float, np.ndarray]]:
+        """Raw MTCNN output on one (downscaled) image, optionally inside a grey border of ``pad`` pixels."""
+        image = small if pad == 0 else cv2.copyMakeBorder(small, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=(127, 127, 127))
+        with torch.inference_mode():
+            boxes, probs, points = self._mtcnn.detect(image, landmarks=True)
+        if boxes is None:
+            return []
+        return [
+            (np.asarray(box, np.float32) - pad, float(prob), np.asarray(landmark, np.float32) - pad)
+            for box, prob, landmark in zip(boxes, probs, points)
+            if prob is not None and prob >= self.min_score
+        ]
+
     def detect_batch(self, images: list[np.ndarray]) -> list[list[Detection]]:
-        """Detect in several images (each downscaled on its own; MTCNN batches only equal sizes)."""
+        """Detect in several images (each downscaled on its own; MTCNN batches only equal sizes).
+
+        A face that fills most of the frame (a tight crop) gets poor MTCNN landmarks, and sometimes no
+        detection at all: then we detect again inside a grey border of a quarter of the image's side,
+        which brought a 0.2-expanded crop's feature from cosine 0.77–0.93 to 0.94–0.98 of the full photo's.
+        """
         results: list[list[Detection]] = []
         for rgb in images:
             height, width = rgb.shape[:2]
             scale = min(1.0, self.max_side / max(height, width))
             small = rgb if scale == 1.0 else cv2.resize(rgb, (round(width * scale), round(height * scale)), interpolation=cv2.INTER_AREA)
-            with torch.inference_mode():
-                boxes, probs, points = self._mtcnn.detect(small, landmarks=True)
+            raw = self._detect_small(small)
+            small_h, small_w = small.shape[:2]
+            tight = not raw or any((box[2] - box[0]) > TIGHT_CROP_SHARE * small_w or (box[3] - box[1]) > TIGHT_CROP_SHARE * small_h for box, _, _ in raw)
+            if tight:
+                padded = self._detect_small(small, pad=max(small_h, small_w) // 4)
+                if padded and raw:
+                    log.warning("Tight face crop: landmarks taken from a re-detection inside a padded border")
+                raw = padded or raw
             faces: list[Detection] = []
-            if boxes is not None:
-                for box, prob, landmark in zip(boxes, probs, points):
-                    if prob is None or prob < self.min_score:
-                        continue
-                    bbox = np.asarray(box, dtype=np.float32) / scale
-                    bbox[[0, 2]] = np.clip(bbox[[0, 2]], 0, width)
-                    bbox[[1, 3]] = np.clip(bbox[[1, 3]], 0, height)
-                    faces.append(Detection(bbox, float(prob), np.asarray(landmark, dtype=np.float32) / scale))
+            for box, prob, landmark in raw:
+                bbox = box / scale
+                bbox[[0, 2]] = np.clip(bbox[[0, 2]], 0, width)
+                bbox[[1, 3]] = np.clip(bbox[[1, 3]], 0, height)
+                faces.append(Detection(bbox, prob, landmark / scale))
             faces.sort(key=lambda face: face.area, reverse=True)
             results.append(faces)
         return results

@@ -19,33 +19,47 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from ood.quality import params_path_for
 from recognition.decode import DecodedImage, ImageInput
 from recognition.errors import NoFaceError
+from recognition.models import available_models, resolve_name
 from recognition.pipeline import AnalysisResult, CompareResult, FacePipeline
 from settings import get_settings
 
 log = logging.getLogger("frood.service")
 _lock = threading.Lock()
-_pipeline: FacePipeline | None = None
+_pipelines: dict[str, FacePipeline] = {}
 _store: Any = None
 _outbox: Any = None
 WEBHOOK_IMAGE_MAX_SIDE = 512
 THUMBNAIL_MAX_SIDE = 128
 
 
-def get_pipeline() -> FacePipeline:
-    """The process-wide pipeline for the configured model and device (built on first use)."""
-    global _pipeline
+def get_pipeline(model: str | None = None) -> FacePipeline:
+    """The process-wide pipeline of a model (the configured one by default), built once on first use."""
+    settings = get_settings()
+    name = resolve_name(model or settings.model)
     with _lock:
-        if _pipeline is None:
-            settings = get_settings()
-            _pipeline = FacePipeline(model=settings.model, device=settings.device, settings=settings)
-            log.info("Models loaded: %s on %s (match threshold %.3f)", _pipeline.model, _pipeline.device, _pipeline.match_threshold)
-        return _pipeline
+        if name not in _pipelines:
+            pipeline = FacePipeline(model=name, device=settings.device, settings=settings)
+            _pipelines[name] = pipeline
+            log.info("Models loaded: %s on %s (match threshold %.3f)", pipeline.model, pipeline.device, pipeline.match_threshold)
+        return _pipelines[name]
 
 
 def is_ready() -> bool:
-    return _pipeline is not None
+    return resolve_name(get_settings().model) in _pipelines
+
+
+def usable_models() -> list[dict]:
+    """Registered models whose weights and quality calibration are present (what the API may serve)."""
+    settings = get_settings()
+    options = {"facenet_weights_path": settings.facenet_weights_path, "arcface_onnx_path": settings.arcface_onnx_path}
+    usable = []
+    for spec in available_models():
+        if spec.weights_available(settings.models_dir, **options) and params_path_for(spec.name).is_file():
+            usable.append({"name": spec.name, "feature_dim": spec.dim, "default": spec.name == resolve_name(settings.model)})
+    return usable
 
 
 def attach(store: Any = None, outbox: Any = None) -> None:
@@ -130,8 +144,8 @@ def _record(
             log.info("Rejected image queued for the webhook (event %s, OOD: %.2f)", event_id, quality)
 
 
-def extract(image: ImageInput, name: str = "", thorough: bool = False, source: str = "ui") -> Timed:
-    pipeline = get_pipeline()
+def extract(image: ImageInput, name: str = "", thorough: bool = False, source: str = "ui", model: str | None = None) -> Timed:
+    pipeline = get_pipeline(model)
     start = time.perf_counter()
     decoded = pipeline.decode(image, name)
     result = pipeline.analyze(decoded, name=name, thorough=thorough)
