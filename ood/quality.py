@@ -20,8 +20,9 @@ from ood.signals import QualitySignals
 from recognition.errors import FroodError
 
 PARAMS_DIR = Path(__file__).resolve().parent / "params"
-BASE_TERMS = ("feature_norm", "log_face_px", "det_logit", "pose", "sharpness", "dark", "bright", "spoof", "eyes_closed")
+BASE_TERMS = ("feature_norm", "small_face", "det_logit", "pose", "sharpness", "dark", "bright", "spoof", "eyes_closed")
 THOROUGH_TERMS = (*BASE_TERMS, "instability")
+SMALL_FACE_PX = 64.0
 
 
 def term_values(signals: QualitySignals) -> dict[str, float]:
@@ -29,7 +30,8 @@ def term_values(signals: QualitySignals) -> dict[str, float]:
     det = min(max(signals.det_score, 1e-6), 1 - 1e-6)
     values = {
         "feature_norm": signals.feature_norm,
-        "log_face_px": math.log(max(signals.face_px, 1.0)),
+        # A hinge, not log size: faces above ~64 px verify alike; below, detail is lost fast.
+        "small_face": max(0.0, math.log(SMALL_FACE_PX) - math.log(max(signals.face_px, 1.0))),
         "det_logit": min(math.log(det / (1 - det)), 12.0),
         "pose": math.hypot(signals.yaw, signals.pitch) / 45.0,
         "sharpness": signals.sharpness,

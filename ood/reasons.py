@@ -41,7 +41,7 @@ REASONS: dict[str, Reason] = {
 # Which reason explains a weak contribution of each fitted term (see ood/quality.py TERMS).
 TERM_REASONS = {
     "feature_norm": "low_feature_norm",
-    "log_face_px": "face_too_small",
+    "small_face": "face_too_small",
     "det_logit": "low_detection_confidence",
     "pose": "pose_too_large",
     "sharpness": "blurred",
