@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
 import pytest
@@ -13,35 +11,16 @@ from gradio_client import Client, handle_file
 from PIL import Image
 
 from notify.webhook import SIGNATURE_HEADER, verify_signature
-from tests.apphelpers import RunningApp
+from tests.apphelpers import RunningApp, WebhookReceiver
 
 SECRET = "test-secret"
 
 
-class Receiver:
-    def __init__(self):
-        self.bodies: list[tuple[dict, bytes]] = []
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802
-                outer.bodies.append((dict(self.headers), self.rfile.read(int(self.headers["Content-Length"]))))
-                self.send_response(204)
-                self.end_headers()
-
-            def log_message(self, *args) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-
 @pytest.fixture(scope="module")
 def receiver():
-    server = Receiver()
+    server = WebhookReceiver()
     yield server
-    server.server.shutdown()
+    server.close()
 
 
 @pytest.fixture(scope="module")
@@ -90,17 +69,17 @@ def test_monitor_counts_grow_by_exactly_the_calls_made(app, client, faces_dir):
 
 
 def test_rejected_image_sends_one_signed_webhook(app, client, receiver, tmp_path):
-    before = len(receiver.bodies)
+    before = len(receiver.requests)
     noise = tmp_path / "noise.png"
     Image.fromarray(np.random.default_rng(1).integers(0, 256, (240, 320, 3), dtype=np.uint8)).save(noise)
     client.predict(handle_file(str(noise)), False, api_name="/extract")
     import time
 
     deadline = time.time() + 30
-    while len(receiver.bodies) == before and time.time() < deadline:
+    while len(receiver.requests) == before and time.time() < deadline:
         time.sleep(0.1)
-    assert len(receiver.bodies) == before + 1
-    headers, body = receiver.bodies[-1]
+    assert len(receiver.requests) == before + 1
+    headers, body = receiver.requests[-1]
     assert verify_signature(body, SECRET, headers[SIGNATURE_HEADER])
     payload = json.loads(body)
     assert payload["quality_score"] < 0.5 and payload["reasons"] and payload["image"] and payload["event_id"]

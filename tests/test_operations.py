@@ -7,9 +7,7 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
@@ -18,22 +16,7 @@ import requests
 from gradio_client import Client, handle_file
 from PIL import Image
 
-from tests.apphelpers import ROOT, RunningApp, free_port, wait_healthy
-
-
-def start_receiver(port: int, bodies: list[bytes]) -> ThreadingHTTPServer:
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802
-            bodies.append(self.rfile.read(int(self.headers["Content-Length"])))
-            self.send_response(200)
-            self.end_headers()
-
-        def log_message(self, *args) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server
+from tests.apphelpers import ROOT, RunningApp, WebhookReceiver, free_port, wait_healthy
 
 
 def test_pending_webhook_events_are_delivered_after_the_app_is_killed_and_restarted(tmp_path, faces_dir):
@@ -51,19 +34,18 @@ def test_pending_webhook_events_are_delivered_after_the_app_is_killed_and_restar
     finally:
         app.kill()
 
-    bodies: list[bytes] = []
-    server = start_receiver(hook_port, bodies)
+    server = WebhookReceiver(port=hook_port)
     restarted = RunningApp(data_dir, port=app.port, WEBHOOK_URL=f"http://127.0.0.1:{hook_port}/hook").start()
     try:
         deadline = time.time() + 60
-        while not bodies and time.time() < deadline:
+        while not server.requests and time.time() < deadline:
             time.sleep(0.2)
-        assert len(bodies) == 1, restarted.output()[-2000:]
-        assert json.loads(bodies[0])["quality_score"] < 0.5
+        assert len(server.requests) == 1, restarted.output()[-2000:]
+        assert json.loads(server.requests[0][1])["quality_score"] < 0.5
         assert restarted.stats()["webhook"] == {"sent": 1, "pending": 0, "failed": 0}
     finally:
         restarted.stop()
-        server.shutdown()
+        server.close()
 
 
 def supervisor_config(tmp_path: Path) -> Path:

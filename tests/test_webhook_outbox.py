@@ -6,49 +6,20 @@ import hashlib
 import hmac
 import json
 import logging
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from notify.webhook import EVENT_ID_HEADER, SIGNATURE_HEADER, WebhookOutbox, verify_signature
-
-
-class Receiver:
-    """A loopback HTTP server that fails the first ``failures`` POSTs with 500, then answers 200."""
-
-    def __init__(self, failures: int = 0):
-        self.failures = failures
-        self.requests: list[tuple[dict, bytes]] = []
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                outer.requests.append((dict(self.headers), body))
-                status = 500 if len(outer.requests) <= outer.failures else 200
-                self.send_response(status)
-                self.end_headers()
-
-            def log_message(self, *args) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+from tests.apphelpers import WebhookReceiver
 
 
 @pytest.fixture
 def receiver():
-    servers: list[Receiver] = []
+    servers: list[WebhookReceiver] = []
 
-    def make(failures: int = 0) -> Receiver:
-        servers.append(Receiver(failures))
+    def make(failures: int = 0) -> WebhookReceiver:
+        servers.append(WebhookReceiver(failures))
         return servers[-1]
 
     yield make
