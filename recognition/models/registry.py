@@ -1,4 +1,6 @@
-"""Model registry: name → constructor, feature dimension, weights source, match threshold.
+"""Model registry: name → constructor, feature dimension, weights source.
+
+Each model's match threshold lives with its quality calibration (``ood/params/quality-<model>.json``).
 
 Features of different models are never comparable, so asking for a model whose weights are absent is
 an error that names where to put them; we never fall back to another model.
@@ -28,8 +30,6 @@ class ModelSpec:
     weights_source: str
     factory: Callable[..., Embedder]
     weights_path: Callable[..., Path | None]
-    # Cosine at FMR = 1e-3 on the calibration set (see docs/quality.md); None until measured.
-    match_threshold: float | None = None
 
     def weights_available(self, models_dir: Path, **options: object) -> bool:
         path = self.weights_path(models_dir, **options)
