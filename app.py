@@ -26,7 +26,6 @@ from api.security import BodySizeLimit
 from dashboard import charts
 from dashboard.store import SQLiteStore
 from notify.webhook import WebhookOutbox
-from ood.heatmap import quality_heatmap
 from recognition import service
 from recognition.errors import FroodError
 from recognition.logs import configure_logging
@@ -143,7 +142,7 @@ def on_extract(image: str | None, thorough: bool):
     json_path.write_text(json.dumps(payload), encoding="utf-8")
     npy_path = folder / "feature.npy"
     np.save(npy_path, result.face.feature)
-    _, heat = quality_heatmap(service.get_pipeline(), result.face)
+    heat = service.heatmap(result.face)
     text = (
         f"**Quality / 质量:** {quality_badge(result.face.quality)}{_reason_lines(result.face.reason_messages())}\n\n"
         f"Faces found / 检测到人脸: {len(result.faces)} · Response time / 响应时间: {timed.latency_ms:.0f} ms"

@@ -19,11 +19,12 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from ood.heatmap import quality_heatmap
 from ood.quality import params_path_for
 from recognition.decode import DecodedImage, ImageInput
 from recognition.errors import NoFaceError
 from recognition.models import available_models, resolve_name
-from recognition.pipeline import AnalysisResult, CompareResult, FacePipeline
+from recognition.pipeline import AnalysisResult, CompareResult, FacePipeline, FaceResult
 from settings import get_settings
 
 log = logging.getLogger("frood.service")
@@ -156,6 +157,11 @@ def extract(image: ImageInput, name: str = "", thorough: bool = False, source: s
         log.warning("No face found in %s", name or "upload")
     _record("extract", source, decoded, result, latency)
     return Timed(result, latency)
+
+
+def heatmap(face: FaceResult, model: str | None = None) -> np.ndarray:
+    """The quality heatmap overlay of one analysed face (occlusion sensitivity, one batched pass)."""
+    return quality_heatmap(get_pipeline(model), face)[1]
 
 
 def compare(image_a: ImageInput, image_b: ImageInput, thorough: bool = False, source: str = "ui") -> Timed:
