@@ -241,6 +241,10 @@ def build_parser() -> argparse.ArgumentParser:
     identify.add_argument("--output-image", help="also save an annotated image (boxes, labels, scores) here")
     identify.set_defaults(func=cmd_identify)
 
+    from evaluation.cli import add_eval_parser
+
+    add_eval_parser(sub)
+
     calibrate = sub.add_parser("calibrate", help="fit the quality score and match threshold on labelled photos")
     calibrate.add_argument("--data", default="../shared/data/faces", help="folder with identities.csv and the photos")
     calibrate.add_argument("--output", default=None, help="params file (default ood/params/quality-<model>.json)")
