@@ -48,7 +48,9 @@ CREATE TABLE IF NOT EXISTS events (
     thumbnail_path TEXT
 );
 CREATE INDEX IF NOT EXISTS events_ts ON events (ts);
+CREATE INDEX IF NOT EXISTS events_source_ts ON events (source, ts);
 """
+TOP_REASONS = 3  # reason codes listed per source in ``per_source``
 
 
 def utcnow() -> dt.datetime:
@@ -89,10 +91,18 @@ class Store(Protocol):
 
     def record(self, event: Event, thumbnail: np.ndarray | None = None) -> int: ...
     def count_events(self) -> int: ...
-    def summary(self, since: dt.datetime, low_quality_threshold: float = 0.4) -> dict: ...
-    def hourly(self, since: dt.datetime, until: dt.datetime, low_quality_threshold: float = 0.4) -> pd.DataFrame: ...
-    def day_hour_heatmap(self, days: int = 7, now: dt.datetime | None = None, low_quality_threshold: float = 0.4) -> pd.DataFrame: ...
-    def low_quality_in_hour(self, hour_start: dt.datetime, limit: int = 50, low_quality_threshold: float = 0.4) -> list[Event]: ...
+    def summary(self, since: dt.datetime, low_quality_threshold: float = 0.4, *, source: str | None = None) -> dict: ...
+    def hourly(
+        self, since: dt.datetime, until: dt.datetime, low_quality_threshold: float = 0.4, *, source: str | None = None
+    ) -> pd.DataFrame: ...
+    def day_hour_heatmap(
+        self, days: int = 7, now: dt.datetime | None = None, low_quality_threshold: float = 0.4, *, source: str | None = None
+    ) -> pd.DataFrame: ...
+    def low_quality_in_hour(
+        self, hour_start: dt.datetime, limit: int = 50, low_quality_threshold: float = 0.4, *, source: str | None = None
+    ) -> list[Event]: ...
+    def per_source(self, since: dt.datetime, low_quality_threshold: float = 0.4) -> pd.DataFrame: ...
+    def sources(self) -> list[str]: ...
     def prune(self, now: dt.datetime | None = None) -> dict: ...
     def start_pruning(self, interval_s: float = 3600.0) -> None: ...
     def stop(self) -> None: ...
@@ -259,24 +269,31 @@ class SQLiteStore:
         """All rows, whatever their age (tests and the health check use it)."""
         return int(self._connection().execute("SELECT COUNT(*) FROM events").fetchone()[0])
 
-    def _frame(self, since: dt.datetime, until: dt.datetime | None = None) -> pd.DataFrame:
+    def _frame(self, since: dt.datetime, until: dt.datetime | None = None, source: str | None = None) -> pd.DataFrame:
         query = "SELECT ts, quality, rejected FROM events WHERE ts >= ?"
         params: list[str] = [_iso(since)]
         if until is not None:
             query += " AND ts < ?"
             params.append(_iso(until))
+        if source is not None:
+            query += " AND source = ?"
+            params.append(source)
         frame = pd.read_sql_query(query, self._connection(), params=params)
         frame["ts"] = pd.to_datetime(frame["ts"], utc=True)
         frame["quality"] = pd.to_numeric(frame["quality"], errors="coerce").astype(float)  # all-NULL reads back as object
         return frame
 
-    def summary(self, since: dt.datetime, low_quality_threshold: float = 0.4) -> dict:
-        """Totals since ``since``; the low-quality rate counts only scored events (None if there are none)."""
-        row = self._connection().execute(
+    def summary(self, since: dt.datetime, low_quality_threshold: float = 0.4, *, source: str | None = None) -> dict:
+        """Totals since ``since`` (of one source, or all); the low-quality rate counts only scored events (None if none)."""
+        query = (
             "SELECT COUNT(*), AVG(quality), AVG(CASE WHEN quality IS NULL THEN NULL WHEN quality < ? THEN 1.0 ELSE 0.0 END), SUM(rejected)"
-            " FROM events WHERE ts >= ?",
-            (low_quality_threshold, _iso(since)),
-        ).fetchone()
+            " FROM events WHERE ts >= ?"
+        )
+        params: list[object] = [low_quality_threshold, _iso(since)]
+        if source is not None:
+            query += " AND source = ?"
+            params.append(source)
+        row = self._connection().execute(query, params).fetchone()
         count = int(row[0])
         return {
             "count": count,
@@ -285,12 +302,14 @@ class SQLiteStore:
             "rejected": int(row[3] or 0),
         }
 
-    def hourly(self, since: dt.datetime, until: dt.datetime, low_quality_threshold: float = 0.4) -> pd.DataFrame:
+    def hourly(
+        self, since: dt.datetime, until: dt.datetime, low_quality_threshold: float = 0.4, *, source: str | None = None
+    ) -> pd.DataFrame:
         """One row per UTC hour in ``[since, until)``, empty hours included (count 0, NaN means)."""
         start = pd.Timestamp(_iso(since), tz="UTC").floor("h")
         end = pd.Timestamp(_iso(until), tz="UTC")
         hours = pd.date_range(start, end, freq="h", inclusive="left")
-        frame = self._frame(start.to_pydatetime(), until)
+        frame = self._frame(start.to_pydatetime(), until, source)
         frame["hour"] = frame["ts"].dt.floor("h")
         frame["low"] = _low_flags(frame["quality"], low_quality_threshold)
         grouped = frame.groupby("hour").agg(count=("ts", "size"), mean_quality=("quality", "mean"), low_quality_rate=("low", "mean"))
@@ -299,11 +318,13 @@ class SQLiteStore:
         grouped[["mean_quality", "low_quality_rate"]] = grouped[["mean_quality", "low_quality_rate"]].astype(float)
         return grouped.rename_axis("hour").reset_index()
 
-    def day_hour_heatmap(self, days: int = 7, now: dt.datetime | None = None, low_quality_threshold: float = 0.4) -> pd.DataFrame:
+    def day_hour_heatmap(
+        self, days: int = 7, now: dt.datetime | None = None, low_quality_threshold: float = 0.4, *, source: str | None = None
+    ) -> pd.DataFrame:
         """Rows: the last ``days`` UTC dates; columns 0–23; values: low-quality rate (NaN: no traffic)."""
         now = now or utcnow()
         first_day = (pd.Timestamp(_iso(now), tz="UTC").normalize() - pd.Timedelta(days=days - 1))
-        frame = self._frame(first_day.to_pydatetime())
+        frame = self._frame(first_day.to_pydatetime(), source=source)
         frame["date"] = frame["ts"].dt.date
         frame["hour"] = frame["ts"].dt.hour
         frame["low"] = _low_flags(frame["quality"], low_quality_threshold)
@@ -311,13 +332,19 @@ class SQLiteStore:
         dates = [(first_day + pd.Timedelta(days=offset)).date() for offset in range(days)]
         return table.reindex(index=dates, columns=range(24))
 
-    def low_quality_in_hour(self, hour_start: dt.datetime, limit: int = 50, low_quality_threshold: float = 0.4) -> list[Event]:
-        """That hour's low-quality events, newest first (with thumbnails when kept)."""
-        rows = self._connection().execute(
+    def low_quality_in_hour(
+        self, hour_start: dt.datetime, limit: int = 50, low_quality_threshold: float = 0.4, *, source: str | None = None
+    ) -> list[Event]:
+        """That hour's low-quality events (of one source, or all), newest first (with thumbnails when kept)."""
+        query = (
             "SELECT id, ts, source, operation, model, quality, similarity, decision, reason_codes, latency_ms, rejected, thumbnail_path"
-            " FROM events WHERE ts >= ? AND ts < ? AND quality < ? ORDER BY ts DESC LIMIT ?",
-            (_iso(hour_start), _iso(hour_start + dt.timedelta(hours=1)), low_quality_threshold, limit),
-        ).fetchall()
+            " FROM events WHERE ts >= ? AND ts < ? AND quality < ?"
+        )
+        params: list[object] = [_iso(hour_start), _iso(hour_start + dt.timedelta(hours=1)), low_quality_threshold]
+        if source is not None:
+            query += " AND source = ?"
+            params.append(source)
+        rows = self._connection().execute(query + " ORDER BY ts DESC LIMIT ?", [*params, limit]).fetchall()
         return [
             Event(
                 id=row[0],
@@ -335,3 +362,31 @@ class SQLiteStore:
             )
             for row in rows
         ]
+
+    def per_source(self, since: dt.datetime, low_quality_threshold: float = 0.4) -> pd.DataFrame:
+        """One row per source seen since ``since``, busiest first: which gate or device is dropping quality.
+
+        Columns: ``source, count, mean_quality, low_quality_rate`` (scored events only; NaN when none)
+        and ``top_reasons``: up to three reason codes, most frequent first, among that source's low-quality events.
+        """
+        frame = pd.read_sql_query(
+            "SELECT source, quality, reason_codes FROM events WHERE ts >= ?", self._connection(), params=[_iso(since)]
+        )
+        columns = ["source", "count", "mean_quality", "low_quality_rate", "top_reasons"]
+        if frame.empty:
+            return pd.DataFrame(columns=columns)
+        frame["quality"] = pd.to_numeric(frame["quality"], errors="coerce").astype(float)
+        frame["low"] = _low_flags(frame["quality"], low_quality_threshold)
+        table = frame.groupby("source").agg(count=("quality", "size"), mean_quality=("quality", "mean"), low_quality_rate=("low", "mean"))
+        low = frame[frame["low"] == 1.0]
+        reasons = low.assign(code=low["reason_codes"].map(json.loads)).explode("code").dropna(subset=["code"])
+        counted = reasons.groupby(["source", "code"]).size().reset_index(name="n").sort_values(["source", "n", "code"], ascending=[True, False, True])
+        top = counted.groupby("source")["code"].apply(lambda codes: list(codes)[:TOP_REASONS])
+        table["top_reasons"] = [top.get(source, []) for source in table.index]
+        table = table.reset_index().sort_values(["count", "source"], ascending=[False, True], kind="stable")
+        table["count"] = table["count"].astype(int)
+        return table[columns].reset_index(drop=True)
+
+    def sources(self) -> list[str]:
+        """Every source with at least one stored event, sorted (the Monitor's filter choices)."""
+        return [row[0] for row in self._connection().execute("SELECT DISTINCT source FROM events ORDER BY source")]
