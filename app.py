@@ -1,30 +1,37 @@
-"""The web app: FastAPI (``/health``, ``/stats``) and the Gradio Blocks UI (Compare, Extract, Monitor) on one port.
+"""The web app: FastAPI (``/health``, ``/stats``, the HTTP API) and the Gradio Blocks UI on one port.
 
-A thin shell: every callback calls :mod:`recognition.service` and only formats its result.
-UI text comes in English and Simplified Chinese, chosen by the browser's locale (``gr.I18n``).
+A thin shell: every callback calls the service layer and only formats its result. Labels follow the
+browser's locale (``gr.I18n``); what a callback writes follows the request's ``Accept-Language``
+(:mod:`dashboard.i18n`). Each tab is built by one function called inside the Blocks (``build_ui``).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import shutil
 import tempfile
 import threading
 import time
+import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import cv2
 import gradio as gr
 import numpy as np
+import pandas as pd
 import uvicorn
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 
 from api import routes as api_routes
 from api.security import BodySizeLimit
-from dashboard import charts
+from dashboard import charts, facegrid
+from dashboard.gallery_tab import build_gallery_tab
+from dashboard.i18n import I18N, Locale, locale_of, reason_text, tr
 from dashboard.store import SQLiteStore
+from dashboard.ui_common import clean_source, error_markdown
 from notify.webhook import WebhookOutbox
 from recognition import service
 from recognition.errors import FroodError
@@ -33,55 +40,11 @@ from settings import get_settings
 
 log = logging.getLogger("frood.app")
 VERSION = "0.1.0"
-
-I18N = gr.I18n(
-    en={
-        "title": "Face recognition with an out-of-distribution quality score",
-        "compare": "Compare",
-        "extract": "Extract",
-        "image_a": "Image A",
-        "image_b": "Image B",
-        "one_image": "Image",
-        "run_compare": "Compare",
-        "run_extract": "Extract feature",
-        "result": "Result",
-        "crops": "Aligned 112×112 faces",
-        "json": "Feature JSON",
-        "downloads": "Downloads (.json, .npy)",
-        "thorough": "Thorough quality (feature stability, slower)",
-        "heatmap": "Quality heatmap (where covering the face costs the most quality)",
-        "monitor": "Monitor",
-        "window": "Window",
-        "refresh": "Refresh",
-        "hour": "Hour (UTC) for low-quality thumbnails",
-        "thumbs": "Low-quality images in that hour",
-        "summary": "Today (UTC)",
-    },
-    **{
-        "zh-CN": {
-            "title": "人脸识别与分布外（OOD）质量评分",
-            "compare": "比对",
-            "extract": "提取",
-            "image_a": "图像 A",
-            "image_b": "图像 B",
-            "one_image": "图像",
-            "run_compare": "开始比对",
-            "run_extract": "提取特征",
-            "result": "结果",
-            "crops": "对齐后的 112×112 人脸",
-            "json": "特征 JSON",
-            "downloads": "下载（.json、.npy）",
-            "thorough": "精细质量评估（特征稳定性，较慢）",
-            "heatmap": "质量热力图（遮挡后质量下降最多的区域）",
-            "monitor": "监控",
-            "window": "时间范围",
-            "refresh": "刷新",
-            "hour": "查看低质量缩略图的小时（UTC）",
-            "thumbs": "该小时的低质量图像",
-            "summary": "今日（UTC）",
-        }
-    },
-)
+IMAGE_SOURCES = ["upload", "webcam", "clipboard"]
+DOWNLOADS_DIR_NAME = "frood-ui-downloads"  # one folder under the temp dir, one short-lived subfolder per request
+DOWNLOADS_KEEP_S = 600  # Gradio copies the files into its cache when the request ends; ten minutes is ample
+GRADIO_CACHE_CLEANUP = (3600, 3600)  # Gradio's own cached copies: swept hourly, kept an hour
+ALL_SOURCES = ""
 
 
 def quality_badge(score: float | None) -> str:
@@ -96,149 +59,265 @@ def quality_badge(score: float | None) -> str:
     return f"🔴 {score:.2f}"
 
 
-def _reason_lines(reasons: list[dict[str, str]]) -> str:
-    return "".join(f"\n  - {reason['en']} / {reason['zh']}" for reason in reasons)
+def _reason_lines(codes: list[str], locale: Locale) -> str:
+    return "".join(f"\n  - {reason_text(code, locale)}" for code in codes)
 
 
-def _error_markdown(error: Exception) -> str:
-    if isinstance(error, FroodError):
-        return f"**⚠️ {error}**"
-    log.exception("Unexpected error in a UI request")
-    return "**⚠️ Internal error: the request could not be processed / 内部错误：请求无法处理**"
+def _crop_caption(side: str, quality: float | None, codes: list[str], locale: Locale) -> list[str]:
+    lines = [f"{side} · {tr(locale, 'quality')} {quality_badge(quality)}"]
+    return lines + [reason_text(code, locale, short=True) for code in codes]
 
 
-def on_compare(image_a: str | None, image_b: str | None, thorough: bool):
+def on_compare(image_a: str | None, image_b: str | None, thorough: bool, source: str, request: gr.Request):
+    locale = locale_of(request)
     if image_a is None or image_b is None:
-        return "**⚠️ Please provide two images / 请提供两张图像**", None
+        return f"**⚠️ {tr(locale, 'need_two')}**", ""
     try:
-        timed = service.compare(image_a, image_b, thorough=thorough)
+        timed = service.compare(image_a, image_b, thorough=thorough, source=clean_source(source))
     except Exception as error:  # every failure becomes a readable message, never a traceback
-        return _error_markdown(error), None
+        return error_markdown(error, locale), ""
     result = timed.value
     text = (
-        f"### {result.message_en} / {result.message_zh}\n\n"
-        f"**Similarity / 相似度:** {result.similarity:.3f} (threshold / 阈值 {result.match_threshold:.3f})\n\n"
-        f"**Quality A / 质量 A:** {quality_badge(result.quality_a)}{_reason_lines(result.a.face.reason_messages())}\n\n"
-        f"**Quality B / 质量 B:** {quality_badge(result.quality_b)}{_reason_lines(result.b.face.reason_messages())}\n\n"
-        f"Faces found / 检测到人脸: A {len(result.a.faces)}, B {len(result.b.faces)} · "
-        f"Response time / 响应时间: {timed.latency_ms:.0f} ms"
+        f"### {tr(locale, 'decision.' + result.decision)}\n\n"
+        f"**{tr(locale, 'similarity')}:** {result.similarity:.3f} ({tr(locale, 'threshold')} {result.match_threshold:.3f})\n\n"
+        f"**{tr(locale, 'quality_a')}:** {quality_badge(result.quality_a)}{_reason_lines(result.a.face.reasons, locale)}\n\n"
+        f"**{tr(locale, 'quality_b')}:** {quality_badge(result.quality_b)}{_reason_lines(result.b.face.reasons, locale)}\n\n"
+        f"{tr(locale, 'faces_found')}: A {len(result.a.faces)}, B {len(result.b.faces)} · "
+        f"{tr(locale, 'response_time')}: {timed.latency_ms:.0f} ms"
     )
-    return text, [(result.a.face.aligned, "A"), (result.b.face.aligned, "B")]
+    crops = [
+        facegrid.figure(side.face.aligned, _crop_caption(name, side.face.quality, side.face.reasons, locale))
+        for name, side in (("A", result.a), ("B", result.b))
+    ]
+    return text, facegrid.grid(crops)
 
 
-def on_extract(image: str | None, thorough: bool):
+def downloads_folder(now: float | None = None) -> Path:
+    """A fresh folder for one request's downloads; request folders older than ``DOWNLOADS_KEEP_S`` are removed.
+
+    One parent folder instead of a new temp folder per request, so nothing accumulates.
+    """
+    parent = Path(tempfile.gettempdir()) / DOWNLOADS_DIR_NAME
+    parent.mkdir(parents=True, exist_ok=True)
+    now = time.time() if now is None else now
+    for old in parent.iterdir():
+        try:
+            if now - old.stat().st_mtime > DOWNLOADS_KEEP_S:
+                shutil.rmtree(old, ignore_errors=True)
+        except FileNotFoundError:  # another request removed it first
+            pass
+    folder = parent / uuid.uuid4().hex
+    folder.mkdir()
+    return folder
+
+
+def on_extract(image: str | None, thorough: bool, source: str, request: gr.Request):
+    locale = locale_of(request)
     if image is None:
-        return "**⚠️ Please provide an image / 请提供图像**", None, None, None
+        return f"**⚠️ {tr(locale, 'need_one')}**", None, None, None
     try:
-        timed = service.extract(image, thorough=thorough)
+        timed = service.extract(image, thorough=thorough, source=clean_source(source))
+        result = timed.value
+        payload = result.to_json()
+        if not result.faces:
+            return f"**⚠️ {tr(locale, 'no_face')}** · {timed.latency_ms:.0f} ms", payload, None, None
+        folder = downloads_folder()
+        json_path = folder / "feature.json"
+        json_path.write_text(json.dumps(payload), encoding="utf-8")
+        npy_path = folder / "feature.npy"
+        np.save(npy_path, result.face.feature)
     except Exception as error:
-        return _error_markdown(error), None, None, None
-    result = timed.value
-    payload = result.to_json()
-    if not result.faces:
-        return f"**⚠️ No face found / 未检测到人脸** · {timed.latency_ms:.0f} ms", payload, None, None
-    folder = Path(tempfile.mkdtemp(prefix="frood-"))
-    json_path = folder / "feature.json"
-    json_path.write_text(json.dumps(payload), encoding="utf-8")
-    npy_path = folder / "feature.npy"
-    np.save(npy_path, result.face.feature)
-    heat = service.heatmap(result.face)
+        return error_markdown(error, locale), None, None, None
     text = (
-        f"**Quality / 质量:** {quality_badge(result.face.quality)}{_reason_lines(result.face.reason_messages())}\n\n"
-        f"Faces found / 检测到人脸: {len(result.faces)} · Response time / 响应时间: {timed.latency_ms:.0f} ms"
+        f"**{tr(locale, 'quality')}:** {quality_badge(result.face.quality)}{_reason_lines(result.face.reasons, locale)}\n\n"
+        f"{tr(locale, 'faces_found')}: {len(result.faces)} · {tr(locale, 'response_time')}: {timed.latency_ms:.0f} ms"
     )
-    return text, payload, [str(json_path), str(npy_path)], cv2.resize(heat, (224, 224), interpolation=cv2.INTER_CUBIC)
+    try:  # the feature is valid even when the heatmap fails: say so, keep the result
+        heat = cv2.resize(service.heatmap(result.face), (224, 224), interpolation=cv2.INTER_CUBIC)
+    except Exception:
+        log.exception("Quality heatmap failed")
+        heat = None
+        text += f"\n\n⚠️ {tr(locale, 'heatmap_failed')}"
+    return text, payload, [str(json_path), str(npy_path)], heat
 
 
 def _fmt(value: float | None, pattern: str = "{:.2f}") -> str:
-    return "–" if value is None else pattern.format(value)
+    return "–" if value is None or pd.isna(value) else pattern.format(value)
 
 
-def monitor_snapshot() -> dict:
-    """Today's numbers (UTC) from the store and the webhook outbox; also served at ``/stats``."""
+def _source_or_none(source: str | None) -> str | None:
+    """The Monitor's filter: None for all sources, else a validated source id."""
+    return clean_source(source) if source else None
+
+
+def monitor_snapshot(source: str | None = None) -> dict:
+    """Today's numbers (UTC) from the store (of one source, or all) and the webhook outbox; also served at ``/stats``."""
+    settings = get_settings()
     store, outbox = service.store(), service.outbox()
     today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-    summary = store.summary(today, get_settings().reject_threshold) if store else {"count": 0, "mean_quality": None, "low_quality_rate": None, "rejected": 0}
+    empty = {"count": 0, "mean_quality": None, "low_quality_rate": None, "rejected": 0}
+    summary = store.summary(today, settings.reject_threshold, source=source) if store else empty
     webhook = outbox.stats() if outbox and outbox.enabled else {"sent": 0, "pending": 0, "failed": 0}
-    return {"since": today.isoformat(), **summary, "webhook": webhook, "webhook_enabled": bool(outbox and outbox.enabled)}
+    return {
+        "since": today.isoformat(),
+        "source": source,
+        **summary,
+        "reject_threshold": settings.reject_threshold,
+        "auto_reject_threshold": settings.auto_reject_threshold,
+        "webhook": webhook,
+        "webhook_enabled": bool(outbox and outbox.enabled),
+    }
 
 
-def on_monitor(window: str):
-    """Summary text, hourly chart, day × hour heatmap and the hour choices for thumbnails."""
-    snapshot = monitor_snapshot()
+def summary_markdown(snapshot: dict, locale: Locale) -> str:
+    """Both "reject" numbers named with their thresholds: the quality gate and the webhook's."""
     hook = snapshot["webhook"]
-    text = (
-        f"**Processed / 已处理:** {snapshot['count']} · "
-        f"**Mean quality / 平均质量:** {_fmt(snapshot['mean_quality'])} · "
-        f"**Low-quality rate (< {get_settings().reject_threshold}) / 低质量占比:** {_fmt(snapshot['low_quality_rate'], '{:.1%}')} · "
-        f"**Rejected / 拒绝:** {snapshot['rejected']} · "
-        f"**Webhook / 回调:** sent {hook['sent']} · pending {hook['pending']} · failed {hook['failed']}"
-        + ("" if snapshot["webhook_enabled"] else " (WEBHOOK_URL not set / 未配置)")
+    webhook_state = (
+        f"{tr(locale, 'pending')} {hook['pending']} · {tr(locale, 'sent')} {hook['sent']} · {tr(locale, 'failed')} {hook['failed']}"
+        + ("" if snapshot["webhook_enabled"] else f" ({tr(locale, 'webhook_off')})")
     )
+    return (
+        f"**{tr(locale, 'today')}** · **{tr(locale, 'processed')}:** {snapshot['count']} · "
+        f"**{tr(locale, 'mean_quality')}:** {_fmt(snapshot['mean_quality'])}\n\n"
+        f"- **{tr(locale, 'low_quality', threshold=snapshot['reject_threshold'])}:** {_fmt(snapshot['low_quality_rate'], '{:.1%}')}\n"
+        f"- **{tr(locale, 'webhook_rejects', threshold=snapshot['auto_reject_threshold'])}:** {snapshot['rejected']}\n"
+        f"- **{tr(locale, 'webhook')}:** {webhook_state}"
+    )
+
+
+def per_source_table(frame: pd.DataFrame, locale: Locale) -> pd.DataFrame:
+    """The store's per-source frame with readable numbers, reasons and headers in the request's language."""
+    return pd.DataFrame(
+        {
+            tr(locale, "source"): frame["source"],
+            tr(locale, "count"): frame["count"].astype(int),
+            tr(locale, "mean_quality"): [_fmt(value) for value in frame["mean_quality"]],
+            tr(locale, "low_rate"): [_fmt(value, "{:.1%}") for value in frame["low_quality_rate"]],
+            tr(locale, "top_reasons"): ["; ".join(reason_text(code, locale, short=True) for code in codes) for codes in frame["top_reasons"]],
+        }
+    )
+
+
+def on_monitor(window: str, source: str | None, request: gr.Request):
+    """Summary, hourly chart, day × hour heatmap, per-source table, hour choices and source choices."""
+    locale = locale_of(request)
+    settings = get_settings()
+    try:
+        chosen = _source_or_none(source)
+    except FroodError as error:
+        return error_markdown(error, locale), gr.Plot(), gr.Plot(), gr.Dataframe(), gr.Dropdown(), gr.Dropdown()
     store = service.store()
     now = datetime.now(UTC)
     hours = 24 * 7 if window == "7d" else 24
     since = (now - timedelta(hours=hours - 1)).replace(minute=0, second=0, microsecond=0)
-    threshold = get_settings().reject_threshold
-    frame = store.hourly(since, now, threshold)
-    line = charts.hourly_quality_figure(frame, "Hourly mean quality and volume / 每小时平均质量与处理量", "Mean quality / 平均质量", "Images / 图像数")
-    heat = charts.heatmap_figure(store.day_hour_heatmap(7, now, threshold), "Low-quality rate, last 7 days / 近 7 天低质量占比", "rate")
+    threshold = settings.reject_threshold
+    frame = store.hourly(since, now, threshold, source=chosen)
+    line = charts.hourly_quality_figure(
+        frame, tr(locale, "hourly_title"), tr(locale, "mean_quality"), tr(locale, "images"), tr(locale, "utc_hour")
+    )
+    heat = charts.heatmap_figure(
+        store.day_hour_heatmap(7, now, threshold, source=chosen),
+        tr(locale, "heat_title") + (f" · {chosen}" if chosen else ""),
+        tr(locale, "rate"),
+        tr(locale, "utc_hour"),
+        tr(locale, "date"),
+    )
+    table = per_source_table(store.per_source(since, threshold), locale)
     choices = [hour.strftime("%Y-%m-%d %H:00") for hour, count in zip(frame["hour"], frame["count"]) if count][::-1]
-    return text, line, heat, gr.Dropdown(choices=choices, value=choices[0] if choices else None)
+    source_choices = [(tr(locale, "all_sources"), ALL_SOURCES)] + [(name, name) for name in store.sources()]
+    return (
+        summary_markdown(monitor_snapshot(chosen), locale),
+        line,
+        heat,
+        table,
+        gr.Dropdown(choices=choices, value=choices[0] if choices else None),
+        gr.Dropdown(choices=source_choices, value=chosen or ALL_SOURCES),
+    )
 
 
-def on_hour(hour: str | None):
+def on_hour(hour: str | None, source: str | None, request: gr.Request) -> str:
+    """The low-quality thumbnails of one hour at native size, each captioned with time, quality, reasons, source."""
+    locale = locale_of(request)
     if not hour:
-        return []
-    start = datetime.strptime(hour, "%Y-%m-%d %H:00").replace(tzinfo=UTC)
-    items = []
-    for event in service.store().low_quality_in_hour(start, low_quality_threshold=get_settings().reject_threshold):
-        caption = f"{event.timestamp:%H:%M:%S} · {event.quality:.2f} · {', '.join(event.reason_codes)}"
-        if event.thumbnail_path and Path(event.thumbnail_path).is_file():
-            items.append((event.thumbnail_path, caption))
-    return items
+        return ""
+    try:
+        start = datetime.strptime(hour, "%Y-%m-%d %H:00").replace(tzinfo=UTC)
+        chosen = _source_or_none(source)
+    except (ValueError, FroodError) as error:
+        return error_markdown(error if isinstance(error, FroodError) else FroodError(str(error)), locale)
+    tiles = []
+    events = service.store().low_quality_in_hour(start, low_quality_threshold=get_settings().reject_threshold, source=chosen)
+    for event in events:
+        rgb = facegrid.read_rgb(event.thumbnail_path) if event.thumbnail_path else None
+        if rgb is None:
+            continue
+        caption = [f"{event.timestamp:%H:%M:%S} · {tr(locale, 'quality')} {event.quality:.2f}", event.source]
+        caption += [reason_text(code, locale, short=True) for code in event.reason_codes]
+        tiles.append(facegrid.figure(rgb, caption, css_class="thumb-tile"))
+    return facegrid.grid(tiles, "thumb-grid") if tiles else facegrid.message(tr(locale, "no_thumbs"))
+
+
+def build_compare_tab() -> None:
+    with gr.Tab(I18N("compare"), elem_id="compare-tab"):
+        with gr.Row():
+            image_a = gr.Image(label=I18N("image_a"), type="filepath", sources=IMAGE_SOURCES, elem_id="image-a")
+            image_b = gr.Image(label=I18N("image_b"), type="filepath", sources=IMAGE_SOURCES, elem_id="image-b")
+        with gr.Row():
+            thorough = gr.Checkbox(label=I18N("thorough"), value=False)
+            source = gr.Textbox(label=I18N("source"), max_lines=1, elem_id="compare-source")
+        button = gr.Button(I18N("run_compare"), variant="primary", elem_id="compare-button")
+        result = gr.Markdown(elem_id="compare-result")
+        gr.Markdown(I18N("crops"))
+        crops = gr.HTML(elem_id="compare-crops")
+        button.click(on_compare, [image_a, image_b, thorough, source], [result, crops], api_name="compare")
+
+
+def build_extract_tab() -> None:
+    with gr.Tab(I18N("extract"), elem_id="extract-tab"):
+        image = gr.Image(label=I18N("one_image"), type="filepath", sources=IMAGE_SOURCES, elem_id="image-extract")
+        with gr.Row():
+            thorough = gr.Checkbox(label=I18N("thorough"), value=False)
+            source = gr.Textbox(label=I18N("source"), max_lines=1, elem_id="extract-source")
+        button = gr.Button(I18N("run_extract"), variant="primary", elem_id="extract-button")
+        result = gr.Markdown(elem_id="extract-result")
+        with gr.Row():
+            feature_json = gr.JSON(label=I18N("json"))
+            heatmap = gr.Image(label=I18N("heatmap"), type="numpy", interactive=False, height=240)
+        files = gr.File(label=I18N("downloads"), file_count="multiple")
+        button.click(on_extract, [image, thorough, source], [result, feature_json, files, heatmap], api_name="extract")
+
+
+def build_monitor_tab() -> None:
+    with gr.Tab(I18N("monitor"), elem_id="monitor-tab") as tab:
+        with gr.Row():
+            window = gr.Radio(["24h", "7d"], value="24h", label=I18N("window"))
+            source = gr.Dropdown(label=I18N("source_filter"), choices=[], value=None, allow_custom_value=True, elem_id="monitor-source")
+            refresh = gr.Button(I18N("refresh"), elem_id="monitor-refresh")
+        summary = gr.Markdown(elem_id="monitor-summary")
+        hourly_plot = gr.Plot()
+        heatmap_plot = gr.Plot()
+        gr.Markdown(I18N("per_source"))
+        table = gr.Dataframe(interactive=False, elem_id="monitor-per-source", wrap=True)
+        hour = gr.Dropdown(label=I18N("hour"), choices=[], allow_custom_value=False, elem_id="monitor-hour")
+        gr.Markdown(I18N("thumbs"))
+        thumbs = gr.HTML(elem_id="monitor-thumbs")
+        outputs = [summary, hourly_plot, heatmap_plot, table, hour, source]
+        refresh.click(on_monitor, [window, source], outputs, api_name="monitor")
+        window.change(on_monitor, [window, source], outputs, api_name=False)
+        source.input(on_monitor, [window, source], outputs, api_name=False)
+        tab.select(on_monitor, [window, source], outputs, api_name=False)
+        gr.Timer(30).tick(on_monitor, [window, source], outputs, api_name=False)
+        hour.change(on_hour, [hour, source], [thumbs], api_name=False)
 
 
 def build_ui() -> gr.Blocks:
-    image_sources = ["upload", "webcam", "clipboard"]
-    with gr.Blocks(title="face-recognition-ood") as demo:
+    """The Blocks: one builder per tab (a new tab is one more call here)."""
+    with gr.Blocks(title="face-recognition-ood", delete_cache=GRADIO_CACHE_CLEANUP) as demo:
         gr.Markdown(I18N("title"))
-        with gr.Tab(I18N("compare")):
-            with gr.Row():
-                image_a = gr.Image(label=I18N("image_a"), type="filepath", sources=image_sources, elem_id="image-a")
-                image_b = gr.Image(label=I18N("image_b"), type="filepath", sources=image_sources, elem_id="image-b")
-            compare_thorough = gr.Checkbox(label=I18N("thorough"), value=False)
-            compare_button = gr.Button(I18N("run_compare"), variant="primary", elem_id="compare-button")
-            compare_result = gr.Markdown(elem_id="compare-result")
-            compare_crops = gr.Gallery(label=I18N("crops"), columns=2, height=200, object_fit="contain", preview=False, allow_preview=True)
-            compare_button.click(on_compare, [image_a, image_b, compare_thorough], [compare_result, compare_crops], api_name="compare")
-        with gr.Tab(I18N("extract")):
-            image = gr.Image(label=I18N("one_image"), type="filepath", sources=image_sources, elem_id="image-extract")
-            extract_thorough = gr.Checkbox(label=I18N("thorough"), value=False)
-            extract_button = gr.Button(I18N("run_extract"), variant="primary", elem_id="extract-button")
-            extract_result = gr.Markdown(elem_id="extract-result")
-            with gr.Row():
-                extract_json = gr.JSON(label=I18N("json"))
-                extract_heatmap = gr.Image(label=I18N("heatmap"), type="numpy", interactive=False, height=240)
-            extract_files = gr.File(label=I18N("downloads"), file_count="multiple")
-            extract_button.click(
-                on_extract, [image, extract_thorough], [extract_result, extract_json, extract_files, extract_heatmap], api_name="extract"
-            )
-        with gr.Tab(I18N("monitor"), elem_id="monitor-tab") as monitor_tab:
-            with gr.Row():
-                window = gr.Radio(["24h", "7d"], value="24h", label=I18N("window"))
-                refresh = gr.Button(I18N("refresh"), elem_id="monitor-refresh")
-            summary = gr.Markdown(elem_id="monitor-summary")
-            hourly_plot = gr.Plot()
-            heatmap_plot = gr.Plot()
-            hour = gr.Dropdown(label=I18N("hour"), choices=[], allow_custom_value=False)
-            thumbs = gr.Gallery(label=I18N("thumbs"), columns=8, height=220, object_fit="contain", preview=False, allow_preview=True)
-            outputs = [summary, hourly_plot, heatmap_plot, hour]
-            refresh.click(on_monitor, [window], outputs, api_name="monitor")
-            window.change(on_monitor, [window], outputs, api_name=False)
-            monitor_tab.select(on_monitor, [window], outputs, api_name=False)
-            gr.Timer(30).tick(on_monitor, [window], outputs, api_name=False)
-            hour.change(on_hour, [hour], [thumbs], api_name=False)
+        build_compare_tab()
+        build_extract_tab()
+        build_monitor_tab()
+        build_gallery_tab()
     return demo
 
 
@@ -260,8 +339,8 @@ def create_app() -> FastAPI:
     api.add_middleware(BodySizeLimit, limit=get_settings().max_request_bytes)
 
     @api.get("/stats")
-    def stats() -> JSONResponse:
-        return JSONResponse(monitor_snapshot())
+    def stats(source: str | None = None) -> JSONResponse:
+        return JSONResponse(monitor_snapshot(clean_source(source) if source else None))
 
     demo = build_ui()
     demo.queue(default_concurrency_limit=2)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -24,8 +26,14 @@ def receiver():
 
 
 @pytest.fixture(scope="module")
-def app(tmp_path_factory, receiver, faces_dir):
-    running = RunningApp(tmp_path_factory.mktemp("app"), WEBHOOK_URL=receiver.url, WEBHOOK_SECRET=SECRET).start()
+def app_tmp(tmp_path_factory) -> Path:
+    """The app's own temp folder (TMPDIR), so what its requests leave behind can be counted."""
+    return tmp_path_factory.mktemp("app-tmp")
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory, receiver, faces_dir, app_tmp):
+    running = RunningApp(tmp_path_factory.mktemp("app"), WEBHOOK_URL=receiver.url, WEBHOOK_SECRET=SECRET, TMPDIR=str(app_tmp)).start()
     yield running
     running.stop()
 
@@ -41,15 +49,25 @@ def test_health_reports_model_device_version_uptime(app):
     assert health["version"] and health["uptime_s"] >= 0
 
 
+CJK = re.compile(r"[\u4e00-\u9fff]")
+
+
 def test_compare_returns_decision_similarity_and_crops(client, faces_dir):
-    text, crops = client.predict(handle_file(str(faces_dir / "img1.jpg")), handle_file(str(faces_dir / "img2.jpg")), False, api_name="/compare")
-    assert "High-confidence match" in text and "高置信度匹配" in text
-    assert "Similarity" in text and " ms" in text
-    assert len(crops) == 2
+    text, crops = client.predict(handle_file(str(faces_dir / "img1.jpg")), handle_file(str(faces_dir / "img2.jpg")), False, "", api_name="/compare")
+    assert "High-confidence match" in text and "Similarity" in text and " ms" in text
+    assert not CJK.search(text), f"English request answered with Chinese text: {text}"
+    assert crops.count("<img") == 2 and crops.count('width="112" height="112"') == 2
+
+
+def test_compare_answers_in_chinese_when_the_browser_asks_for_it(app, faces_dir):
+    chinese = Client(app.base_url + "/", verbose=False, headers={"Accept-Language": "zh-CN,zh;q=0.9,en;q=0.8"})
+    text, crops = chinese.predict(handle_file(str(faces_dir / "img1.jpg")), handle_file(str(faces_dir / "img2.jpg")), False, "", api_name="/compare")
+    assert "高置信度匹配" in text and "相似度" in text
+    assert not re.search(r"[A-Za-z]{4,}", text.replace(" ms", "")), f"Chinese request answered with English words: {text}"
 
 
 def test_extract_returns_the_documented_json(client, faces_dir):
-    text, payload, files, heatmap = client.predict(handle_file(str(faces_dir / "img3.jpg")), False, api_name="/extract")
+    text, payload, files, heatmap = client.predict(handle_file(str(faces_dir / "img3.jpg")), False, "", api_name="/extract")
     for key in ("feature", "quality_score", "resolution", "detected_face_area_ratio", "bbox", "faces_found", "reasons", "model"):
         assert key in payload
     assert len(payload["feature"]) == 512 and abs(np.linalg.norm(payload["feature"]) - 1) < 1e-3
@@ -61,18 +79,44 @@ def test_extract_returns_the_documented_json(client, faces_dir):
 def test_monitor_counts_grow_by_exactly_the_calls_made(app, client, faces_dir):
     before = app.stats()["count"]
     for name in ("img5.jpg", "img6.jpg", "img7.jpg"):
-        client.predict(handle_file(str(faces_dir / name)), False, api_name="/extract")
-    client.predict(handle_file(str(faces_dir / "img8.jpg")), handle_file(str(faces_dir / "img9.jpg")), False, api_name="/compare")
+        client.predict(handle_file(str(faces_dir / name)), False, "", api_name="/extract")
+    client.predict(handle_file(str(faces_dir / "img8.jpg")), handle_file(str(faces_dir / "img9.jpg")), False, "", api_name="/compare")
     assert app.stats()["count"] == before + 5  # three extracts, two images compared
-    summary = client.predict("24h", api_name="/monitor")[0]
+    summary = client.predict("24h", "", api_name="/monitor")[0]
     assert f"{before + 5}" in summary
+    assert "quality < 0.40, reject threshold" in summary and "quality < 0.50, AUTO_REJECT_THRESHOLD" in summary
+
+
+def test_source_is_stored_and_filters_the_monitor(app, client, faces_dir):
+    client.predict(handle_file(str(faces_dir / "img10.jpg")), False, "gate-7", api_name="/extract")
+    client.predict(handle_file(str(faces_dir / "img11.jpg")), handle_file(str(faces_dir / "img12.jpg")), False, "gate-7", api_name="/compare")
+    gate = requests.get(f"{app.base_url}/stats", params={"source": "gate-7"}, timeout=10).json()
+    assert gate["count"] == 3 and gate["source"] == "gate-7"
+    assert app.stats()["count"] > 3
+    summary, _, _, table, _, sources = client.predict("24h", "gate-7", api_name="/monitor")
+    assert "Processed:** 3" in summary
+    assert any(row[0] == "gate-7" and int(row[1]) == 3 for row in table["data"]), table
+    assert requests.get(f"{app.base_url}/stats", params={"source": "x" * 65}, timeout=10).status_code == 400
+    text = client.predict(handle_file(str(faces_dir / "img10.jpg")), False, "bad source/..", api_name="/extract")[0]
+    assert "source must be at most 64" in text
+
+
+def test_extract_leaves_no_temporary_folder_per_request(app, client, faces_dir, app_tmp):
+    client.predict(handle_file(str(faces_dir / "img3.jpg")), False, "", api_name="/extract")
+    before = sorted(path.name for path in app_tmp.iterdir())
+    for name in ("img4.jpg", "img5.jpg", "img6.jpg"):
+        files = client.predict(handle_file(str(faces_dir / name)), False, "", api_name="/extract")[2]
+        assert len(files) == 2
+    after = sorted(path.name for path in app_tmp.iterdir())
+    assert after == before, f"new entries in the app's temp folder: {set(after) - set(before)}"
+    assert not [name for name in after if name.startswith("frood-") and name != "frood-ui-downloads"]
 
 
 def test_rejected_image_sends_one_signed_webhook(app, client, receiver, tmp_path):
     before = len(receiver.requests)
     noise = tmp_path / "noise.png"
     Image.fromarray(np.random.default_rng(1).integers(0, 256, (240, 320, 3), dtype=np.uint8)).save(noise)
-    client.predict(handle_file(str(noise)), False, api_name="/extract")
+    client.predict(handle_file(str(noise)), False, "", api_name="/extract")
     import time
 
     deadline = time.time() + 30
@@ -89,8 +133,8 @@ def test_rejected_image_sends_one_signed_webhook(app, client, receiver, tmp_path
 def test_bad_inputs_give_a_readable_message_and_the_app_keeps_serving(app, client, tmp_path, faces_dir):
     empty_crop = tmp_path / "plain.png"
     Image.new("RGB", (200, 200), (200, 200, 200)).save(empty_crop)
-    text, payload, files, heatmap = client.predict(handle_file(str(empty_crop)), False, api_name="/extract")
+    text, payload, files, heatmap = client.predict(handle_file(str(empty_crop)), False, "", api_name="/extract")
     assert "No face found" in text and "Traceback" not in text
-    text, _ = client.predict(handle_file(str(empty_crop)), handle_file(str(faces_dir / "img1.jpg")), False, api_name="/compare")
+    text, _ = client.predict(handle_file(str(empty_crop)), handle_file(str(faces_dir / "img1.jpg")), False, "", api_name="/compare")
     assert "no face found in image A" in text and "Traceback" not in text
     assert requests.get(f"{app.base_url}/health", timeout=10).status_code == 200
