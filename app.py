@@ -199,13 +199,13 @@ def per_source_table(frame: pd.DataFrame, locale: Locale) -> pd.DataFrame:
 
 
 def on_monitor(window: str, source: str | None, request: gr.Request):
-    """Summary, hourly chart, day × hour heatmap, per-source table, hour choices and source choices."""
+    """Summary, hourly chart, day × hour heatmap, per-source table, hour and source choices, the latest hour's thumbnails."""
     locale = locale_of(request)
     settings = get_settings()
     try:
         chosen = _source_or_none(source)
     except FroodError as error:
-        return error_markdown(error, locale), gr.Plot(), gr.Plot(), gr.Dataframe(), gr.Dropdown(), gr.Dropdown()
+        return error_markdown(error, locale), gr.Plot(), gr.Plot(), gr.Dataframe(), gr.Dropdown(), gr.Dropdown(), gr.HTML()
     store = service.store()
     now = datetime.now(UTC)
     hours = 24 * 7 if window == "7d" else 24
@@ -225,13 +225,15 @@ def on_monitor(window: str, source: str | None, request: gr.Request):
     table = per_source_table(store.per_source(since, threshold), locale)
     choices = [hour.strftime("%Y-%m-%d %H:00") for hour, count in zip(frame["hour"], frame["count"]) if count][::-1]
     source_choices = [(tr(locale, "all_sources"), ALL_SOURCES)] + [(name, name) for name in store.sources()]
+    latest = choices[0] if choices else None
     return (
         summary_markdown(monitor_snapshot(chosen), locale),
         line,
         heat,
         table,
-        gr.Dropdown(choices=choices, value=choices[0] if choices else None),
+        gr.Dropdown(choices=choices, value=latest),
         gr.Dropdown(choices=source_choices, value=chosen or ALL_SOURCES),
+        on_hour(latest, chosen, request),
     )
 
 
@@ -301,13 +303,13 @@ def build_monitor_tab() -> None:
         hour = gr.Dropdown(label=I18N("hour"), choices=[], allow_custom_value=False, elem_id="monitor-hour")
         gr.Markdown(I18N("thumbs"))
         thumbs = gr.HTML(elem_id="monitor-thumbs")
-        outputs = [summary, hourly_plot, heatmap_plot, table, hour, source]
+        outputs = [summary, hourly_plot, heatmap_plot, table, hour, source, thumbs]
         refresh.click(on_monitor, [window, source], outputs, api_name="monitor")
         window.change(on_monitor, [window, source], outputs, api_name=False)
         source.input(on_monitor, [window, source], outputs, api_name=False)
         tab.select(on_monitor, [window, source], outputs, api_name=False)
         gr.Timer(30).tick(on_monitor, [window, source], outputs, api_name=False)
-        hour.change(on_hour, [hour, source], [thumbs], api_name=False)
+        hour.input(on_hour, [hour, source], [thumbs], api_name=False)
 
 
 def build_ui() -> gr.Blocks:

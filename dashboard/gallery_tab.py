@@ -174,14 +174,14 @@ def on_enrol(key: str | None, label: str, files: list[Any] | None, request: gr.R
     """Enrol each photo of one person (quality-gated), with a progress bar and the per-image skipped reasons."""
     locale = locale_of(request)
     if not key:
-        return f"**⚠️ {tr(locale, 'gallery_none')}**", gr.HTML(), gr.Dropdown()
+        return f"**⚠️ {tr(locale, 'gallery_none')}**", gr.HTML(), gr.Dropdown(), gr.File()
     paths = [file if isinstance(file, str) else getattr(file, "name", str(file)) for file in files or []]
     try:
         clean = _clean_name(label)
     except ValueError:
         clean = ""
     if not clean or not paths:
-        return f"**⚠️ {tr(locale, 'enrol_need')}**", gr.HTML(), gr.Dropdown()
+        return f"**⚠️ {tr(locale, 'enrol_need')}**", gr.HTML(), gr.Dropdown(), gr.File()
     try:
         pipeline = _RememberingPipeline(service.get_pipeline())
         reject = pipeline.settings.reject_threshold
@@ -200,13 +200,13 @@ def on_enrol(key: str | None, label: str, files: list[Any] | None, request: gr.R
                     skipped.append((name, _skip_reason(locale, item["reason"], pipeline.last, reject)))
             registry.save(key)
     except Exception as error:
-        return error_markdown(error, locale), gr.HTML(), gr.Dropdown()
+        return error_markdown(error, locale), gr.HTML(), gr.Dropdown(), gr.File()
     log.info("Enrolled %d of %d photos into gallery %s from the UI", enrolled, len(paths), key)
     text = f"✅ {tr(locale, 'enrolled', label=clean, enrolled=enrolled, total=len(paths))}"
     if skipped:
         text += f"\n\n**{tr(locale, 'skipped')}:**\n" + "".join(f"\n- {name}: {reason}" for name, reason in skipped)
     listing, identities = _refresh(key, locale)
-    return text, listing, identities
+    return text, listing, identities, None  # cleared: the next person starts from an empty list
 
 
 def on_remove(key: str | None, label: str | None, request: gr.Request):
@@ -296,6 +296,6 @@ def build_gallery_tab() -> None:
         reload.click(on_reload, [pick], refreshed, api_name="gallery_list")
         pick.input(on_reload, [pick], refreshed, api_name=False)
         create.click(on_create, [new_name, index_type], refreshed, api_name="gallery_create")
-        enrol.click(on_enrol, [pick, label, files], [status, listing, remove_pick], api_name="gallery_enrol")
+        enrol.click(on_enrol, [pick, label, files], [status, listing, remove_pick, files], api_name="gallery_enrol")
         remove.click(on_remove, [pick, remove_pick], [status, listing, remove_pick], api_name="gallery_remove")
         identify.click(on_identify, [pick, photo], [identified, drawn], api_name="gallery_identify")

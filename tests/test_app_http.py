@@ -93,7 +93,7 @@ def test_source_is_stored_and_filters_the_monitor(app, client, faces_dir):
     gate = requests.get(f"{app.base_url}/stats", params={"source": "gate-7"}, timeout=10).json()
     assert gate["count"] == 3 and gate["source"] == "gate-7"
     assert app.stats()["count"] > 3
-    summary, _, _, table, _, sources = client.predict("24h", "gate-7", api_name="/monitor")
+    summary, _, _, table, *_ = client.predict("24h", "gate-7", api_name="/monitor")
     assert "Processed:** 3" in summary
     assert any(row[0] == "gate-7" and int(row[1]) == 3 for row in table["data"]), table
     assert requests.get(f"{app.base_url}/stats", params={"source": "x" * 65}, timeout=10).status_code == 400
