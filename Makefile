@@ -47,5 +47,10 @@ calibrate: setup
 bench: setup
 	$(PY) bench/pipeline.py
 
+# Every UI tab in English and Chinese into docs/screenshots/ (needs chromium, fonts-noto-cjk and ../shared/data).
+.PHONY: screenshots
+screenshots: setup
+	$(PY) tools/screenshots.py
+
 clean-venv:
 	rm -rf $(VENV)

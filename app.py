@@ -41,22 +41,25 @@ from settings import get_settings
 log = logging.getLogger("frood.app")
 VERSION = "0.1.0"
 IMAGE_SOURCES = ["upload", "webcam", "clipboard"]
+IMAGE_HEIGHT = 360  # input photos are scaled to fit; the page stays one screen tall
 DOWNLOADS_DIR_NAME = "frood-ui-downloads"  # one folder under the temp dir, one short-lived subfolder per request
 DOWNLOADS_KEEP_S = 600  # Gradio copies the files into its cache when the request ends; ten minutes is ample
 GRADIO_CACHE_CLEANUP = (3600, 3600)  # Gradio's own cached copies: swept hourly, kept an hour
 ALL_SOURCES = ""
 
 
-def quality_badge(score: float | None) -> str:
-    """Green ≥ trust, amber between, red < reject."""
+def quality_badge(score: float | None, locale: Locale = "en") -> str:
+    """The score and its band in words (good ≥ trust, borderline between, low < reject): no colour or emoji font needed."""
     settings = get_settings()
     if score is None:
-        return "⚪ –"
+        return "–"
     if score >= settings.trust_threshold:
-        return f"🟢 {score:.2f}"
-    if score >= settings.reject_threshold:
-        return f"🟠 {score:.2f}"
-    return f"🔴 {score:.2f}"
+        band = "band_good"
+    elif score >= settings.reject_threshold:
+        band = "band_borderline"
+    else:
+        band = "band_low"
+    return f"{score:.2f} ({tr(locale, band)})"
 
 
 def _reason_lines(codes: list[str], locale: Locale) -> str:
@@ -64,7 +67,7 @@ def _reason_lines(codes: list[str], locale: Locale) -> str:
 
 
 def _crop_caption(side: str, quality: float | None, codes: list[str], locale: Locale) -> list[str]:
-    lines = [f"{side} · {tr(locale, 'quality')} {quality_badge(quality)}"]
+    lines = [f"{side} · {tr(locale, 'quality')} {quality_badge(quality, locale)}"]
     return lines + [reason_text(code, locale, short=True) for code in codes]
 
 
@@ -80,8 +83,8 @@ def on_compare(image_a: str | None, image_b: str | None, thorough: bool, source:
     text = (
         f"### {tr(locale, 'decision.' + result.decision)}\n\n"
         f"**{tr(locale, 'similarity')}:** {result.similarity:.3f} ({tr(locale, 'threshold')} {result.match_threshold:.3f})\n\n"
-        f"**{tr(locale, 'quality_a')}:** {quality_badge(result.quality_a)}{_reason_lines(result.a.face.reasons, locale)}\n\n"
-        f"**{tr(locale, 'quality_b')}:** {quality_badge(result.quality_b)}{_reason_lines(result.b.face.reasons, locale)}\n\n"
+        f"**{tr(locale, 'quality_a')}:** {quality_badge(result.quality_a, locale)}{_reason_lines(result.a.face.reasons, locale)}\n\n"
+        f"**{tr(locale, 'quality_b')}:** {quality_badge(result.quality_b, locale)}{_reason_lines(result.b.face.reasons, locale)}\n\n"
         f"{tr(locale, 'faces_found')}: A {len(result.a.faces)}, B {len(result.b.faces)} · "
         f"{tr(locale, 'response_time')}: {timed.latency_ms:.0f} ms"
     )
@@ -129,7 +132,7 @@ def on_extract(image: str | None, thorough: bool, source: str, request: gr.Reque
     except Exception as error:
         return error_markdown(error, locale), None, None, None
     text = (
-        f"**{tr(locale, 'quality')}:** {quality_badge(result.face.quality)}{_reason_lines(result.face.reasons, locale)}\n\n"
+        f"**{tr(locale, 'quality')}:** {quality_badge(result.face.quality, locale)}{_reason_lines(result.face.reasons, locale)}\n\n"
         f"{tr(locale, 'faces_found')}: {len(result.faces)} · {tr(locale, 'response_time')}: {timed.latency_ms:.0f} ms"
     )
     try:  # the feature is valid even when the heatmap fails: say so, keep the result
@@ -262,8 +265,8 @@ def on_hour(hour: str | None, source: str | None, request: gr.Request) -> str:
 def build_compare_tab() -> None:
     with gr.Tab(I18N("compare"), elem_id="compare-tab"):
         with gr.Row():
-            image_a = gr.Image(label=I18N("image_a"), type="filepath", sources=IMAGE_SOURCES, elem_id="image-a")
-            image_b = gr.Image(label=I18N("image_b"), type="filepath", sources=IMAGE_SOURCES, elem_id="image-b")
+            image_a = gr.Image(label=I18N("image_a"), type="filepath", sources=IMAGE_SOURCES, elem_id="image-a", height=IMAGE_HEIGHT)
+            image_b = gr.Image(label=I18N("image_b"), type="filepath", sources=IMAGE_SOURCES, elem_id="image-b", height=IMAGE_HEIGHT)
         with gr.Row():
             thorough = gr.Checkbox(label=I18N("thorough"), value=False)
             source = gr.Textbox(label=I18N("source"), max_lines=1, elem_id="compare-source")
@@ -276,7 +279,7 @@ def build_compare_tab() -> None:
 
 def build_extract_tab() -> None:
     with gr.Tab(I18N("extract"), elem_id="extract-tab"):
-        image = gr.Image(label=I18N("one_image"), type="filepath", sources=IMAGE_SOURCES, elem_id="image-extract")
+        image = gr.Image(label=I18N("one_image"), type="filepath", sources=IMAGE_SOURCES, elem_id="image-extract", height=IMAGE_HEIGHT)
         with gr.Row():
             thorough = gr.Checkbox(label=I18N("thorough"), value=False)
             source = gr.Textbox(label=I18N("source"), max_lines=1, elem_id="extract-source")

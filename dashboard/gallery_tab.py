@@ -237,7 +237,7 @@ def identified_markdown(faces: list[gallery_service.IdentifiedFace], locale: Loc
     rows = [f"| {tr(locale, 'face')} | {tr(locale, 'name')} | {tr(locale, 'score')} | {tr(locale, 'quality')} |", "|---|---|---|---|"]
     for number, face in enumerate(faces, start=1):
         known = face.label != gallery_service.UNKNOWN
-        name = html.escape(face.label) if known else f"❓ {tr(locale, 'unknown')}"
+        name = html.escape(face.label) if known else f"**{tr(locale, 'unknown')}**"
         score = face.matches[0][1] if face.matches else 0.0
         rows.append(f"| {number} | {name} | {score:.3f} | {face.quality:.2f} |")
     return "\n".join(rows)
@@ -285,10 +285,10 @@ def build_gallery_tab() -> None:
         listing = gr.HTML(elem_id="gallery-identities")
         with gr.Row():
             with gr.Column():
-                photo = gr.Image(label=I18N("identify_image"), type="filepath", sources=["upload", "webcam", "clipboard"], elem_id="gallery-photo")
+                photo = gr.Image(label=I18N("identify_image"), type="filepath", sources=["upload", "webcam", "clipboard"], elem_id="gallery-photo", height=360)
                 identify = gr.Button(I18N("identify_button"), variant="primary", elem_id="gallery-identify")
             with gr.Column():
-                drawn = gr.Image(label=I18N("identified"), type="numpy", interactive=False, elem_id="gallery-drawn")
+                drawn = gr.Image(label=I18N("identified"), type="numpy", interactive=False, elem_id="gallery-drawn", height=360)
         identified = gr.Markdown(elem_id="gallery-identified")
 
         refreshed = [pick, status, listing, remove_pick]

@@ -142,7 +142,7 @@ def test_gallery_tab_enrols_three_people_and_identifies_them_in_a_group_photo(ap
     page.locator("#gallery-remove").click()
     expect(status).to_contain_text("katy_perry removed (2 faces)", timeout=uidriver.TIMEOUT_MS)
     expect(listing.locator(".gallery-identity")).to_have_count(2)
-    page.locator("#gallery-identify").click()
+    uidriver.click_and_wait(page, "gallery-identify", "gallery-identified")
     expect(page.locator("#gallery-identified")).not_to_contain_text("katy_perry", timeout=uidriver.TIMEOUT_MS)
     rows = page.locator("#gallery-identified tbody tr").all_inner_texts()
     assert sum("unknown" in row for row in rows) == 2, rows

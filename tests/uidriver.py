@@ -62,20 +62,32 @@ def upload_image(page, elem_id: str, path: Path) -> None:
     page.locator(f"#{elem_id} img").first.wait_for(timeout=TIMEOUT_MS)
 
 
+def click_and_wait(page, button_id: str, output_id: str) -> None:
+    """Click, then wait until the output's progress tracker has come and gone (the event finished).
+
+    Waiting for an output to exist is not enough: on a second run the first run's output is already there.
+    """
+    page.locator(f"#{button_id}").click()
+    progress = page.locator(f"#{output_id} .progress-text")
+    try:
+        progress.first.wait_for(state="attached", timeout=5_000)
+    except Exception:  # the event finished before the tracker was seen
+        pass
+    progress.first.wait_for(state="detached", timeout=TIMEOUT_MS)
+
+
 def compare(page, image_a: Path, image_b: Path, source: str = "") -> None:
     """Upload two images, set the source, run the compare and wait for its result."""
     upload_image(page, "image-a", image_a)
     upload_image(page, "image-b", image_b)
     textbox(page, "compare-source").fill(source)
-    page.locator("#compare-button").click()
-    page.locator("#compare-crops img").nth(1).wait_for(timeout=TIMEOUT_MS)
+    click_and_wait(page, "compare-button", "compare-result")
 
 
 def extract(page, image: Path, source: str = "") -> None:
     upload_image(page, "image-extract", image)
     textbox(page, "extract-source").fill(source)
-    page.locator("#extract-button").click()
-    page.locator("#extract-result p, #extract-result li").first.wait_for(timeout=TIMEOUT_MS)
+    click_and_wait(page, "extract-button", "extract-result")
 
 
 def group_photo(faces_dir: Path, files: list[str], path: Path, side: int = 360) -> Path:
@@ -100,13 +112,12 @@ def create_gallery(page, name: str) -> None:
 def enrol(page, label: str, paths: list[Path]) -> None:
     textbox(page, "gallery-label").fill(label)
     page.locator("#gallery-files input[type=file]").set_input_files([str(path) for path in paths])
-    page.locator("#gallery-enrol").click()
+    click_and_wait(page, "gallery-enrol", "gallery-status")
 
 
 def identify(page, photo: Path) -> None:
     upload_image(page, "gallery-photo", photo)
-    page.locator("#gallery-identify").click()
-    page.locator("#gallery-identified table").wait_for(timeout=TIMEOUT_MS)
+    click_and_wait(page, "gallery-identify", "gallery-identified")
 
 
 def image_sizes(page, selector: str) -> list[dict]:
