@@ -71,7 +71,10 @@ def _crop_caption(side: str, quality: float | None, codes: list[str], locale: Lo
     return lines + [reason_text(code, locale, short=True) for code in codes]
 
 
-def on_compare(image_a: str | None, image_b: str | None, thorough: bool, source: str, request: gr.Request):
+def on_compare(
+    image_a: str | None, image_b: str | None, thorough: bool, source: str | None = None, request: gr.Request | None = None
+):
+    """``source`` defaults to None so clients written before it existed keep working."""
     locale = locale_of(request)
     if image_a is None or image_b is None:
         return f"**⚠️ {tr(locale, 'need_two')}**", ""
@@ -114,7 +117,7 @@ def downloads_folder(now: float | None = None) -> Path:
     return folder
 
 
-def on_extract(image: str | None, thorough: bool, source: str, request: gr.Request):
+def on_extract(image: str | None, thorough: bool, source: str | None = None, request: gr.Request | None = None):
     locale = locale_of(request)
     if image is None:
         return f"**⚠️ {tr(locale, 'need_one')}**", None, None, None
@@ -201,7 +204,7 @@ def per_source_table(frame: pd.DataFrame, locale: Locale) -> pd.DataFrame:
     )
 
 
-def on_monitor(window: str, source: str | None, request: gr.Request):
+def on_monitor(window: str, source: str | None = None, request: gr.Request | None = None):
     """Summary, hourly chart, day × hour heatmap, per-source table, hour and source choices, the latest hour's thumbnails."""
     locale = locale_of(request)
     settings = get_settings()
@@ -240,7 +243,7 @@ def on_monitor(window: str, source: str | None, request: gr.Request):
     )
 
 
-def on_hour(hour: str | None, source: str | None, request: gr.Request) -> str:
+def on_hour(hour: str | None, source: str | None = None, request: gr.Request | None = None) -> str:
     """The low-quality thumbnails of one hour at native size, each captioned with time, quality, reasons, source."""
     locale = locale_of(request)
     if not hour:

@@ -79,7 +79,7 @@ def test_extract_returns_the_documented_json(client, faces_dir):
 def test_monitor_counts_grow_by_exactly_the_calls_made(app, client, faces_dir):
     before = app.stats()["count"]
     for name in ("img5.jpg", "img6.jpg", "img7.jpg"):
-        client.predict(handle_file(str(faces_dir / name)), False, "", api_name="/extract")
+        client.predict(handle_file(str(faces_dir / name)), False, api_name="/extract")  # clients written before `source` still work
     client.predict(handle_file(str(faces_dir / "img8.jpg")), handle_file(str(faces_dir / "img9.jpg")), False, "", api_name="/compare")
     assert app.stats()["count"] == before + 5  # three extracts, two images compared
     summary = client.predict("24h", "", api_name="/monitor")[0]
