@@ -50,3 +50,27 @@ def test_downloads_go_to_one_folder_whose_old_requests_are_removed(faces_dir, pr
     app.on_extract(str(faces_dir / "img3.jpg"), False, "", ENGLISH)
     remaining = list((private_tmp / app.DOWNLOADS_DIR_NAME).iterdir())
     assert len(remaining) == 1 and remaining[0] not in requests
+
+
+@pytest.fixture
+def attached_store(tmp_path):
+    from dashboard.store import SQLiteStore
+
+    store = SQLiteStore(tmp_path / "stats.sqlite3", tmp_path / "thumbs")
+    service.attach(store, None)
+    yield store
+    service.attach(None, None)
+
+
+def test_monitor_of_an_empty_store_and_of_one_source(attached_store):
+    from dashboard.store import Event
+
+    summary, _, _, table, _, sources, thumbs = app.on_monitor("24h", None, CHINESE)
+    assert "已处理:** 0" in summary and table.empty and thumbs == ""  # no traffic: no hour to show
+    for source, quality in (("gate-1", 0.9), ("gate-2", 0.1), ("gate-2", 0.2)):
+        attached_store.record(Event(source=source, operation="extract", model="m", quality=quality, reason_codes=["blurred"] if quality < 0.4 else []))
+    summary, _, _, table, _, sources, _ = app.on_monitor("24h", "gate-2", ENGLISH)
+    assert "Processed:** 2" in summary and "Mean quality:** 0.15" in summary
+    assert list(table["Source"]) == ["gate-2", "gate-1"] and list(table["Top reasons"]) == ["Blurred", ""]
+    assert [value for _, value in sources.choices] == ["", "gate-1", "gate-2"]
+    assert "source must be at most 64" in app.on_monitor("24h", "no spaces please", ENGLISH)[0]
