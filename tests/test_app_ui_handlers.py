@@ -29,7 +29,7 @@ def test_a_failing_heatmap_keeps_the_feature_and_says_so(faces_dir, private_tmp,
         raise RuntimeError("simulated heatmap failure")
 
     monkeypatch.setattr(service, "heatmap", broken_heatmap)
-    text, payload, files, heat = app.on_extract(str(faces_dir / "img3.jpg"), False, "", ENGLISH)
+    text, payload, files, heat = app.on_extract(str(faces_dir / "img3.jpg"), False)  # no request: English
     assert heat is None
     assert len(payload["feature"]) == 512 and len(files) == 2
     assert "heatmap could not be computed" in text and "Quality" in text
@@ -39,9 +39,10 @@ def test_a_failing_heatmap_keeps_the_feature_and_says_so(faces_dir, private_tmp,
 
 def test_downloads_go_to_one_folder_whose_old_requests_are_removed(faces_dir, private_tmp):
     for _ in range(2):
-        files = app.on_extract(str(faces_dir / "img3.jpg"), False, "", ENGLISH)[2]
+        files = app.on_extract(str(faces_dir / "img3.jpg"), False)[2]
         assert all(os.path.isfile(path) for path in files)
-    assert [path.name for path in private_tmp.iterdir()] == [app.DOWNLOADS_DIR_NAME]
+    leftovers = [path.name for path in private_tmp.iterdir() if path.name.startswith("frood-") and path.name != "frood-ui-downloads"]
+    assert not leftovers, f"one temporary folder per request: {leftovers}"
     requests = list((private_tmp / app.DOWNLOADS_DIR_NAME).iterdir())
     assert len(requests) == 2
     old = time.time() - app.DOWNLOADS_KEEP_S - 60
