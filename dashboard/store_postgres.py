@@ -176,11 +176,15 @@ class PostgresStore:
         self._pruner.start()
 
     def stop(self, timeout_s: float = 5.0) -> None:
-        """Stop the pruning thread and close the pool."""
+        """Stop the pruning thread (an in-flight prune finishes its transaction first)."""
         self._stop.set()
         if self._pruner is not None:
             self._pruner.join(timeout_s)
             self._pruner = None
+
+    def close(self) -> None:
+        """Stop pruning and close the connection pool (the store is unusable afterwards)."""
+        self.stop()
         self._pool.close()
 
     # -- reads ------------------------------------------------------------------------------------

@@ -34,7 +34,7 @@ def pg_store(server, tmp_path):
     with store._pool.connection() as connection:
         connection.execute("TRUNCATE events RESTART IDENTITY")
     yield store
-    store.stop()
+    store.close()
 
 
 def event(quality: float | None, when: dt.datetime, source: str = "ui", reasons: list[str] | None = None, **extra) -> Event:
@@ -138,8 +138,8 @@ def test_thumbnails_live_in_the_database_and_prune_by_retention(server, tmp_path
     assert reader.low_quality_in_hour(T0 - dt.timedelta(days=10))[0].thumbnail_path is None
     assert reader.low_quality_in_hour(T0)[0].thumbnail_path is not None
     assert reader.prune(now=T0) == {"events_deleted": 0, "thumbnails_deleted": 0}
-    writer.stop()
-    reader.stop()
+    writer.close()
+    reader.close()
 
 
 def test_migrations_are_versioned_and_applied_once_by_concurrent_replicas(server, tmp_path):
@@ -167,4 +167,4 @@ def test_migrations_are_versioned_and_applied_once_by_concurrent_replicas(server
         assert rows == [("stats", version, name) for version, name, _ in MIGRATIONS]
         assert schema_version(stores[0]._pool, "stats") == MIGRATIONS[-1][0] == stores[0].schema_version
         for store in stores:
-            store.stop()
+            store.close()
