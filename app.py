@@ -24,12 +24,11 @@ from fastapi.responses import JSONResponse
 from api import routes as api_routes
 from api.security import BodySizeLimit
 from dashboard import charts
-from dashboard.store import SQLiteStore
-from notify.webhook import WebhookOutbox
 from recognition import service
 from recognition.errors import FroodError
 from recognition.logs import configure_logging
 from settings import get_settings
+from storage.factory import open_outbox, open_store
 
 log = logging.getLogger("frood.app")
 VERSION = "0.1.0"
@@ -271,21 +270,9 @@ def create_app() -> FastAPI:
 def attach_store_and_webhook() -> None:
     """The stats store (with background pruning) and the reject webhook worker."""
     settings = get_settings()
-    store = SQLiteStore(
-        settings.stats_db_path,
-        settings.thumbnails_dir,
-        store_thumbnails=settings.store_thumbnails,
-        events_retention_days=settings.events_retention_days,
-        thumbnails_retention_days=settings.thumbnails_retention_days,
-    )
+    store = open_store(settings)  # SQLite files, or PostgreSQL shared by replicas (DATABASE_URL)
     store.start_pruning(settings.prune_interval_s)
-    outbox = WebhookOutbox(
-        settings.outbox_db_path,
-        settings.webhook_url,
-        settings.webhook_secret,
-        timeout_s=settings.webhook_timeout_s,
-        max_attempts=settings.webhook_max_attempts,
-    )
+    outbox = open_outbox(settings)
     outbox.start()
     service.attach(store, outbox)
 
