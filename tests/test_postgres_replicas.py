@@ -6,8 +6,10 @@ can stall its answers, so that a replica can be SIGKILLed while it holds an even
 
 from __future__ import annotations
 
+import base64
 import collections
 import concurrent.futures
+import csv
 import io
 import json
 import threading
@@ -17,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import requests
+import yaml
 from PIL import Image
 
 from notify.webhook import EVENT_ID_HEADER
@@ -60,7 +63,7 @@ def cluster(tmp_path_factory):
     """PostgreSQL, a webhook receiver and two replicas (own data dirs and ports, one DATABASE_URL)."""
     postgres = TemporaryPostgres().start()
     receiver = StallingReceiver()
-    env = {"DATABASE_URL": postgres.url, "WEBHOOK_URL": receiver.url, "WEBHOOK_TIMEOUT_S": "30"}
+    env = {"DATABASE_URL": postgres.url, "WEBHOOK_URL": receiver.url, "WEBHOOK_TIMEOUT_S": "30", "GALLERY_BACKEND": "milvus"}
     replicas = [RunningApp(tmp_path_factory.mktemp(f"replica-{index}"), **env) for index in range(2)]
     with concurrent.futures.ThreadPoolExecutor(2) as pool:  # both load their models at the same time
         list(pool.map(lambda replica: replica.start(), replicas))
@@ -117,6 +120,47 @@ def test_two_hundred_events_across_both_replicas_appear_once_in_each_and_every_r
     assert replicas[1].stats()["webhook"] == {"sent": rejected, "pending": 0, "failed": 0}
     bodies = [json.loads(body) for _, body in receiver.requests]
     assert {body["source"] for body in bodies} == {"api"} and all(body["image"] for body in bodies)
+
+
+def test_gallery_api_on_the_milvus_backend(cluster, faces_dir: Path):
+    """GALLERY_BACKEND=milvus (embedded Milvus Lite here): build, infer, add, remove over HTTP; the index folder is a pointer."""
+    replica = cluster[0][0]
+    by_identity: dict[str, list[str]] = {}
+    with open(faces_dir / "identities.csv", newline="") as handle:
+        for row in csv.DictReader(handle):
+            by_identity.setdefault(row["identity"], []).append(row["file"])
+    chosen = {identity: sorted(files) for identity, files in sorted(by_identity.items()) if len(files) >= 5}
+    pairs = [{"image": b64(faces_dir / files[0]), "label": identity} for identity, files in chosen.items()]
+    built = api(replica, "face-recognition-index-build", {"imageLabelPairs": pairs, "indexType": "Flat", "metric": "IP"})
+    key = built["indexKey"]
+    assert sorted(built["idMap"].values()) == sorted(chosen)
+    info = yaml.safe_load((Path(replica.env["DATA_DIR"]) / "indexes" / key / "index_info.yaml").read_text())
+    assert info["backend"] == "milvus" and info["feature_dim"] == 512 and info["count"] == len(chosen)
+    for identity, files in chosen.items():  # another photo of each person finds them
+        assert infer_label(replica, key, faces_dir / files[-1]) == identity
+    victim = next(iter(chosen))
+    added = api(replica, "face-recognition-index-add", {"imageLabelPairs": [{"image": b64(faces_dir / chosen[victim][1]), "label": victim}], "indexKey": key})
+    victim_ids = [int(i) for i, label in added["idMap"].items() if label == victim]
+    assert len(victim_ids) == 2
+    remaining = api(replica, "face-recognition-index-remove", {"ids": victim_ids, "indexKey": key})["idMap"]
+    assert victim not in remaining.values() and len(remaining) == len(chosen) - 1
+    assert infer_label(replica, key, faces_dir / chosen[victim][-1]) != victim
+
+
+def b64(path: Path) -> str:
+    return base64.b64encode(path.read_bytes()).decode()
+
+
+def api(replica: RunningApp, route: str, payload: dict) -> dict:
+    response = requests.post(f"{replica.base_url}/{route}", json=payload, timeout=300)
+    body = response.json()
+    assert response.status_code == 200 and body["errorCode"] == 0, body
+    return body["result"]
+
+
+def infer_label(replica: RunningApp, key: str, image: Path) -> str | None:
+    faces = api(replica, "face-recognition-infer", {"image": b64(image), "indexKey": key})["faces"]
+    return faces[0]["recResults"][0]["label"] if faces and faces[0]["recResults"] else None
 
 
 def test_killing_a_replica_mid_delivery_loses_nothing(cluster):
