@@ -92,12 +92,13 @@ class PostgresStore:
         events_retention_days: int = 30,
         thumbnails_retention_days: int = 7,
         pool_size: int = 8,
+        connect_timeout_s: float = 30.0,
     ):
         self.thumbnails_cache = Path(thumbnails_dir) / "pg-cache"
         self.store_thumbnails = store_thumbnails
         self.events_retention = dt.timedelta(days=events_retention_days)
         self.thumbnails_retention = dt.timedelta(days=thumbnails_retention_days)
-        self._pool = open_pool(url, max_size=pool_size, name="frood-stats")
+        self._pool = open_pool(url, max_size=pool_size, name="frood-stats", connect_timeout_s=connect_timeout_s)
         self.schema_version = migrate(self._pool, COMPONENT, MIGRATIONS)
         self._stop = threading.Event()
         self._pruner: threading.Thread | None = None

@@ -12,7 +12,7 @@ import logging
 import zlib
 from collections.abc import Sequence
 
-from psycopg_pool import ConnectionPool
+from psycopg_pool import ConnectionPool, PoolTimeout
 
 log = logging.getLogger("frood.postgres")
 
@@ -39,15 +39,24 @@ def redact(url: str) -> str:
     return f"{scheme}://{user}:***@{host}" if ":" in credentials else f"{scheme}://{user}@{host}"
 
 
-def open_pool(url: str, max_size: int = 8, name: str = "frood") -> ConnectionPool:
-    """A connection pool whose sessions speak UTC; waits (bounded) for the server at start-up."""
+def open_pool(url: str, max_size: int = 8, name: str = "frood", connect_timeout_s: float = 30.0) -> ConnectionPool:
+    """A connection pool whose sessions speak UTC; waits (bounded) for the server at start-up.
+
+    An unreachable server or a bad URL becomes one ``ConnectionError`` naming the URL without its password.
+    """
 
     def configure(connection) -> None:
         connection.execute("SET TIME ZONE 'UTC'")
         connection.commit()
 
     pool = ConnectionPool(url, min_size=1, max_size=max_size, configure=configure, name=name, open=False, timeout=30)
-    pool.open(wait=True, timeout=30)
+    try:
+        pool.open(wait=True, timeout=connect_timeout_s)
+    except PoolTimeout as error:
+        pool.close()
+        raise ConnectionError(
+            f"PostgreSQL at {redact(url)} accepted no connection within {connect_timeout_s:g} s: check DATABASE_URL and that the server is up"
+        ) from error
     return pool
 
 

@@ -168,3 +168,13 @@ def test_migrations_are_versioned_and_applied_once_by_concurrent_replicas(server
         assert schema_version(stores[0]._pool, "stats") == MIGRATIONS[-1][0] == stores[0].schema_version
         for store in stores:
             store.close()
+
+
+def test_an_unreachable_database_is_one_clear_error_without_the_password(tmp_path):
+    from dashboard.store_postgres import PostgresStore
+    from tests.apphelpers import free_port
+
+    url = f"postgresql://frood:hunter2@127.0.0.1:{free_port()}/frood"
+    with pytest.raises(ConnectionError, match=r"PostgreSQL at postgresql://frood:\*\*\*@127\.0\.0\.1:\d+/frood accepted no connection") as caught:
+        PostgresStore(url, tmp_path / "thumbs", connect_timeout_s=1.0)
+    assert "hunter2" not in str(caught.value)
