@@ -28,6 +28,7 @@ from storage.postgres import migrate, open_pool
 
 log = logging.getLogger("frood.webhook")
 COMPONENT = "webhook_outbox"
+PRUNE_INTERVAL_S = 3600.0
 BATCH = 50  # events per worker pass at most, so ``stop`` is never far away
 MIGRATIONS = [
     (
@@ -237,9 +238,13 @@ class PostgresOutbox:
         self._stop.clear()
 
         def loop() -> None:
+            last_prune = 0.0
             while not self._stop.is_set():
                 try:
                     self._deliver(None, interruptible=True)
+                    if time.time() - last_prune >= PRUNE_INTERVAL_S:  # every replica may prune: deleting twice is harmless
+                        last_prune = time.time()
+                        self.prune()
                 except Exception:
                     log.exception("Webhook worker pass failed")
                 self._wake.wait(self.poll_interval_s)
