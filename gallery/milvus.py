@@ -24,6 +24,7 @@ import math
 import os
 import platform
 import threading
+import time
 import uuid
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
@@ -228,6 +229,23 @@ class MilvusGallery:
             described = self._client.describe_index(self.collection, indexes[0])
             info["milvus_index"] = {key: described[key] for key in ("index_type", "metric_type") if key in described}
         return info
+
+    def wait_indexed(self, timeout_s: float = 600.0) -> float:
+        """Block until Milvus has indexed every sealed row (it builds indexes in the background); returns the seconds waited.
+
+        Until then a search scans the unindexed segments exhaustively: exact but slow. Benchmarks call this
+        before timing searches; the service does not (a search right after a bulk enrolment is just slower).
+        """
+        start = time.monotonic()
+        indexes = self._client.list_indexes(self.collection)
+        while indexes:
+            described = self._client.describe_index(self.collection, indexes[0])
+            if described.get("pending_index_rows", 0) == 0 and described.get("indexed_rows", 0) >= described.get("total_rows", 0):
+                break
+            if time.monotonic() - start > timeout_s:
+                raise TimeoutError(f"Milvus did not finish indexing {self.collection!r} within {timeout_s:g} s: {described}")
+            time.sleep(0.5)
+        return time.monotonic() - start
 
     # ------------------------------------------------------------------ mutations
 
