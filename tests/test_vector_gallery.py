@@ -171,3 +171,18 @@ def test_enrol_and_identify_real_faces_give_the_same_answers_on_both_backends(pi
         np.testing.assert_allclose([s for _, s in faiss_face.matches], [s for _, s in milvus_face.matches], atol=1e-4)
     correct = sum(face.label == identity for face, (_, identity) in zip(answers["milvus"], probes))
     assert correct >= len(probes) - 1, [(face.label, identity) for face, (_, identity) in zip(answers["milvus"], probes)]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_the_factory_loads_whichever_backend_saved_the_folder(make, backend: str, tmp_path: Path) -> None:
+    """``frood index info`` and the API load through ``storage.factory.load_gallery``: the info file says which backend."""
+    from storage.factory import load_gallery
+
+    gallery = make(backend, "HNSW32", "L2")
+    gallery.add(unit(np.random.default_rng(9), 12), [f"p{i}" for i in range(12)])
+    gallery.save(tmp_path / "g")
+    loaded = load_gallery(tmp_path / "g", expected_model="model-a", expected_dim=DIM)
+    assert type(loaded) is type(gallery) and len(loaded) == 12
+    assert (loaded.info()["index_type"], loaded.info()["metric"]) == ("HNSW32", "L2")
+    with pytest.raises(GalleryMismatchError):
+        load_gallery(tmp_path / "g", expected_model="model-b")
