@@ -73,7 +73,9 @@ class PostgresOutbox:
         poll_interval_s: float = 0.5,
         keep_delivered_days: float = 7.0,
         pool_size: int = 4,
+        manage_only: bool = False,
     ):
+        """``manage_only``: open the table without a webhook URL, for operator commands (stats, retry, drop, prune)."""
         self.url = webhook_url
         self.secret = secret
         self.timeout_s = timeout_s
@@ -88,7 +90,8 @@ class PostgresOutbox:
         self._worker: threading.Thread | None = None
         self._session = requests.Session()
         self._pool = None
-        if self.enabled:
+        self._has_store = self.enabled or manage_only
+        if self._has_store:
             self._pool = open_pool(url, max_size=pool_size, name="frood-outbox")
             self.schema_version = migrate(self._pool, COMPONENT, MIGRATIONS)
 
@@ -181,7 +184,7 @@ class PostgresOutbox:
     def stats(self) -> dict[str, int]:
         """Event counts by status, over every replica: pending, sent, failed."""
         counts = {"pending": 0, "sent": 0, "failed": 0}
-        if not self.enabled:
+        if not self._has_store:
             return counts
         with self._pool.connection() as connection:
             counts.update({status: int(count) for status, count in connection.execute("SELECT status, COUNT(*) FROM webhook_outbox GROUP BY status")})
@@ -189,7 +192,7 @@ class PostgresOutbox:
 
     def prune(self, now: float | dt.datetime | None = None) -> int:
         """Delete delivered events older than the keep period; failed ones stay until retried or dropped."""
-        if not self.enabled:
+        if not self._has_store:
             return 0
         moment = time.time() if now is None else now.timestamp() if isinstance(now, dt.datetime) else float(now)
         with self._pool.connection() as connection:
@@ -200,14 +203,26 @@ class PostgresOutbox:
             log.info("Pruned %d delivered webhook events", deleted)
         return int(deleted)
 
-    def _failed_clause(self, event_ids: Iterable[str] | None) -> tuple[str, list]:
+    def failed_events(self, limit: int = 100) -> list[dict]:
+        """The oldest failed events (id, attempts, last error, created), for the operator."""
+        if not self._has_store:
+            return []
+        with self._pool.connection() as connection:
+            rows = connection.execute(
+                "SELECT event_id, attempts, last_error, created_at FROM webhook_outbox WHERE status = 'failed' ORDER BY created_at LIMIT %s", (limit,)
+            ).fetchall()
+        return [{"event_id": row[0], "attempts": row[1], "last_error": row[2], "created_at": row[3]} for row in rows]
+
+    @staticmethod
+    def _failed_clause(event_ids: list[str] | None) -> tuple[str, list]:
         if event_ids is None:
             return "status = 'failed'", []
         return "status = 'failed' AND event_id = ANY(%s)", [list(event_ids)]
 
     def retry_failed(self, event_ids: Iterable[str] | None = None) -> int:
         """Put failed events (these, or all) back in the queue with a fresh attempt budget; returns how many."""
-        if not self.enabled:
+        event_ids = None if event_ids is None else list(event_ids)
+        if not self._has_store or event_ids == []:
             return 0
         clause, params = self._failed_clause(event_ids)
         with self._pool.connection() as connection:
@@ -222,7 +237,8 @@ class PostgresOutbox:
 
     def drop_failed(self, event_ids: Iterable[str] | None = None) -> int:
         """Delete failed events (these, or all); returns how many."""
-        if not self.enabled:
+        event_ids = None if event_ids is None else list(event_ids)
+        if not self._has_store or event_ids == []:
             return 0
         clause, params = self._failed_clause(event_ids)
         with self._pool.connection() as connection:

@@ -30,10 +30,15 @@ def open_store(settings: Settings | None = None) -> Any:
     return SQLiteStore(settings.stats_db_path, settings.thumbnails_dir, **options)
 
 
-def open_outbox(settings: Settings | None = None) -> Any:
-    """The reject-webhook outbox: in PostgreSQL when ``DATABASE_URL`` is set (shared by replicas), else SQLite."""
+def open_outbox(settings: Settings | None = None, manage_only: bool = False) -> Any:
+    """The reject-webhook outbox: in PostgreSQL when ``DATABASE_URL`` is set (shared by replicas), else SQLite.
+
+    ``manage_only``: for operator commands (``frood webhook``), usable without a webhook URL.
+    """
     settings = settings or get_settings()
-    options = {"timeout_s": settings.webhook_timeout_s, "max_attempts": settings.webhook_max_attempts}
+    options: dict[str, Any] = {"timeout_s": settings.webhook_timeout_s, "max_attempts": settings.webhook_max_attempts}
+    if manage_only:
+        options["manage_only"] = True
     keep_days = getattr(settings, "webhook_keep_delivered_days", None)  # the outbox-retention setting, where present
     if settings.database_url:
         from notify.outbox_postgres import PostgresOutbox

@@ -109,7 +109,11 @@ def test_failed_events_are_kept_until_retried_or_dropped_and_delivered_ones_prun
     outbox.deliver_due(now=far + 3600)
     assert outbox.stats() == {"pending": 0, "sent": 0, "failed": 2}
     assert outbox.prune(now=far + 365 * 86400) == 0  # failed events are never pruned
-    assert outbox.retry_failed([first]) == 1 and outbox.stats() == {"pending": 1, "sent": 0, "failed": 1}
+    assert [event["event_id"] for event in outbox.failed_events()] == [first, second]
+    assert outbox.failed_events()[0]["attempts"] == 2 and outbox.failed_events()[0]["last_error"] == "HTTP 500"
+    operator = make_outbox("", manage_only=True)  # `frood webhook` on another machine: no URL, same table
+    assert operator.stats() == {"pending": 0, "sent": 0, "failed": 2} and operator.retry_failed([]) == 0
+    assert operator.retry_failed([first]) == 1 and outbox.stats() == {"pending": 1, "sent": 0, "failed": 1}
     assert outbox.deliver_due() == 1 and outbox.stats() == {"pending": 0, "sent": 1, "failed": 1}
     assert outbox.drop_failed() == 1 and outbox.stats() == {"pending": 0, "sent": 1, "failed": 0}
     assert outbox.retry_failed([second]) == 0  # gone
