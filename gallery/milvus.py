@@ -13,9 +13,9 @@ the inner product for ``IP``, ``1 - d²/2`` for ``L2`` (Milvus returns squared d
 Reads are ``Strong``-consistent, so a search sees every add and remove acknowledged before it.
 
 Not thread-safe for writers (like the FAISS gallery): ids come from a counter kept in the collection's
-properties, so one writer per gallery at a time (the API's registry lock in one replica; route writes
-of one gallery to one replica, or accept that two replicas enrolling into one gallery at the same
-instant could collide on an id — the insert then overwrites, which the count check reports).
+properties, re-read on every add, so replicas that take turns adding to one gallery never reuse an id;
+two replicas adding to the same gallery at the same instant could (Milvus has no atomic counter), so
+route writes of one gallery to one replica at a time.
 """
 
 from __future__ import annotations
@@ -264,8 +264,12 @@ class MilvusGallery:
             return []
         if self.index_type == "IVF" and not self._client.list_indexes(self.collection):
             self._create_index(len(x))
+        # The counter is re-read from the collection, so a gallery object cached by one replica does not hand out
+        # ids another replica already used; it is advanced before the insert, so a failed insert never reuses them.
+        stored = self._client.describe_collection(self.collection).get("properties", {}).get(_PROPERTY + "next_id", "0")
+        self._next_id = max(self._next_id, int(stored))
         ids = list(range(self._next_id, self._next_id + len(x)))
-        self._next_id += len(x)  # before the insert: a failed insert never lets these ids be handed out again
+        self._next_id += len(x)
         self._client.alter_collection_properties(self.collection, properties={_PROPERTY + "next_id": str(self._next_id)})
         for start in range(0, len(x), _INSERT_BATCH):
             stop = start + _INSERT_BATCH

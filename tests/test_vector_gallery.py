@@ -186,3 +186,15 @@ def test_the_factory_loads_whichever_backend_saved_the_folder(make, backend: str
     assert (loaded.info()["index_type"], loaded.info()["metric"]) == ("HNSW32", "L2")
     with pytest.raises(GalleryMismatchError):
         load_gallery(tmp_path / "g", expected_model="model-b")
+
+
+def test_two_handles_on_one_milvus_gallery_see_each_others_writes(milvus_uri) -> None:
+    """What two replicas do: one enrols, the other (already holding the gallery) searches and enrols next; ids never collide."""
+    first = MilvusGallery.create(DIM, "model-a", uri=milvus_uri)
+    second = MilvusGallery.open(first.collection, uri=milvus_uri, expected_model="model-a", expected_dim=DIM)
+    base = unit(np.random.default_rng(10), 6)
+    assert first.add(base[:3], ["a", "b", "c"]) == [0, 1, 2]
+    assert [row[0][1] for row in second.search(base[:3], k=1)] == ["a", "b", "c"]
+    assert second.add(base[3:], ["d", "e", "f"]) == [3, 4, 5]
+    first.remove([4])
+    assert second.labels == {0: "a", 1: "b", 2: "c", 3: "d", 5: "f"} and len(second) == 5
