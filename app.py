@@ -30,13 +30,12 @@ from api.security import BodySizeLimit
 from dashboard import charts, facegrid
 from dashboard.gallery_tab import build_gallery_tab
 from dashboard.i18n import I18N, Locale, locale_of, reason_text, tr
-from dashboard.store import SQLiteStore
 from dashboard.ui_common import clean_source, error_markdown
-from notify.webhook import WebhookOutbox
 from recognition import service
 from recognition.errors import FroodError
 from recognition.logs import configure_logging
 from settings import get_settings
+from storage.factory import open_outbox, open_store
 
 log = logging.getLogger("frood.app")
 VERSION = "0.1.0"
@@ -358,21 +357,9 @@ def create_app() -> FastAPI:
 def attach_store_and_webhook() -> None:
     """The stats store (with background pruning) and the reject webhook worker."""
     settings = get_settings()
-    store = SQLiteStore(
-        settings.stats_db_path,
-        settings.thumbnails_dir,
-        store_thumbnails=settings.store_thumbnails,
-        events_retention_days=settings.events_retention_days,
-        thumbnails_retention_days=settings.thumbnails_retention_days,
-    )
+    store = open_store(settings)  # SQLite files, or PostgreSQL shared by replicas (DATABASE_URL)
     store.start_pruning(settings.prune_interval_s)
-    outbox = WebhookOutbox(
-        settings.outbox_db_path,
-        settings.webhook_url,
-        settings.webhook_secret,
-        timeout_s=settings.webhook_timeout_s,
-        max_attempts=settings.webhook_max_attempts,
-    )
+    outbox = open_outbox(settings)
     outbox.start()
     service.attach(store, outbox)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, Field
@@ -72,6 +72,15 @@ class Settings(BaseSettings):
     allow_private_urls: bool = False
     url_fetch_timeout_s: float = 5.0
 
+    # Several replicas (docs/scaling.md): shared PostgreSQL for the stats store and the webhook outbox, and the
+    # gallery backend. Empty DATABASE_URL: SQLite files under DATA_DIR (one machine). MILVUS_URI empty: embedded
+    # Milvus Lite in DATA_DIR/milvus.db; http://host:19530 for a Milvus server or cluster (same client code).
+    database_url: str = ""
+    database_pool_size: int = Field(8, ge=1)
+    gallery_backend: Literal["faiss", "milvus"] = "faiss"
+    milvus_uri: str = ""
+    milvus_token: str = ""
+
     # Optional weights supplied by the user for non-default models
     facenet_weights_path: Path | None = None
     arcface_onnx_path: Path | None = None
@@ -83,6 +92,10 @@ class Settings(BaseSettings):
     @property
     def outbox_db_path(self) -> Path:
         return self.data_dir / "webhook-outbox.sqlite3"
+
+    @property
+    def milvus_lite_path(self) -> Path:
+        return self.data_dir / "milvus.db"
 
     @property
     def indexes_dir(self) -> Path:

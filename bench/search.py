@@ -1,6 +1,11 @@
-"""Benchmark (not a test): the FAISS gallery's index types on seeded random unit vectors; prints JSON.
+"""Benchmark (not a test): the gallery backends' index types on seeded random unit vectors; prints JSON.
 
     python bench/search.py [--sizes 10000,100000,1000000] [--max-gb 4] [--queries 200] [--types Flat,IVF,HNSW32] [--threads 0]
+                           [--backends faiss,milvus] [--milvus-uri URI]
+
+Backends: ``faiss`` (files, the default) and ``milvus`` (embedded Milvus Lite in a temporary file unless
+``--milvus-uri`` points at a Milvus server), each through its gallery class, so the numbers include the
+client path the service uses (for Milvus: gRPC to the embedded server, row conversion on insert).
 
 For each size N and index type (metric IP, as the service uses): build time (create + one add of N,
 IVF training included), memory (the serialised FAISS index and the stored vectors on disk, plus the
@@ -36,6 +41,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from gallery.index import INDEX_FILE, INDEX_TYPES, VECTORS_FILE, GalleryIndex  # noqa: E402
+
+BACKENDS = ("faiss", "milvus")
 
 DIM = 512
 NEAR_COSINE = 0.7
@@ -80,13 +87,30 @@ def estimated_peak_bytes(n: int, dim: int) -> float:
     return 3 * vector_bytes + n * (16 + HNSW_GRAPH_BYTES)
 
 
-def bench_index(index_type: str, data: np.ndarray, queries: dict[str, np.ndarray], truth: dict[str, np.ndarray], workdir: Path) -> dict:
+def dir_bytes(path: Path) -> int:
+    return sum(item.stat().st_size for item in path.rglob("*") if item.is_file()) if path.is_dir() else path.stat().st_size
+
+
+def create_gallery(backend: str, index_type: str, dim: int, milvus_uri: str):
+    if backend == "faiss":
+        return GalleryIndex.create(dim, "bench", index_type, "IP")
+    from gallery.milvus import MilvusGallery
+
+    return MilvusGallery.create(dim, "bench", index_type, "IP", uri=milvus_uri)
+
+
+def bench_index(
+    index_type: str, data: np.ndarray, queries: dict[str, np.ndarray], truth: dict[str, np.ndarray], workdir: Path, backend: str = "faiss", milvus_uri: str = ""
+) -> dict:
     n, dim = data.shape
     labels = [f"id-{i}" for i in range(n)]
     rss_before = rss_bytes()
     start = time.perf_counter()
-    gallery = GalleryIndex.create(dim, "bench", index_type, "IP")
+    gallery = create_gallery(backend, index_type, dim, milvus_uri)
     gallery.add(data, labels)
+    if backend == "milvus":
+        gallery.wait_indexed()  # Milvus builds indexes in the background: part of building
+        gallery.search(data[:1], k=1)
     build_s = time.perf_counter() - start
     rss_delta = rss_bytes() - rss_before
 
@@ -109,16 +133,25 @@ def bench_index(index_type: str, data: np.ndarray, queries: dict[str, np.ndarray
         top1 = np.array([row[0][0] if row else -1 for row in gallery.search(batch, k=1)])
         result["recall_at_1"][name] = round(float(np.mean(top1 == truth[name])), 4)
 
-    directory = workdir / index_type
+    directory = workdir / f"{backend}-{index_type}"
     start = time.perf_counter()
     gallery.save(directory)
     result["save_s"] = round(time.perf_counter() - start, 3)
-    result["index_bytes"] = (directory / INDEX_FILE).stat().st_size
-    result["stored_vectors_bytes"] = (directory / VECTORS_FILE).stat().st_size
-    del gallery
-    gc.collect()
-    start = time.perf_counter()
-    GalleryIndex.load(directory, expected_model="bench", expected_dim=dim)
+    if backend == "faiss":
+        result["index_bytes"] = (directory / INDEX_FILE).stat().st_size
+        result["stored_vectors_bytes"] = (directory / VECTORS_FILE).stat().st_size
+        del gallery
+        gc.collect()
+        start = time.perf_counter()
+        GalleryIndex.load(directory, expected_model="bench", expected_dim=dim)
+    else:
+        from gallery.milvus import MilvusGallery
+
+        if "://" not in milvus_uri:
+            result["milvus_lite_bytes"] = dir_bytes(Path(milvus_uri))
+        start = time.perf_counter()
+        MilvusGallery.load(directory, expected_model="bench", expected_dim=dim)
+        gallery.drop()
     result["load_s"] = round(time.perf_counter() - start, 3)
     for path in directory.iterdir():
         path.unlink()
@@ -138,9 +171,11 @@ def bench_size(n: int, args: argparse.Namespace, workdir: Path) -> dict:
     truth = {name: faiss.knn(batch, data, 1, metric=faiss.METRIC_INNER_PRODUCT)[1][:, 0] for name, batch in queries.items()}
     entry["near_queries_whose_true_neighbour_is_their_source"] = round(float(np.mean(truth["near"] == sources)), 4)
     entry["indexes"] = {}
-    for index_type in args.types:
-        entry["indexes"][index_type] = bench_index(index_type, data, queries, truth, workdir)
-        print(f"N={n} {index_type}: {json.dumps(entry['indexes'][index_type])}", file=sys.stderr, flush=True)
+    for backend in args.backends:
+        for index_type in args.types:
+            name = index_type if backend == "faiss" else f"{backend}:{index_type}"
+            entry["indexes"][name] = bench_index(index_type, data, queries, truth, workdir, backend, args.milvus_uri or str(workdir / "milvus.db"))
+            print(f"N={n} {name}: {json.dumps(entry['indexes'][name])}", file=sys.stderr, flush=True)
     return entry
 
 
@@ -153,11 +188,16 @@ def main() -> None:
     parser.add_argument("--types", default=",".join(INDEX_TYPES), help=f"comma-separated subset of {','.join(INDEX_TYPES)}")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=0, help="FAISS OpenMP threads (0: FAISS's default, one per core)")
+    parser.add_argument("--backends", default="faiss", help=f"comma-separated subset of {','.join(BACKENDS)}")
+    parser.add_argument("--milvus-uri", default="", help="a Milvus server (http://host:19530); default: embedded Milvus Lite in a temp file")
     args = parser.parse_args()
     if args.threads > 0:
         faiss.omp_set_num_threads(args.threads)
     sizes = [int(size) for size in args.sizes.split(",") if size.strip()]
     args.types = [name.strip() for name in args.types.split(",") if name.strip()]
+    args.backends = [name.strip() for name in args.backends.split(",") if name.strip()]
+    if sorted(set(args.backends) - set(BACKENDS)):
+        parser.error(f"unknown backends {args.backends}: allowed values are {', '.join(BACKENDS)}")
     unknown = sorted(set(args.types) - set(INDEX_TYPES))
     if unknown:
         parser.error(f"unknown index types {unknown}: allowed values are {', '.join(INDEX_TYPES)}")
@@ -182,6 +222,7 @@ def main() -> None:
             "seed": args.seed,
             "max_gb": args.max_gb,
             "threads": faiss.omp_get_max_threads(),
+            "backends": args.backends,
         },
         "results": [],
     }

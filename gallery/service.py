@@ -18,6 +18,7 @@ from gallery.index import GalleryIndex
 from recognition.decode import ImageInput
 from recognition.errors import FroodError
 from recognition.pipeline import FacePipeline
+from storage import factory as storage_factory
 
 UNKNOWN = "unknown"
 
@@ -53,12 +54,13 @@ class IdentifiedFace:
 
 
 def new_gallery(pipeline: FacePipeline, index_type: str = "Flat", metric: str = "IP") -> GalleryIndex:
-    return GalleryIndex.create(pipeline.embedder.dim, pipeline.model, index_type, metric)
+    """An empty gallery of the configured backend (``GALLERY_BACKEND``: FAISS files or Milvus)."""
+    return storage_factory.create_gallery(pipeline.embedder.dim, pipeline.model, index_type, metric)
 
 
 def load_gallery(pipeline: FacePipeline, directory: Path) -> GalleryIndex:
-    """Load a gallery, refusing one built by another model or dimension."""
-    return GalleryIndex.load(directory, expected_model=pipeline.model, expected_dim=pipeline.embedder.dim)
+    """Load a gallery (whichever backend saved it), refusing one built by another model or dimension."""
+    return storage_factory.load_gallery(directory, expected_model=pipeline.model, expected_dim=pipeline.embedder.dim)
 
 
 def enrol(pipeline: FacePipeline, gallery: GalleryIndex, items: list[tuple[ImageInput, str, str]]) -> EnrolResult:

@@ -142,11 +142,11 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
 def cmd_index(args: argparse.Namespace) -> int:
     from gallery import service as gallery_service
-    from gallery.index import GalleryIndex
+    from storage.factory import load_gallery
 
     directory = Path(args.index)
     if args.action == "info":
-        info = GalleryIndex.load(directory).info()
+        info = load_gallery(directory).info()  # FAISS files or a Milvus collection's pointer
         print(json.dumps(info, indent=2, default=str))
         return 0
     pipeline = _pipeline(args)

@@ -1,0 +1,167 @@
+"""The webhook outbox on a real PostgreSQL: N workers deliver each event once; a killed worker loses nothing."""
+
+from __future__ import annotations
+
+import collections
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+from notify.webhook import EVENT_ID_HEADER, SIGNATURE_HEADER, verify_signature
+from tests.apphelpers import ROOT, WebhookReceiver
+from tests.postgres_server import TemporaryPostgres, unavailable_reason
+
+pytestmark = pytest.mark.skipif(unavailable_reason() is not None, reason=str(unavailable_reason()))
+
+
+@pytest.fixture(scope="module")
+def server():
+    postgres = TemporaryPostgres().start()
+    yield postgres
+    postgres.stop()
+
+
+@pytest.fixture
+def make_outbox(server):
+    from notify.outbox_postgres import PostgresOutbox
+
+    made: list[PostgresOutbox] = []
+
+    def make(url: str, **options) -> PostgresOutbox:
+        made.append(PostgresOutbox(server.url, url, **{"base_backoff_s": 0.01, "poll_interval_s": 0.05, **options}))
+        return made[-1]
+
+    first = make("http://127.0.0.1:9/unused")
+    with first._pool.connection() as connection:
+        connection.execute("TRUNCATE webhook_outbox")
+    yield make
+    for outbox in made:
+        outbox.close()
+
+
+@pytest.fixture
+def receiver():
+    servers: list[WebhookReceiver] = []
+
+    def make(failures: int = 0) -> WebhookReceiver:
+        servers.append(WebhookReceiver(failures))
+        return servers[-1]
+
+    yield make
+    for item in servers:
+        item.close()
+
+
+def wait_for(condition, seconds: float = 30.0) -> bool:
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return condition()
+
+
+def test_signed_post_and_retry_with_backoff(make_outbox, receiver):
+    hook = receiver(failures=2)
+    outbox = make_outbox(hook.url, secret="s3cret")
+    event_id = outbox.enqueue({"quality_score": 0.21, "reasons": ["too_dark"]})
+    assert outbox.stats() == {"pending": 1, "sent": 0, "failed": 0}
+    delivered, deadline = 0, time.time() + 10
+    while not delivered and time.time() < deadline:
+        delivered = outbox.deliver_due()
+        time.sleep(0.02)
+    assert delivered == 1 and len(hook.requests) == 3  # two 500s, then 200
+    headers, body = hook.requests[-1]
+    assert json.loads(body)["event_id"] == event_id == headers[EVENT_ID_HEADER]
+    assert verify_signature(body, "s3cret", headers[SIGNATURE_HEADER])
+    assert outbox.stats() == {"pending": 0, "sent": 1, "failed": 0}
+    assert outbox.enqueue({"event_id": event_id, "quality_score": 0.5}) == event_id  # same id again: stored once
+    assert outbox.deliver_due() == 0 and outbox.stats()["sent"] == 1
+
+
+def test_four_replicas_deliver_three_hundred_events_exactly_once(make_outbox, receiver):
+    hook = receiver()
+    replicas = [make_outbox(hook.url) for _ in range(4)]
+    for replica in replicas:
+        replica.start()
+    expected = [replicas[index % 4].enqueue({"quality_score": 0.1, "n": index}) for index in range(300)]
+    assert wait_for(lambda: len(hook.requests) >= 300 and replicas[0].stats()["sent"] == 300)
+    time.sleep(0.5)  # any duplicate would arrive now
+    counts = collections.Counter(headers[EVENT_ID_HEADER] for headers, _ in hook.requests)
+    assert sorted(counts) == sorted(expected) and set(counts.values()) == {1}
+    with replicas[0]._pool.connection() as connection:
+        workers = {row[0] for row in connection.execute("SELECT DISTINCT delivered_by FROM webhook_outbox")}
+    assert len(workers) >= 2  # the work was shared, not done by one replica while the others idled
+
+
+def test_failed_events_are_kept_until_retried_or_dropped_and_delivered_ones_pruned(make_outbox, receiver):
+    hook = receiver(failures=4)
+    outbox = make_outbox(hook.url, max_attempts=2)
+    first, second = outbox.enqueue({"n": 1}), outbox.enqueue({"n": 2})
+    far = time.time() + 3600
+    outbox.deliver_due(now=far)
+    outbox.deliver_due(now=far + 3600)
+    assert outbox.stats() == {"pending": 0, "sent": 0, "failed": 2}
+    assert outbox.prune(now=far + 365 * 86400) == 0  # failed events are never pruned
+    assert [event["event_id"] for event in outbox.failed_events()] == [first, second]
+    assert outbox.failed_events()[0]["attempts"] == 2 and outbox.failed_events()[0]["last_error"] == "HTTP 500"
+    operator = make_outbox("", manage_only=True)  # `frood webhook` on another machine: no URL, same table
+    assert operator.stats() == {"pending": 0, "sent": 0, "failed": 2} and operator.retry_failed([]) == 0
+    assert operator.retry_failed([first]) == 1 and outbox.stats() == {"pending": 1, "sent": 0, "failed": 1}
+    assert outbox.deliver_due() == 1 and outbox.stats() == {"pending": 0, "sent": 1, "failed": 1}
+    assert outbox.drop_failed() == 1 and outbox.stats() == {"pending": 0, "sent": 1, "failed": 0}
+    assert outbox.retry_failed([second]) == 0  # gone
+    assert outbox.prune(now=time.time() + 6 * 86400) == 0  # kept 7 days by default
+    assert outbox.prune(now=time.time() + 8 * 86400) == 1 and outbox.stats() == {"pending": 0, "sent": 0, "failed": 0}
+
+
+WORKER = textwrap.dedent(
+    """
+    import sys, time
+    from notify.outbox_postgres import PostgresOutbox
+    outbox = PostgresOutbox(sys.argv[1], sys.argv[2], timeout_s=30, poll_interval_s=0.05)
+    print("ready", flush=True)
+    outbox.start()
+    time.sleep(600)
+    """
+)
+
+
+def test_a_worker_killed_mid_post_loses_nothing(make_outbox, receiver, server, tmp_path):
+    """The receiver stalls the first POST; the worker process holding it is SIGKILLed; a survivor delivers it."""
+    hook = receiver()
+    stalled = []
+    handler = hook.server.RequestHandlerClass
+    original = handler.do_POST
+
+    def slow_first(self) -> None:
+        if not stalled:
+            stalled.append(self.headers[EVENT_ID_HEADER])
+            time.sleep(3)  # the worker is killed while waiting on this answer
+        original(self)
+
+    handler.do_POST = slow_first
+    script = tmp_path / "worker.py"
+    script.write_text(WORKER)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    doomed = subprocess.Popen([sys.executable, str(script), server.url, hook.url], cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True)
+    assert doomed.stdout.readline().strip() == "ready"
+    producer = make_outbox(hook.url)
+    expected = [producer.enqueue({"n": index}) for index in range(20)]
+    assert wait_for(lambda: bool(stalled), 20)
+    doomed.send_signal(signal.SIGKILL)
+    doomed.wait(timeout=30)
+    survivor = make_outbox(hook.url)
+    survivor.start()
+    assert wait_for(lambda: survivor.stats() == {"pending": 0, "sent": 20, "failed": 0}, 30)
+    assert wait_for(lambda: len(hook.requests) >= 21, 10)  # the stalled POST is recorded once its handler wakes
+    received = collections.Counter(headers[EVENT_ID_HEADER] for headers, _ in hook.requests)
+    assert sorted(received) == sorted(expected)  # nothing lost
+    assert received[stalled[0]] == 2  # the killed worker's POST arrived, then the survivor's (at least once)
+    assert all(received[event_id] == 1 for event_id in expected if event_id != stalled[0])

@@ -1,0 +1,200 @@
+"""One gallery test suite, two backends: FAISS files (default) and Milvus (embedded Milvus Lite here; the
+same client code serves a Milvus server or cluster). Build/add/remove/search, persistence, model mismatch
+refused, bad input, and enrol/identify with the real pipeline on real photos."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from gallery import service as gallery_service
+from gallery.index import INDEX_TYPES, METRICS, GalleryIndex, GalleryMismatchError
+
+pytest.importorskip("pymilvus", reason="pymilvus (and milvus-lite) are in requirements.txt")
+from gallery.milvus import MilvusGallery  # noqa: E402
+
+DIM = 32
+COUNT = 400
+BACKENDS = ("faiss", "milvus")
+COMBOS = [(backend, index_type, metric) for backend in BACKENDS for index_type in INDEX_TYPES for metric in METRICS]
+
+
+@pytest.fixture(scope="module")
+def milvus_uri(tmp_path_factory) -> str:
+    """One embedded Milvus Lite database for the module (one embedded server process)."""
+    return str(tmp_path_factory.mktemp("milvus") / "galleries.db")
+
+
+@pytest.fixture
+def make(milvus_uri):
+    """``make(backend, index_type, metric, model, dim)`` → an empty gallery of that backend."""
+
+    def build(backend: str, index_type: str = "Flat", metric: str = "IP", model: str = "model-a", dim: int = DIM):
+        if backend == "faiss":
+            return GalleryIndex.create(dim, model, index_type, metric)
+        return MilvusGallery.create(dim, model, index_type, metric, uri=milvus_uri)
+
+    return build
+
+
+def load(backend: str, directory: Path, **expected):
+    return (GalleryIndex if backend == "faiss" else MilvusGallery).load(directory, **expected)
+
+
+def unit(rng: np.random.Generator, count: int, dim: int = DIM) -> np.ndarray:
+    vectors = rng.standard_normal((count, dim)).astype(np.float32)
+    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+
+def noisy(vectors: np.ndarray, rng: np.random.Generator, scale: float = 0.05) -> np.ndarray:
+    out = vectors + rng.normal(scale=scale, size=vectors.shape).astype(np.float32)
+    return out / np.linalg.norm(out, axis=1, keepdims=True)
+
+
+def filled(make, backend: str, index_type: str, metric: str):
+    """COUNT vectors added in two batches (IVF builds on the first, then grows)."""
+    base = unit(np.random.default_rng(0), COUNT)
+    gallery = make(backend, index_type, metric)
+    ids = gallery.add(base[:50], [f"person-{i}" for i in range(50)])
+    ids += gallery.add(base[50:], [f"person-{i}" for i in range(50, COUNT)])
+    return gallery, base, ids
+
+
+def hit_ids(results) -> list[list[int]]:
+    return [[hit[0] for hit in row] for row in results]
+
+
+@pytest.mark.parametrize(("backend", "index_type", "metric"), COMBOS)
+def test_build_add_remove_search_save_load(make, backend: str, index_type: str, metric: str, tmp_path: Path) -> None:
+    gallery, base, ids = filled(make, backend, index_type, metric)
+    assert ids == list(range(COUNT)) and len(gallery) == COUNT
+    results = gallery.search(noisy(base, np.random.default_rng(1)), k=3)
+    assert all(row[0][1] == f"person-{i}" for i, row in enumerate(results))  # its own label first
+    assert all(row[0][2] > 0.9 for row in results)  # cosine units whatever the metric
+    assert all(row[0][2] >= row[1][2] >= row[2][2] for row in results)  # best first
+
+    removed = ids[::3]
+    assert gallery.remove(removed) == len(removed)
+    assert len(gallery) == COUNT - len(removed) and not set(removed) & set(gallery.labels)
+    found = {hit for row in hit_ids(gallery.search(base, k=10)) for hit in row}
+    assert found and not found & set(removed)
+    kept = [i for i in ids if i not in set(removed)][:20]
+    assert [row[0] for row in hit_ids(gallery.search(base[kept], k=1))] == kept
+    with pytest.raises(KeyError, match=str(removed[0])):
+        gallery.remove([removed[0]])  # already gone
+
+    queries = noisy(base[:50], np.random.default_rng(2))
+    gallery.save(tmp_path / "g")
+    loaded = load(backend, tmp_path / "g", expected_model="model-a", expected_dim=DIM)
+    assert hit_ids(loaded.search(queries, k=5)) == hit_ids(gallery.search(queries, k=5))
+    assert loaded.labels == gallery.labels and len(loaded) == len(gallery)
+    info = loaded.info()
+    assert (info["model_name"], info["feature_dim"], info["index_type"], info["metric"]) == ("model-a", DIM, index_type, metric)
+    assert info["created"] == gallery.created
+    assert loaded.add(unit(np.random.default_rng(3), 2), ["new-a", "new-b"]) == [COUNT, COUNT + 1]  # ids never reused
+    loaded.remove([ids[1]])
+    assert ids[1] not in {hit for row in hit_ids(loaded.search(base[:5], k=5)) for hit in row}
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_load_refuses_another_model_or_dimension(make, backend: str, tmp_path: Path) -> None:
+    gallery = make(backend)
+    gallery.add(unit(np.random.default_rng(4), 10), [str(i) for i in range(10)])
+    gallery.save(tmp_path / "g")
+    with pytest.raises(GalleryMismatchError, match="built with model 'model-a'.*uses model 'model-b'"):
+        load(backend, tmp_path / "g", expected_model="model-b")
+    with pytest.raises(GalleryMismatchError, match=f"holds {DIM}-d features.*produces 512-d"):
+        load(backend, tmp_path / "g", expected_model="model-a", expected_dim=512)
+    assert len(load(backend, tmp_path / "g", expected_model="model-a", expected_dim=DIM)) == 10
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_bad_inputs_raise_value_error(make, backend: str) -> None:
+    gallery = make(backend)
+    assert gallery.search(unit(np.random.default_rng(4), 2)) == [[], []]  # empty gallery
+    with pytest.raises(ValueError, match=f"shape \\[n, {DIM}\\]"):
+        gallery.add(np.zeros((2, DIM + 1), np.float32), ["a", "b"])
+    bad = unit(np.random.default_rng(5), 3)
+    bad[1, 0] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        gallery.add(bad, ["a", "b", "c"])
+    with pytest.raises(ValueError, match="labels"):
+        gallery.add(unit(np.random.default_rng(6), 2), ["only-one"])
+    with pytest.raises(KeyError, match="99"):
+        gallery.remove([99])
+    with pytest.raises(ValueError, match="Flat, IVF, HNSW32"):
+        make(backend, "LSH")
+    assert len(gallery) == 0 and gallery.add(np.empty((0, DIM), np.float32), []) == []
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_one_at_a_time_and_k_beyond_the_size(make, backend: str) -> None:
+    gallery = make(backend)
+    base = unit(np.random.default_rng(7), 30)
+    for i, vector in enumerate(base):
+        assert gallery.add(vector, [f"p{i}"]) == [i]
+    assert [row[0][0] for row in gallery.search(base, k=1)] == list(range(30))
+    assert len(gallery.search(base[:1], k=500)[0]) == 30  # no padding beyond the gallery size
+
+
+@pytest.fixture(scope="module")
+def enrolment_split(faces_dir: Path):
+    """Per identity with ≥ 4 photos: the first two enrol, the last one is the probe (sorted names, fixed)."""
+    with open(faces_dir / "identities.csv", newline="") as handle:
+        by_identity: dict[str, list[str]] = {}
+        for row in csv.DictReader(handle):
+            by_identity.setdefault(row["identity"], []).append(row["file"])
+    chosen = {identity: sorted(files) for identity, files in sorted(by_identity.items()) if len(files) >= 4}
+    enrol = [(faces_dir / files[0], identity, files[0]) for identity, files in chosen.items()]
+    enrol += [(faces_dir / files[1], identity, files[1]) for identity, files in chosen.items()]
+    probes = [(faces_dir / files[-1], identity) for identity, files in chosen.items()]
+    return enrol, probes
+
+
+def test_enrol_and_identify_real_faces_give_the_same_answers_on_both_backends(pipeline, enrolment_split, milvus_uri) -> None:
+    enrol, probes = enrolment_split
+    answers = {}
+    for backend in BACKENDS:
+        if backend == "faiss":
+            gallery = gallery_service.new_gallery(pipeline)
+        else:
+            gallery = MilvusGallery.create(pipeline.embedder.dim, pipeline.model, uri=milvus_uri)
+        result = gallery_service.enrol(pipeline, gallery, enrol)
+        assert len(result.ids) + len(result.skipped) == len(enrol) and len(result.ids) >= len(enrol) - 2
+        answers[backend] = [gallery_service.identify(pipeline, gallery, image, top_k=3)[0] for image, _ in probes]
+    for faiss_face, milvus_face in zip(answers["faiss"], answers["milvus"]):
+        assert faiss_face.label == milvus_face.label
+        assert [label for label, _ in faiss_face.matches] == [label for label, _ in milvus_face.matches]
+        np.testing.assert_allclose([s for _, s in faiss_face.matches], [s for _, s in milvus_face.matches], atol=1e-4)
+    correct = sum(face.label == identity for face, (_, identity) in zip(answers["milvus"], probes))
+    assert correct >= len(probes) - 1, [(face.label, identity) for face, (_, identity) in zip(answers["milvus"], probes)]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_the_factory_loads_whichever_backend_saved_the_folder(make, backend: str, tmp_path: Path) -> None:
+    """``frood index info`` and the API load through ``storage.factory.load_gallery``: the info file says which backend."""
+    from storage.factory import load_gallery
+
+    gallery = make(backend, "HNSW32", "L2")
+    gallery.add(unit(np.random.default_rng(9), 12), [f"p{i}" for i in range(12)])
+    gallery.save(tmp_path / "g")
+    loaded = load_gallery(tmp_path / "g", expected_model="model-a", expected_dim=DIM)
+    assert type(loaded) is type(gallery) and len(loaded) == 12
+    assert (loaded.info()["index_type"], loaded.info()["metric"]) == ("HNSW32", "L2")
+    with pytest.raises(GalleryMismatchError):
+        load_gallery(tmp_path / "g", expected_model="model-b")
+
+
+def test_two_handles_on_one_milvus_gallery_see_each_others_writes(milvus_uri) -> None:
+    """What two replicas do: one enrols, the other (already holding the gallery) searches and enrols next; ids never collide."""
+    first = MilvusGallery.create(DIM, "model-a", uri=milvus_uri)
+    second = MilvusGallery.open(first.collection, uri=milvus_uri, expected_model="model-a", expected_dim=DIM)
+    base = unit(np.random.default_rng(10), 6)
+    assert first.add(base[:3], ["a", "b", "c"]) == [0, 1, 2]
+    assert [row[0][1] for row in second.search(base[:3], k=1)] == ["a", "b", "c"]
+    assert second.add(base[3:], ["d", "e", "f"]) == [3, 4, 5]
+    first.remove([4])
+    assert second.labels == {0: "a", 1: "b", 2: "c", 3: "d", 5: "f"} and len(second) == 5
