@@ -35,7 +35,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from gallery.index import INDEX_FILE, INDEX_TYPES, VECTORS_FILE, GalleryIndex  # noqa: E402
+from gallery.index import INDEX_FILE, INDEX_TYPES, VECTORS_FILE, GalleryIndex, current_version_dir  # noqa: E402
 
 DIM = 512
 NEAR_COSINE = 0.7
@@ -113,8 +113,8 @@ def bench_index(index_type: str, data: np.ndarray, queries: dict[str, np.ndarray
     start = time.perf_counter()
     gallery.save(directory)
     result["save_s"] = round(time.perf_counter() - start, 3)
-    result["index_bytes"] = (directory / INDEX_FILE).stat().st_size
-    result["stored_vectors_bytes"] = (directory / VECTORS_FILE).stat().st_size
+    result["index_bytes"] = (current_version_dir(directory) / INDEX_FILE).stat().st_size
+    result["stored_vectors_bytes"] = (current_version_dir(directory) / VECTORS_FILE).stat().st_size
     del gallery
     gc.collect()
     start = time.perf_counter()

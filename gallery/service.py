@@ -8,6 +8,8 @@ match threshold is "unknown".
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,11 +17,23 @@ import cv2
 import numpy as np
 
 from gallery.index import GalleryIndex
-from recognition.decode import ImageInput
+from recognition.decode import DecodedImage, ImageInput
 from recognition.errors import FroodError
-from recognition.pipeline import FacePipeline
+from recognition.pipeline import AnalysisResult, FacePipeline
 
 UNKNOWN = "unknown"
+Recorder = Callable[[DecodedImage, AnalysisResult, float], None]
+"""Called once per processed image with (decoded image, analysis, latency in ms): the app's stats row and webhook."""
+
+
+def _analyse(pipeline: FacePipeline, image: ImageInput, name: str, record: Recorder | None) -> AnalysisResult:
+    """Decode and analyse one image, handing it to ``record`` (every processed image is counted)."""
+    start = time.perf_counter()
+    decoded = image if isinstance(image, DecodedImage) else pipeline.decode(image, name)
+    analysis = pipeline.analyze(decoded, name=name)
+    if record is not None:
+        record(decoded, analysis, (time.perf_counter() - start) * 1000)
+    return analysis
 
 
 @dataclass
@@ -61,14 +75,19 @@ def load_gallery(pipeline: FacePipeline, directory: Path) -> GalleryIndex:
     return GalleryIndex.load(directory, expected_model=pipeline.model, expected_dim=pipeline.embedder.dim)
 
 
-def enrol(pipeline: FacePipeline, gallery: GalleryIndex, items: list[tuple[ImageInput, str, str]]) -> EnrolResult:
-    """``items``: (image, label, name for the report). Adds the largest face of each trusted image."""
+def enrol(
+    pipeline: FacePipeline, gallery: GalleryIndex, items: list[tuple[ImageInput, str, str]], record: Recorder | None = None
+) -> EnrolResult:
+    """``items``: (image, label, name for the report). Adds the largest face of each trusted image.
+
+    Every per-image failure (unreadable image, degenerate landmarks...) is a typed error that skips that image only.
+    """
     result = EnrolResult()
     vectors, labels = [], []
     reject = pipeline.settings.reject_threshold
     for image, label, name in items:
         try:
-            analysis = pipeline.analyze(image, name=name)
+            analysis = _analyse(pipeline, image, name, record)
         except FroodError as error:
             result.skipped.append({"image": name, "label": label, "reason": str(error)})
             continue
@@ -88,9 +107,11 @@ def enrol(pipeline: FacePipeline, gallery: GalleryIndex, items: list[tuple[Image
     return result
 
 
-def identify(pipeline: FacePipeline, gallery: GalleryIndex, image: ImageInput, top_k: int = 5, name: str = "") -> list[IdentifiedFace]:
+def identify(
+    pipeline: FacePipeline, gallery: GalleryIndex, image: ImageInput, top_k: int = 5, name: str = "", record: Recorder | None = None
+) -> list[IdentifiedFace]:
     """Every face of the image against the gallery, largest face first."""
-    analysis = pipeline.analyze(image, name=name)
+    analysis = _analyse(pipeline, image, name, record)
     if not analysis.faces:
         return []
     hits = gallery.search(np.stack([face.feature for face in analysis.faces]), k=top_k)
