@@ -55,8 +55,8 @@ def check_label(value: object, what: str = "label") -> str:
     """A person's label: 1–128 characters, any script, no control characters, not blank; else 400."""
     if not isinstance(value, str) or not value.strip() or len(value) > LABEL_MAX:
         raise ApiError(400, f"{what} {shorten(value)} is not valid: use 1–{LABEL_MAX} characters, not only spaces")
-    if any(unicodedata.category(char).startswith("C") for char in value):
-        raise ApiError(400, f"{what} {shorten(value)} contains control or unassigned characters")
+    if any(unicodedata.category(char)[0] == "C" or unicodedata.category(char) in ("Zl", "Zp") for char in value):
+        raise ApiError(400, f"{what} {shorten(value)} contains control, line-break or unassigned characters")
     return value
 
 
