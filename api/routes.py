@@ -216,7 +216,7 @@ def index_build(body: BuildIndexRequest, request: Request) -> JSONResponse:
     gallery = gallery_service.new_gallery(pipeline, body.indexType, body.metric)
     result = gallery_service.enrol(pipeline, gallery, items, _recorder("index_build", body.source))
     if body.requestId:
-        gallery.remember_request(body.requestId, {"ids": result.ids, "skipped": result.skipped})
+        gallery.remember_request(body.requestId, {"enrolled": len(result.ids), "skipped": result.skipped[:100]})
     with registry.lock:
         if body.requestId and registry.exists(key):  # a concurrent retry won the race: keep its gallery
             gallery = registry.get(key)
@@ -241,7 +241,7 @@ def index_add(body: AddRequest, request: Request) -> JSONResponse:
             return envelope({"idMap": _id_map(gallery), "skipped": done.get("skipped", []), "replayed": True})
         result = gallery_service.enrol(pipeline, gallery, items, _recorder("index_add", body.source))
         if body.requestId:
-            gallery.remember_request(body.requestId, {"ids": result.ids, "skipped": result.skipped})
+            gallery.remember_request(body.requestId, {"enrolled": len(result.ids), "skipped": result.skipped[:100]})
         registry.save(body.indexKey)
     return envelope({"idMap": _id_map(gallery), "skipped": result.skipped})
 
