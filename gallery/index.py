@@ -19,6 +19,8 @@ Not thread-safe: the caller serialises writers (and readers during writes).
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import math
 import os
@@ -26,7 +28,7 @@ import platform
 import re
 import shutil
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -40,6 +42,7 @@ METRICS = ("IP", "L2")
 INDEX_FILE = "vector.index"
 INFO_FILE = "index_info.yaml"
 VECTORS_FILE = "vectors.npy"
+LOCK_FILE = ".lock"  # flock'ed by a save and by a load's clean-up: another process's save in flight is never swept
 POINTER_FILE = "CURRENT"  # names the current version folder; replacing it is the one atomic step of a save
 TEMP_PREFIX = ".tmp-"
 FORMAT_VERSION = 1
@@ -217,6 +220,10 @@ class GalleryIndex:
         """
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
+        with _folder_lock(directory):
+            self._save_locked(directory)
+
+    def _save_locked(self, directory: Path) -> None:
         version = f"v{self._version_counter(directory) + 1:08d}-{uuid.uuid4().hex[:8]}"
         staging = directory / f"{TEMP_PREFIX}{version}"
         try:
@@ -260,7 +267,13 @@ class GalleryIndex:
         directory = Path(directory)
         if not directory.is_dir():
             raise FileNotFoundError(f"no gallery folder at {directory}")
-        clean_up(directory)
+        with _folder_lock(directory) as locked:
+            if locked:  # never clean up a folder another process may be saving into
+                clean_up(directory)
+            return cls._load_locked(directory, expected_model, expected_dim)
+
+    @classmethod
+    def _load_locked(cls, directory: Path, expected_model: str | None, expected_dim: int | None) -> GalleryIndex:
         files = current_version_dir(directory)
         with open(files / INFO_FILE, encoding="utf-8") as handle:
             info = yaml.load(handle, Loader=_YAML_LOADER)
@@ -395,6 +408,23 @@ def clean_up(directory: Path | str) -> list[str]:
                 path.unlink(missing_ok=True)
             removed.append(path.name)
     return removed
+
+
+@contextlib.contextmanager
+def _folder_lock(directory: Path) -> Iterator[bool]:
+    """An exclusive ``flock`` on ``directory/.lock`` (released by the kernel if the process dies); yields whether
+    it was taken (False on a read-only folder, where nothing is written or cleaned anyway)."""
+    try:
+        handle = open(directory / LOCK_FILE, "a+b")
+    except OSError:
+        yield False
+        return
+    with handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield True
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
 def _sha256(path: Path) -> str:

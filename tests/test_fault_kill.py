@@ -19,7 +19,7 @@ from pathlib import Path
 import requests
 from PIL import Image
 
-from gallery.index import POINTER_FILE, TEMP_PREFIX, GalleryIndex
+from gallery.index import LOCK_FILE, POINTER_FILE, TEMP_PREFIX, GalleryIndex
 from tests.apphelpers import RunningApp, free_port
 
 SEED = 11
@@ -44,7 +44,7 @@ def blank_b64() -> str:
 
 def key_folder_is_clean(folder: Path) -> bool:
     names = sorted(path.name for path in folder.iterdir())
-    return len(names) == 2 and POINTER_FILE in names and not any(name.startswith(TEMP_PREFIX) for name in names)
+    return len(names) == 3 and {POINTER_FILE, LOCK_FILE} <= set(names) and not any(name.startswith(TEMP_PREFIX) for name in names)
 
 
 def check_stores(data_dir: Path, acked_images: int, sent_images: int, acked_blanks: int, sent_blanks: int) -> None:

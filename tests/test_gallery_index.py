@@ -11,6 +11,7 @@ from gallery.index import (
     INDEX_FILE,
     INDEX_TYPES,
     INFO_FILE,
+    LOCK_FILE,
     METRICS,
     POINTER_FILE,
     VECTORS_FILE,
@@ -81,7 +82,7 @@ def test_save_load_round_trip_keeps_results_and_ids(index_type: str, metric: str
     queries = noisy(base[:50], np.random.default_rng(2))
     gallery.save(tmp_path / "g")
     current = current_version_dir(tmp_path / "g")
-    assert sorted(p.name for p in (tmp_path / "g").iterdir()) == sorted([POINTER_FILE, current.name])  # no temp files left
+    assert sorted(p.name for p in (tmp_path / "g").iterdir()) == sorted([LOCK_FILE, POINTER_FILE, current.name])  # no temp files left
     assert sorted(p.name for p in current.iterdir()) == sorted([INDEX_FILE, INFO_FILE, VECTORS_FILE])
 
     loaded = GalleryIndex.load(tmp_path / "g", expected_model="model-a", expected_dim=DIM)

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gallery.index import INDEX_FILE, INFO_FILE, POINTER_FILE, TEMP_PREFIX, VECTORS_FILE, GalleryIndex, current_version_dir
+from gallery.index import INDEX_FILE, INFO_FILE, LOCK_FILE, POINTER_FILE, TEMP_PREFIX, VECTORS_FILE, GalleryIndex, current_version_dir
 from tests.apphelpers import ROOT
 
 DIM = 16
@@ -76,7 +76,7 @@ def test_sigkill_during_saves_never_loses_an_acknowledged_save(tmp_path, index_t
         if labels == one_more:
             acked.append(f"p{len(acked)}")  # it was saved, only its acknowledgement was lost
         names = sorted(path.name for path in directory.iterdir())
-        assert names == sorted([POINTER_FILE, current_version_dir(directory).name]), names  # load left no leftovers
+        assert names == sorted([LOCK_FILE, POINTER_FILE, current_version_dir(directory).name]), names  # load left no leftovers
     assert len(acked) > 12  # the writers got saves done between the kills
 
 
@@ -100,7 +100,7 @@ def test_leftovers_of_an_interrupted_save_are_removed_and_the_old_version_served
     (tmp_path / "g" / f"{TEMP_PREFIX}v00000009-deadbeef" / INDEX_FILE).write_bytes(b"half")
     loaded = GalleryIndex.load(tmp_path / "g")
     assert sorted(loaded.labels.values()) == ["a", "b"]
-    assert sorted(p.name for p in (tmp_path / "g").iterdir()) == sorted([POINTER_FILE, current_version_dir(tmp_path / "g").name])
+    assert sorted(p.name for p in (tmp_path / "g").iterdir()) == sorted([LOCK_FILE, POINTER_FILE, current_version_dir(tmp_path / "g").name])
 
 
 def test_a_gallery_in_the_older_flat_layout_loads_and_is_upgraded_by_its_next_save(tmp_path):
@@ -117,7 +117,7 @@ def test_a_gallery_in_the_older_flat_layout_loads_and_is_upgraded_by_its_next_sa
     assert sorted(loaded.labels.values()) == ["a", "b", "c"] and not (flat / ".vector.index.0123.tmp").exists()
     loaded.remove([0])
     loaded.save(flat)
-    assert sorted(p.name for p in flat.iterdir()) == sorted([POINTER_FILE, current_version_dir(flat).name])
+    assert sorted(p.name for p in flat.iterdir()) == sorted([LOCK_FILE, POINTER_FILE, current_version_dir(flat).name])
     assert sorted(GalleryIndex.load(flat).labels.values()) == ["b", "c"]
 
 
