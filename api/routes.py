@@ -234,12 +234,21 @@ def index_add(body: AddRequest, request: Request) -> JSONResponse:
     registry.get(body.indexKey)  # 400/404 before any image is decoded
     items = _decode_pairs(body.imageLabelPairs)
     pipeline = service.get_pipeline()
-    with registry.lock:
+
+    def replayed() -> JSONResponse | None:
         gallery = registry.get(body.indexKey)
         done = gallery.recall_request(body.requestId) if body.requestId else None
-        if done is not None:
-            return envelope({"idMap": _id_map(gallery), "skipped": done.get("skipped", []), "replayed": True})
-        result = gallery_service.enrol(pipeline, gallery, items, _recorder("index_add", body.source))
+        return None if done is None else envelope({"idMap": _id_map(gallery), "skipped": done.get("skipped", []), "replayed": True})
+
+    with registry.lock:
+        if (answer := replayed()) is not None:  # a retry: no image is analysed again
+            return answer
+    prepared = gallery_service.prepare_enrolment(pipeline, items, _recorder("index_add", body.source))  # outside the lock: slow
+    with registry.lock:
+        if (answer := replayed()) is not None:  # the same request, sent twice at once, was applied meanwhile
+            return answer
+        gallery = registry.get(body.indexKey)
+        result = gallery_service.add_prepared(gallery, prepared)
         if body.requestId:
             gallery.remember_request(body.requestId, {"enrolled": len(result.ids), "skipped": result.skipped[:100]})
         registry.save(body.indexKey)
@@ -275,8 +284,10 @@ def infer(body: InferRequest, request: Request) -> JSONResponse:
     pipeline = service.get_pipeline()
     data = image_bytes(body.image, settings)
     decoded = pipeline.decode(data)
+    registry.get(body.indexKey)  # 404 before the image is analysed
+    analysis = gallery_service.analyse(pipeline, decoded, record=_recorder("infer", body.source))  # outside the lock: slow
     with registry.lock:  # GalleryIndex is not thread-safe: searches wait for adds and removes
-        faces = gallery_service.identify(pipeline, registry.get(body.indexKey), decoded, record=_recorder("infer", body.source))
+        faces = gallery_service.match(pipeline, registry.get(body.indexKey), analysis)
     drawn = gallery_service.annotate(decoded.rgb, faces, scale=decoded.scale)
     buffer = io.BytesIO()
     Image.fromarray(drawn).save(buffer, format="JPEG", quality=90)

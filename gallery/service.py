@@ -75,43 +75,71 @@ def load_gallery(pipeline: FacePipeline, directory: Path) -> GalleryIndex:
     return GalleryIndex.load(directory, expected_model=pipeline.model, expected_dim=pipeline.embedder.dim)
 
 
-def enrol(
-    pipeline: FacePipeline, gallery: GalleryIndex, items: list[tuple[ImageInput, str, str]], record: Recorder | None = None
-) -> EnrolResult:
-    """``items``: (image, label, name for the report). Adds the largest face of each trusted image.
+@dataclass
+class Enrolment:
+    """The analysed, quality-gated faces of an enrolment request, not yet added to a gallery."""
+
+    vectors: list[np.ndarray] = field(default_factory=list)
+    labels: list[str] = field(default_factory=list)
+    skipped: list[dict] = field(default_factory=list)
+
+
+def prepare_enrolment(pipeline: FacePipeline, items: list[tuple[ImageInput, str, str]], record: Recorder | None = None) -> Enrolment:
+    """Analyse and quality-gate every image (slow; needs no gallery, so callers run it outside their gallery lock).
 
     Every per-image failure (unreadable image, degenerate landmarks...) is a typed error that skips that image only.
     """
-    result = EnrolResult()
-    vectors, labels = [], []
+    prepared = Enrolment()
     reject = pipeline.settings.reject_threshold
     for image, label, name in items:
         try:
             analysis = _analyse(pipeline, image, name, record)
         except FroodError as error:
-            result.skipped.append({"image": name, "label": label, "reason": str(error)})
+            prepared.skipped.append({"image": name, "label": label, "reason": str(error)})
             continue
         if not analysis.faces:
-            result.skipped.append({"image": name, "label": label, "reason": "no face found"})
+            prepared.skipped.append({"image": name, "label": label, "reason": "no face found"})
             continue
         face = analysis.face
         if face.quality < reject:
             why = ", ".join(face.reasons) or "low quality"
-            result.skipped.append({"image": name, "label": label, "reason": f"quality {face.quality:.2f} < {reject} ({why})"})
+            prepared.skipped.append({"image": name, "label": label, "reason": f"quality {face.quality:.2f} < {reject} ({why})"})
             continue
-        vectors.append(face.feature)
-        labels.append(label)
-    if vectors:
-        result.ids = gallery.add(np.stack(vectors), labels)
-        result.labels = labels
+        prepared.vectors.append(face.feature)
+        prepared.labels.append(label)
+    return prepared
+
+
+def add_prepared(gallery: GalleryIndex, prepared: Enrolment) -> EnrolResult:
+    """Add what :func:`prepare_enrolment` accepted (fast; under the caller's gallery lock)."""
+    result = EnrolResult(skipped=list(prepared.skipped))
+    if prepared.vectors:
+        result.ids = gallery.add(np.stack(prepared.vectors), prepared.labels)
+        result.labels = list(prepared.labels)
     return result
+
+
+def enrol(
+    pipeline: FacePipeline, gallery: GalleryIndex, items: list[tuple[ImageInput, str, str]], record: Recorder | None = None
+) -> EnrolResult:
+    """``items``: (image, label, name for the report). Adds the largest face of each trusted image; skips the rest."""
+    return add_prepared(gallery, prepare_enrolment(pipeline, items, record))
 
 
 def identify(
     pipeline: FacePipeline, gallery: GalleryIndex, image: ImageInput, top_k: int = 5, name: str = "", record: Recorder | None = None
 ) -> list[IdentifiedFace]:
     """Every face of the image against the gallery, largest face first."""
-    analysis = _analyse(pipeline, image, name, record)
+    return match(pipeline, gallery, analyse(pipeline, image, name, record), top_k)
+
+
+def analyse(pipeline: FacePipeline, image: ImageInput, name: str = "", record: Recorder | None = None) -> AnalysisResult:
+    """The analysis step of :func:`identify` alone (no gallery needed, so a caller can run it outside its gallery lock)."""
+    return _analyse(pipeline, image, name, record)
+
+
+def match(pipeline: FacePipeline, gallery: GalleryIndex, analysis: AnalysisResult, top_k: int = 5) -> list[IdentifiedFace]:
+    """The gallery step of :func:`identify`: each analysed face's top-k labels and its best label or "unknown"."""
     if not analysis.faces:
         return []
     hits = gallery.search(np.stack([face.feature for face in analysis.faces]), k=top_k)
