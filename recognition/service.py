@@ -109,8 +109,8 @@ def _record(
 ) -> None:
     """One stats row per processed image, a thumbnail if low quality, a webhook if below the reject line.
 
-    ``source`` is the shell (ui, api); ``source_id`` the client's optional camera/device/site id, stored as
-    ``source:source_id`` in the stats row and as ``source_id`` in the webhook payload.
+    ``source`` is the shell (ui, api); ``source_id`` the client's optional camera/device/site id. The stats row and
+    the webhook's ``source`` hold the id when given, else the shell (as the UI does); the webhook's ``channel`` the shell.
     """
     settings = get_settings()
     quality = result.face.quality if result.faces else 0.0
@@ -122,7 +122,7 @@ def _record(
         keep_thumbnail = quality < settings.reject_threshold and (source != "api" or settings.store_api_thumbnails)
         thumbnail = _shrink(decoded.rgb, THUMBNAIL_MAX_SIDE) if keep_thumbnail else None
         event = Event(
-            source=f"{source}:{source_id}" if source_id else source,
+            source=source_id or source,
             operation=operation,
             model=result.model,
             quality=float(quality),
@@ -140,8 +140,8 @@ def _record(
         payload = {
             "quality_score": round(float(quality), 4),
             "reasons": list(reasons),
-            "source": source,
-            "source_id": source_id,
+            "source": source_id or source,
+            "channel": source,
             "operation": operation,
             "model": result.model,
             "image": _png_base64(_shrink(decoded.rgb, WEBHOOK_IMAGE_MAX_SIDE)),

@@ -243,7 +243,7 @@ def test_gallery_routes_count_every_image_and_send_rejects_to_the_webhook_with_t
     result(post(app, "face-recognition-index-add", {"imageLabelPairs": [{"image": b64(faces_dir / "img2.jpg"), "label": "c"}],
                                                      "indexKey": key, "source": "gate-3"}))
     result(post(app, "face-recognition-infer", {"image": b64(blank), "indexKey": key, "source": "gate-3"}))
-    rows = stats_rows(data_dir, "api:gate-3")
+    rows = stats_rows(data_dir, "gate-3")
     assert [operation for operation, _ in rows] == ["index_build", "index_build", "index_add", "infer"]
     assert rows[0][1] > 0.5 and rows[1][1] == 0.0 and rows[3][1] == 0.0
     deadline = time.time() + 30
@@ -251,7 +251,7 @@ def test_gallery_routes_count_every_image_and_send_rejects_to_the_webhook_with_t
         time.sleep(0.1)
     sent = [json.loads(body) for _, body in hook.requests if b"gate-3" in body]
     assert sorted(event["operation"] for event in sent) == ["index_build", "infer"]
-    assert all(event["source"] == "api" and event["source_id"] == "gate-3" and event["quality_score"] < 0.5 for event in sent)
+    assert all(event["source"] == "gate-3" and event["channel"] == "api" and event["quality_score"] < 0.5 for event in sent)
 
 
 def test_a_retried_request_id_enrols_once(app, faces_dir):
@@ -301,4 +301,4 @@ def test_extract_source_and_model_name_are_validated(app, faces_dir, data_dir):
     assert response.status_code == 400 and "source" in response.json()["detail"]
     image = {"image": open(faces_dir / "img1.jpg", "rb")}
     response = requests.post(f"{app.base_url}/extract", files=image, data={"source": "kiosk-12"}, headers=FULL, timeout=60)
-    assert response.status_code == 200 and [op for op, _ in stats_rows(data_dir, "api:kiosk-12")] == ["extract"]
+    assert response.status_code == 200 and [op for op, _ in stats_rows(data_dir, "kiosk-12")] == ["extract"]

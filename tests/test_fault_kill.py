@@ -51,12 +51,12 @@ def check_stores(data_dir: Path, acked_images: int, sent_images: int, acked_blan
     """Both SQLite files intact; every acknowledged image has its stats row and every acknowledged reject its event."""
     with sqlite3.connect(data_dir / "stats.sqlite3") as connection:
         assert connection.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-        rows = connection.execute("SELECT COUNT(*) FROM events WHERE source = ?", (f"api:{SOURCE}",)).fetchone()[0]
+        rows = connection.execute("SELECT COUNT(*) FROM events WHERE source = ?", (SOURCE,)).fetchone()[0]
     assert acked_images <= rows <= sent_images, (acked_images, rows, sent_images)
     with sqlite3.connect(data_dir / "webhook-outbox.sqlite3") as connection:
         assert connection.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
         bodies = [json.loads(body) for (body,) in connection.execute("SELECT body FROM outbox")]
-    events = [body for body in bodies if body.get("source_id") == SOURCE]
+    events = [body for body in bodies if body.get("source") == SOURCE]
     assert acked_blanks <= len(events) <= sent_blanks, (acked_blanks, len(events), sent_blanks)
     assert len({event["event_id"] for event in events}) == len(events)
 
