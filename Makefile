@@ -6,14 +6,20 @@ PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
 WEIGHTS := models/faceplugin/fr_feature.onnx
 
-.PHONY: run test setup weights lint bench calibrate supervise clean-venv
+.PHONY: run test setup system-deps weights lint bench calibrate supervise clean-venv
 
 run: setup
 	$(PY) app.py
 
-test: setup
+# system-deps first: a missing Debian package is installed (root / sudo) or named with the one command to run,
+# before anything slow starts.
+test: system-deps setup
 	$(PY) -m ruff check .
 	$(PY) -m pytest -q -rs
+
+# The Debian packages the tests need are listed in one place: scripts/system-deps.sh.
+system-deps:
+	scripts/system-deps.sh ensure
 
 setup: $(STAMP) $(WEIGHTS)
 

@@ -58,6 +58,9 @@ class Settings(BaseSettings):
     webhook_secret: str = ""
     webhook_timeout_s: float = 5.0
     webhook_max_attempts: int = 8
+    # Webhook outbox retention (issue 11): delivered events are deleted after this many days; failed ones stay
+    # until `frood webhook retry|drop`
+    webhook_keep_delivered_days: float = Field(7.0, ge=0.0)
 
     # Rolling stats store
     store_thumbnails: bool = True

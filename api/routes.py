@@ -10,6 +10,8 @@ from __future__ import annotations
 import base64
 import io
 import logging
+import os
+import shutil
 import threading
 import time
 import uuid
@@ -23,9 +25,9 @@ from fastapi.responses import JSONResponse
 from PIL import Image
 from pydantic import BaseModel, Field
 
-from api.security import ApiError, RateLimiter, authorize, image_bytes
+from api.security import ApiError, RateLimiter, authorize, check_identifier, check_ids, check_label, image_bytes, presented_key, shorten
 from gallery import service as gallery_service
-from gallery.index import GalleryCorruptError, GalleryIndex, GalleryMismatchError
+from gallery.index import TEMP_PREFIX, GalleryCorruptError, GalleryIndex, GalleryMismatchError
 from recognition import service
 from recognition.errors import FroodError
 from recognition.models import resolve_name
@@ -35,6 +37,8 @@ log = logging.getLogger("frood.api")
 PADDLEX_PREFIX = "/face-recognition-"
 limiter = RateLimiter()
 router = APIRouter()
+MAX_PAIRS = 10_000
+_REQUEST_NAMESPACE = uuid.UUID("5d1c3a52-8f1e-4b7a-9a57-6b3f0e7c2d11")  # index keys derived from build request ids
 
 
 class ImageLabelPair(BaseModel):
@@ -42,8 +46,15 @@ class ImageLabelPair(BaseModel):
     label: str = Field(min_length=1)
 
 
-class BuildRequest(BaseModel):
-    imageLabelPairs: list[ImageLabelPair] = Field(min_length=1)  # noqa: N815 (PaddleX's field names)
+class ClientRequest(BaseModel):
+    """Fields of ours on every PaddleX request: the client's camera/device/site id and, for writes, a retry id."""
+
+    source: str | None = None
+    requestId: str | None = None  # noqa: N815 (PaddleX's naming style)
+
+
+class BuildRequest(ClientRequest):
+    imageLabelPairs: list[ImageLabelPair] = Field(min_length=1, max_length=MAX_PAIRS)  # noqa: N815 (PaddleX's field names)
 
 
 class AddRequest(BuildRequest):
@@ -57,42 +68,74 @@ class BuildIndexRequest(BuildRequest):
     metric: Literal["IP", "L2"] = "IP"
 
 
-class RemoveRequest(BaseModel):
+class RemoveRequest(ClientRequest):
     ids: list[int] = Field(min_length=1)
     indexKey: str  # noqa: N815
 
 
-class InferRequest(BaseModel):
+class InferRequest(ClientRequest):
     image: str
     indexKey: str  # noqa: N815
 
 
 class IndexRegistry:
-    """Index key → gallery directory, loaded lazily, one lock for all writers (saves are atomic)."""
+    """Index key → gallery directory, loaded lazily, one lock for all writers.
+
+    A new key is saved into a temporary folder and renamed into place, so a key on disk is always complete;
+    a save that fails drops the in-memory gallery, so the unsaved change is never served (the next request
+    reloads what is on disk).
+    """
 
     def __init__(self) -> None:
         self._lock = threading.RLock()
         self._cache: dict[str, GalleryIndex] = {}
+        self._swept = False
 
     @staticmethod
     def _path(key: str) -> Path:
-        if not key or not key.replace("-", "").isalnum():
-            raise ApiError(404, f"unknown indexKey {key!r}")
-        return get_settings().indexes_dir / key
+        return get_settings().indexes_dir / check_identifier(key, "indexKey")
 
-    def create(self, gallery: GalleryIndex) -> str:
-        key = uuid.uuid4().hex
+    def _sweep(self) -> None:
+        """Once per process: remove key folders a crash left half-created."""
+        if self._swept:
+            return
+        self._swept = True
+        root = get_settings().indexes_dir
+        if root.is_dir():
+            for leftover in root.glob(f"{TEMP_PREFIX}*"):
+                shutil.rmtree(leftover, ignore_errors=True)
+
+    @staticmethod
+    def key_for(request_id: str | None, client: str | None = None) -> str:
+        """A new key: derived from the client's request id and API key (a retried build finds its key), else random."""
+        return uuid.uuid5(_REQUEST_NAMESPACE, f"{client or ''}\n{request_id}").hex if request_id else uuid.uuid4().hex
+
+    def exists(self, key: str) -> bool:
+        return key in self._cache or self._path(key).is_dir()
+
+    def create(self, gallery: GalleryIndex, key: str | None = None) -> str:
+        key = key or uuid.uuid4().hex
         with self._lock:
-            gallery.save(self._path(key))
+            self._sweep()
+            final = self._path(key)
+            staging = final.with_name(f"{TEMP_PREFIX}{key}")
+            try:
+                gallery.save(staging)
+                os.replace(staging, final)
+            except OSError as error:
+                shutil.rmtree(staging, ignore_errors=True)
+                log.error("Could not save new index %s: %s", key, error)
+                raise ApiError(503, "the index could not be saved (storage error); nothing was created, retry later") from error
             self._cache[key] = gallery
         return key
 
     def get(self, key: str) -> GalleryIndex:
         with self._lock:
+            self._sweep()
             if key not in self._cache:
                 path = self._path(key)
                 if not path.is_dir():
-                    raise ApiError(404, f"unknown indexKey {key!r}")
+                    raise ApiError(404, f"unknown indexKey {shorten(key)}")
                 pipeline = service.get_pipeline()
                 try:
                     self._cache[key] = gallery_service.load_gallery(pipeline, path)
@@ -103,8 +146,16 @@ class IndexRegistry:
             return self._cache[key]
 
     def save(self, key: str) -> None:
+        """Persist the cached gallery; on failure forget it (the unsaved change is not served) and answer 503."""
         with self._lock:
-            self._cache[key].save(self._path(key))
+            try:
+                self._cache[key].save(self._path(key))
+            except Exception as error:
+                self._cache.pop(key, None)
+                if isinstance(error, OSError):
+                    log.error("Could not save index %s: %s", key, error)
+                    raise ApiError(503, "the index could not be saved (storage error); the change was not applied, retry later") from error
+                raise
 
     @property
     def lock(self) -> threading.RLock:
@@ -122,56 +173,121 @@ def envelope_error(status: int, message: str, headers: dict[str, str] | None = N
     return JSONResponse({"logId": str(uuid.uuid4()), "errorCode": status, "errorMsg": message}, status_code=status, headers=headers)
 
 
+def _check_client_fields(body: ClientRequest) -> None:
+    if body.source is not None:
+        check_identifier(body.source, "source")
+    if body.requestId is not None:
+        check_identifier(body.requestId, "requestId")
+
+
 def _decode_pairs(pairs: list[ImageLabelPair]) -> list[tuple[bytes, str, str]]:
     settings = get_settings()
+    for index, pair in enumerate(pairs):
+        check_label(pair.label, f"imageLabelPairs[{index}].label")
     return [(image_bytes(pair.image, settings), pair.label, f"imageLabelPairs[{index}]") for index, pair in enumerate(pairs)]
+
+
+def _recorder(operation: str, source_id: str | None) -> gallery_service.Recorder:
+    """Every image a gallery route processes gets the same stats row and reject webhook as ``/extract``."""
+
+    def record(decoded, analysis, latency_ms: float) -> None:
+        service.record_analysis(operation, "api", decoded, analysis, latency_ms, source_id=source_id)
+
+    return record
+
+
+def _id_map(gallery: GalleryIndex) -> dict[str, str]:
+    return {str(k): v for k, v in gallery.labels.items()}
 
 
 @router.post("/face-recognition-index-build")
 def index_build(body: BuildIndexRequest, request: Request) -> JSONResponse:
     authorize(get_settings(), limiter, request.headers, None)
+    _check_client_fields(body)
+    items = _decode_pairs(body.imageLabelPairs)
+    key = registry.key_for(body.requestId, presented_key(request.headers))
+    if body.requestId:
+        with registry.lock:
+            if registry.exists(key):  # a retried build: answer with what the first one did
+                gallery = registry.get(key)
+                done = gallery.recall_request(body.requestId) or {}
+                return envelope({"indexKey": key, "idMap": _id_map(gallery), "skipped": done.get("skipped", []), "replayed": True})
     pipeline = service.get_pipeline()
     gallery = gallery_service.new_gallery(pipeline, body.indexType, body.metric)
-    result = gallery_service.enrol(pipeline, gallery, _decode_pairs(body.imageLabelPairs))
-    key = registry.create(gallery)
+    result = gallery_service.enrol(pipeline, gallery, items, _recorder("index_build", body.source))
+    if body.requestId:
+        gallery.remember_request(body.requestId, {"enrolled": len(result.ids), "skipped": result.skipped[:100]})
+    with registry.lock:
+        if body.requestId and registry.exists(key):  # a concurrent retry won the race: keep its gallery
+            gallery = registry.get(key)
+            done = gallery.recall_request(body.requestId) or {}
+            return envelope({"indexKey": key, "idMap": _id_map(gallery), "skipped": done.get("skipped", []), "replayed": True})
+        key = registry.create(gallery, key)
     log.info("Index %s built: %d enrolled, %d skipped", key, len(result.ids), len(result.skipped))
-    return envelope({"indexKey": key, "idMap": {str(k): v for k, v in gallery.labels.items()}, "skipped": result.skipped})
+    return envelope({"indexKey": key, "idMap": _id_map(gallery), "skipped": result.skipped})
 
 
 @router.post("/face-recognition-index-add")
 def index_add(body: AddRequest, request: Request) -> JSONResponse:
     authorize(get_settings(), limiter, request.headers, None)
-    pipeline = service.get_pipeline()
+    _check_client_fields(body)
+    registry.get(body.indexKey)  # 400/404 before any image is decoded
     items = _decode_pairs(body.imageLabelPairs)
-    with registry.lock:
+    pipeline = service.get_pipeline()
+
+    def replayed() -> JSONResponse | None:
         gallery = registry.get(body.indexKey)
-        result = gallery_service.enrol(pipeline, gallery, items)
+        done = gallery.recall_request(body.requestId) if body.requestId else None
+        return None if done is None else envelope({"idMap": _id_map(gallery), "skipped": done.get("skipped", []), "replayed": True})
+
+    with registry.lock:
+        if (answer := replayed()) is not None:  # a retry: no image is analysed again
+            return answer
+    prepared = gallery_service.prepare_enrolment(pipeline, items, _recorder("index_add", body.source))  # outside the lock: slow
+    with registry.lock:
+        if (answer := replayed()) is not None:  # the same request, sent twice at once, was applied meanwhile
+            return answer
+        gallery = registry.get(body.indexKey)
+        result = gallery_service.add_prepared(gallery, prepared)
+        if body.requestId:
+            gallery.remember_request(body.requestId, {"enrolled": len(result.ids), "skipped": result.skipped[:100]})
         registry.save(body.indexKey)
-    return envelope({"idMap": {str(k): v for k, v in gallery.labels.items()}, "skipped": result.skipped})
+    return envelope({"idMap": _id_map(gallery), "skipped": result.skipped})
 
 
 @router.post("/face-recognition-index-remove")
 def index_remove(body: RemoveRequest, request: Request) -> JSONResponse:
     authorize(get_settings(), limiter, request.headers, None)
+    _check_client_fields(body)
+    check_ids(body.ids)
     with registry.lock:
         gallery = registry.get(body.indexKey)
+        if body.requestId and gallery.recall_request(body.requestId) is not None:
+            return envelope({"idMap": _id_map(gallery), "replayed": True})
         try:
             gallery.remove(body.ids)
         except KeyError as error:
-            raise ApiError(404, str(error.args[0])) from error
+            missing = sorted(set(body.ids) - set(gallery.labels))
+            raise ApiError(404, f"ids not in the index: {shorten(missing, 200)}") from error
+        if body.requestId:
+            gallery.remember_request(body.requestId, {"removed": sorted(set(body.ids))})
         registry.save(body.indexKey)
-    return envelope({"idMap": {str(k): v for k, v in gallery.labels.items()}})
+    return envelope({"idMap": _id_map(gallery)})
 
 
 @router.post("/face-recognition-infer")
 def infer(body: InferRequest, request: Request) -> JSONResponse:
     settings = get_settings()
     authorize(settings, limiter, request.headers, None)
+    _check_client_fields(body)
+    check_identifier(body.indexKey, "indexKey")
     pipeline = service.get_pipeline()
     data = image_bytes(body.image, settings)
     decoded = pipeline.decode(data)
+    registry.get(body.indexKey)  # 404 before the image is analysed
+    analysis = gallery_service.analyse(pipeline, decoded, record=_recorder("infer", body.source))  # outside the lock: slow
     with registry.lock:  # GalleryIndex is not thread-safe: searches wait for adds and removes
-        faces = gallery_service.identify(pipeline, registry.get(body.indexKey), decoded)
+        faces = gallery_service.match(pipeline, registry.get(body.indexKey), analysis)
     drawn = gallery_service.annotate(decoded.rgb, faces, scale=decoded.scale)
     buffer = io.BytesIO()
     Image.fromarray(drawn).save(buffer, format="JPEG", quality=90)
@@ -193,19 +309,24 @@ def infer(body: InferRequest, request: Request) -> JSONResponse:
 
 
 @router.post("/extract")
-def extract(request: Request, image: UploadFile = File(...), model_name: str = Form("default")) -> JSONResponse:
-    """InsightFace-evaluation style: multipart ``image`` + ``model_name`` → feature and quality."""
+def extract(
+    request: Request, image: UploadFile = File(...), model_name: str = Form("default"), source: str | None = Form(None)
+) -> JSONResponse:
+    """InsightFace-evaluation style: multipart ``image`` + ``model_name`` (+ optional ``source`` id) → feature and quality."""
     settings = get_settings()
     allowed = [model["name"] for model in service.usable_models()]
+    check_identifier(model_name, "model_name")
+    if source is not None:
+        check_identifier(source, "source")
     name = resolve_name(model_name)
     if name not in allowed:
-        raise ApiError(400, f"model_name {model_name!r} is not available; allowed: {', '.join(allowed)}")
+        raise ApiError(400, f"model_name {shorten(model_name)} is not available; allowed: {', '.join(allowed)}")
     authorize(settings, limiter, request.headers, name)
     data = image.file.read(settings.max_upload_bytes + 1)
     if len(data) > settings.max_upload_bytes:
         raise ApiError(413, f"image larger than {settings.max_upload_bytes // 2**20} MiB")
     start = time.perf_counter()
-    timed = service.extract(data, name=image.filename or "upload", source="api", model=name)
+    timed = service.extract(data, name=shorten(image.filename or "upload", 80), source="api", model=name, source_id=source)
     result = timed.value
     if not result.faces:
         return JSONResponse({"model_name": name, "feature": [], "quality_score": 0.0, "message": "no face found", "faces_found": 0})

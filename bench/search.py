@@ -30,6 +30,7 @@ import gc
 import json
 import os
 import platform
+import shutil
 import sys
 import tempfile
 import time
@@ -40,7 +41,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from gallery.index import INDEX_FILE, INDEX_TYPES, VECTORS_FILE, GalleryIndex  # noqa: E402
+from gallery.index import INDEX_FILE, INDEX_TYPES, VECTORS_FILE, GalleryIndex, current_version_dir  # noqa: E402
 
 BACKENDS = ("faiss", "milvus")
 
@@ -138,8 +139,8 @@ def bench_index(
     gallery.save(directory)
     result["save_s"] = round(time.perf_counter() - start, 3)
     if backend == "faiss":
-        result["index_bytes"] = (directory / INDEX_FILE).stat().st_size
-        result["stored_vectors_bytes"] = (directory / VECTORS_FILE).stat().st_size
+        result["index_bytes"] = (current_version_dir(directory) / INDEX_FILE).stat().st_size
+        result["stored_vectors_bytes"] = (current_version_dir(directory) / VECTORS_FILE).stat().st_size
         del gallery
         gc.collect()
         start = time.perf_counter()
@@ -154,7 +155,7 @@ def bench_index(
         gallery.drop()
     result["load_s"] = round(time.perf_counter() - start, 3)
     for path in directory.iterdir():
-        path.unlink()
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
     return result
 
 

@@ -19,12 +19,16 @@ Not thread-safe: the caller serialises writers (and readers during writes).
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import math
 import os
 import platform
+import re
+import shutil
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -38,7 +42,12 @@ METRICS = ("IP", "L2")
 INDEX_FILE = "vector.index"
 INFO_FILE = "index_info.yaml"
 VECTORS_FILE = "vectors.npy"
+LOCK_FILE = ".lock"  # flock'ed by a save and by a load's clean-up: another process's save in flight is never swept
+POINTER_FILE = "CURRENT"  # names the current version folder; replacing it is the one atomic step of a save
+TEMP_PREFIX = ".tmp-"
 FORMAT_VERSION = 1
+REMEMBERED_REQUESTS = 1000  # client request ids kept per gallery for idempotent retries
+_VERSION_PATTERN = re.compile(r"v(\d{8})-[0-9a-f]{8}")
 
 _FAISS_METRIC = {"IP": faiss.METRIC_INNER_PRODUCT, "L2": faiss.METRIC_L2}
 _IVF_MAX_NPROBE = 16
@@ -87,6 +96,7 @@ class GalleryIndex:
         self._ids = np.empty(0, dtype=np.int64)
         self._count = 0
         self._index = self._build(self._vectors, self._ids)
+        self._requests: dict[str, dict[str, Any]] = {}  # client request id → its result, oldest first
 
     @classmethod
     def create(cls, dim: int, model_name: str, index_type: str = "Flat", metric: str = "IP") -> GalleryIndex:
@@ -191,43 +201,84 @@ class GalleryIndex:
 
     # ------------------------------------------------------------------ persistence
 
-    def save(self, directory: Path | str) -> None:
-        """Write ``vector.index``, ``vectors.npy`` and ``index_info.yaml`` atomically (temp file + ``os.replace``).
+    def remember_request(self, request_id: str, result: dict[str, Any]) -> None:
+        """Note that a client's request was applied (saved with the next ``save``), so a retry can be answered, not re-applied."""
+        self._requests.pop(request_id, None)
+        self._requests[request_id] = result
+        while len(self._requests) > REMEMBERED_REQUESTS:
+            self._requests.pop(next(iter(self._requests)))
 
-        The info file goes last and holds the SHA-256 of the other two, so a crash between the replaces is
-        detected on load instead of pairing a new index with old labels.
+    def recall_request(self, request_id: str) -> dict[str, Any] | None:
+        """The result of an already-applied request with this id, or None."""
+        return self._requests.get(request_id)
+
+    def save(self, directory: Path | str) -> None:
+        """Save as one atomic step: a new version folder, then one ``os.replace`` of the ``CURRENT`` pointer.
+
+        A crash at any moment leaves ``CURRENT`` naming a complete version (the old or the new one); the
+        leftovers (an unfinished or superseded version folder) are removed by the next save or load.
         """
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        token = uuid.uuid4().hex
-        temps = {name: directory / f".{name}.{token}.tmp" for name in (INDEX_FILE, VECTORS_FILE, INFO_FILE)}
+        with _folder_lock(directory):
+            self._save_locked(directory)
+
+    def _save_locked(self, directory: Path) -> None:
+        version = f"v{self._version_counter(directory) + 1:08d}-{uuid.uuid4().hex[:8]}"
+        staging = directory / f"{TEMP_PREFIX}{version}"
         try:
-            faiss.write_index(self._index, str(temps[INDEX_FILE]))
-            with open(temps[VECTORS_FILE], "wb") as handle:
+            staging.mkdir()
+            faiss.write_index(self._index, str(staging / INDEX_FILE))
+            with open(staging / VECTORS_FILE, "wb") as handle:
                 np.save(handle, self._vectors[: self._count], allow_pickle=False)
             info = self.info()
             info["saved"] = datetime.now(UTC).isoformat(timespec="seconds")
-            info["sha256"] = {name: _sha256(temps[name]) for name in (INDEX_FILE, VECTORS_FILE)}
+            info["sha256"] = {name: _sha256(staging / name) for name in (INDEX_FILE, VECTORS_FILE)}
             info["labels"] = {int(i): self._labels[int(i)] for i in self._ids[: self._count]}  # in the row order of vectors.npy
-            with open(temps[INFO_FILE], "w", encoding="utf-8") as handle:
+            info["requests"] = dict(self._requests)
+            with open(staging / INFO_FILE, "w", encoding="utf-8") as handle:
                 yaml.dump(info, handle, Dumper=_YAML_DUMPER, sort_keys=False, allow_unicode=True)
-            for path in temps.values():
-                _fsync(path)
             for name in (INDEX_FILE, VECTORS_FILE, INFO_FILE):
-                os.replace(temps[name], directory / name)
+                _fsync(staging / name)
+            _fsync(staging)
+            os.replace(staging, directory / version)  # a complete version, not yet current
+            pointer = directory / f"{TEMP_PREFIX}{POINTER_FILE}.{version}"
+            pointer.write_text(version + "\n", encoding="utf-8")
+            _fsync(pointer)
+            os.replace(pointer, directory / POINTER_FILE)  # the one step that makes the new version current
             _fsync(directory)
         finally:
-            for path in temps.values():
-                path.unlink(missing_ok=True)
+            shutil.rmtree(staging, ignore_errors=True)
+            (directory / f"{TEMP_PREFIX}{POINTER_FILE}.{version}").unlink(missing_ok=True)
+        clean_up(directory)
+
+    @staticmethod
+    def _version_counter(directory: Path) -> int:
+        numbers = [int(match.group(1)) for path in directory.iterdir() if (match := _VERSION_PATTERN.fullmatch(path.name.removeprefix(TEMP_PREFIX)))]
+        return max(numbers, default=0)
 
     @classmethod
     def load(cls, directory: Path | str, expected_model: str | None = None, expected_dim: int | None = None) -> GalleryIndex:
-        """Read a gallery written by :meth:`save`, refusing one built by another model or of another dimension."""
+        """Read a gallery written by :meth:`save`, refusing one built by another model or of another dimension.
+
+        Leftovers of an interrupted save are removed first; a folder in the older flat layout (three files, no
+        ``CURRENT``) is still read.
+        """
         directory = Path(directory)
-        with open(directory / INFO_FILE, encoding="utf-8") as handle:
+        if not directory.is_dir():
+            raise FileNotFoundError(f"no gallery folder at {directory}")
+        with _folder_lock(directory) as locked:
+            if locked:  # never clean up a folder another process may be saving into
+                clean_up(directory)
+            return cls._load_locked(directory, expected_model, expected_dim)
+
+    @classmethod
+    def _load_locked(cls, directory: Path, expected_model: str | None, expected_dim: int | None) -> GalleryIndex:
+        files = current_version_dir(directory)
+        with open(files / INFO_FILE, encoding="utf-8") as handle:
             info = yaml.load(handle, Loader=_YAML_LOADER)
         if not isinstance(info, dict) or info.get("format_version") != FORMAT_VERSION:
-            raise GalleryCorruptError(f"{directory / INFO_FILE} is not a gallery info file of format version {FORMAT_VERSION}")
+            raise GalleryCorruptError(f"{files / INFO_FILE} is not a gallery info file of format version {FORMAT_VERSION}")
         model, dim = info["model_name"], int(info["feature_dim"])
         if expected_model is not None and model != expected_model:
             raise GalleryMismatchError(
@@ -240,20 +291,21 @@ class GalleryIndex:
                 "re-enroll the faces or point to another gallery directory"
             )
         for name, digest in info["sha256"].items():
-            if _sha256(directory / name) != digest:
-                raise GalleryCorruptError(f"{directory / name} does not match {INFO_FILE} (interrupted save?); restore the gallery from a backup")
+            if _sha256(files / name) != digest:
+                raise GalleryCorruptError(f"{files / name} does not match {INFO_FILE} (interrupted save?); restore the gallery from a backup")
         gallery = cls(dim, model, info["index_type"], info["metric"])
         gallery.created, gallery._next_id = str(info["created"]), int(info["next_id"])
         labels = {int(i): str(label) for i, label in info["labels"].items()}
-        vectors = np.load(directory / VECTORS_FILE, allow_pickle=False)
-        index = faiss.read_index(str(directory / INDEX_FILE))
+        vectors = np.load(files / VECTORS_FILE, allow_pickle=False)
+        index = faiss.read_index(str(files / INDEX_FILE))
         if vectors.shape != (len(labels), dim) or index.ntotal != len(labels) or index.d != dim:
-            raise GalleryCorruptError(f"the files in {directory} disagree on the gallery size or dimension")
+            raise GalleryCorruptError(f"the files in {files} disagree on the gallery size or dimension")
         gallery._vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         gallery._ids = np.fromiter(labels, dtype=np.int64, count=len(labels))
         gallery._count = len(labels)
         gallery._labels = labels
         gallery._index = index
+        gallery._requests = dict(info.get("requests") or {})
         gallery._tune(index)
         return gallery
 
@@ -320,6 +372,59 @@ class GalleryIndex:
             ivf.nprobe = min(ivf.nlist, _IVF_MAX_NPROBE)
         elif self.index_type == "HNSW32":
             faiss.downcast_index(index.index).hnsw.efSearch = _HNSW_EF_SEARCH
+
+
+def current_version_dir(directory: Path | str) -> Path:
+    """The folder holding the current files of a saved gallery (the older flat layout: the gallery folder itself)."""
+    directory = Path(directory)
+    pointer = directory / POINTER_FILE
+    if pointer.is_file():
+        name = pointer.read_text(encoding="utf-8").strip()
+        if not _VERSION_PATTERN.fullmatch(name) or not (directory / name).is_dir():
+            raise GalleryCorruptError(f"{pointer} names {name[:40]!r}, which is not a version folder; restore the gallery from a backup")
+        return directory / name
+    if (directory / INFO_FILE).is_file():
+        return directory
+    raise GalleryCorruptError(f"{directory} holds no saved gallery ({POINTER_FILE} is missing)")
+
+
+def clean_up(directory: Path | str) -> list[str]:
+    """Remove what an interrupted or superseded save left: temp entries and version folders ``CURRENT`` does not name.
+
+    Once ``CURRENT`` exists, the files of the older flat layout are superseded too. Returns the removed names.
+    """
+    directory = Path(directory)
+    pointer = directory / POINTER_FILE
+    current = pointer.read_text(encoding="utf-8").strip() if pointer.is_file() else None
+    removed = []
+    for path in directory.iterdir():
+        stale_version = _VERSION_PATTERN.fullmatch(path.name) is not None and current is not None and path.name != current
+        legacy = current is not None and path.name in (INDEX_FILE, VECTORS_FILE, INFO_FILE)
+        legacy_temp = path.name.startswith(".") and path.name.endswith(".tmp")  # the older layout's temp files
+        if path.name.startswith(TEMP_PREFIX) or stale_version or legacy or legacy_temp:
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+            removed.append(path.name)
+    return removed
+
+
+@contextlib.contextmanager
+def _folder_lock(directory: Path) -> Iterator[bool]:
+    """An exclusive ``flock`` on ``directory/.lock`` (released by the kernel if the process dies); yields whether
+    it was taken (False on a read-only folder, where nothing is written or cleaned anyway)."""
+    try:
+        handle = open(directory / LOCK_FILE, "a+b")
+    except OSError:
+        yield False
+        return
+    with handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield True
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
 def _sha256(path: Path) -> str:

@@ -8,6 +8,8 @@ match threshold is "unknown".
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,12 +17,24 @@ import cv2
 import numpy as np
 
 from gallery.index import GalleryIndex
-from recognition.decode import ImageInput
+from recognition.decode import DecodedImage, ImageInput
 from recognition.errors import FroodError
-from recognition.pipeline import FacePipeline
+from recognition.pipeline import AnalysisResult, FacePipeline
 from storage import factory as storage_factory
 
 UNKNOWN = "unknown"
+Recorder = Callable[[DecodedImage, AnalysisResult, float], None]
+"""Called once per processed image with (decoded image, analysis, latency in ms): the app's stats row and webhook."""
+
+
+def _analyse(pipeline: FacePipeline, image: ImageInput, name: str, record: Recorder | None) -> AnalysisResult:
+    """Decode and analyse one image, handing it to ``record`` (every processed image is counted)."""
+    start = time.perf_counter()
+    decoded = image if isinstance(image, DecodedImage) else pipeline.decode(image, name)
+    analysis = pipeline.analyze(decoded, name=name)
+    if record is not None:
+        record(decoded, analysis, (time.perf_counter() - start) * 1000)
+    return analysis
 
 
 @dataclass
@@ -63,36 +77,71 @@ def load_gallery(pipeline: FacePipeline, directory: Path) -> GalleryIndex:
     return storage_factory.load_gallery(directory, expected_model=pipeline.model, expected_dim=pipeline.embedder.dim)
 
 
-def enrol(pipeline: FacePipeline, gallery: GalleryIndex, items: list[tuple[ImageInput, str, str]]) -> EnrolResult:
-    """``items``: (image, label, name for the report). Adds the largest face of each trusted image."""
-    result = EnrolResult()
-    vectors, labels = [], []
+@dataclass
+class Enrolment:
+    """The analysed, quality-gated faces of an enrolment request, not yet added to a gallery."""
+
+    vectors: list[np.ndarray] = field(default_factory=list)
+    labels: list[str] = field(default_factory=list)
+    skipped: list[dict] = field(default_factory=list)
+
+
+def prepare_enrolment(pipeline: FacePipeline, items: list[tuple[ImageInput, str, str]], record: Recorder | None = None) -> Enrolment:
+    """Analyse and quality-gate every image (slow; needs no gallery, so callers run it outside their gallery lock).
+
+    Every per-image failure (unreadable image, degenerate landmarks...) is a typed error that skips that image only.
+    """
+    prepared = Enrolment()
     reject = pipeline.settings.reject_threshold
     for image, label, name in items:
         try:
-            analysis = pipeline.analyze(image, name=name)
+            analysis = _analyse(pipeline, image, name, record)
         except FroodError as error:
-            result.skipped.append({"image": name, "label": label, "reason": str(error)})
+            prepared.skipped.append({"image": name, "label": label, "reason": str(error)})
             continue
         if not analysis.faces:
-            result.skipped.append({"image": name, "label": label, "reason": "no face found"})
+            prepared.skipped.append({"image": name, "label": label, "reason": "no face found"})
             continue
         face = analysis.face
         if face.quality < reject:
             why = ", ".join(face.reasons) or "low quality"
-            result.skipped.append({"image": name, "label": label, "reason": f"quality {face.quality:.2f} < {reject} ({why})"})
+            prepared.skipped.append({"image": name, "label": label, "reason": f"quality {face.quality:.2f} < {reject} ({why})"})
             continue
-        vectors.append(face.feature)
-        labels.append(label)
-    if vectors:
-        result.ids = gallery.add(np.stack(vectors), labels)
-        result.labels = labels
+        prepared.vectors.append(face.feature)
+        prepared.labels.append(label)
+    return prepared
+
+
+def add_prepared(gallery: GalleryIndex, prepared: Enrolment) -> EnrolResult:
+    """Add what :func:`prepare_enrolment` accepted (fast; under the caller's gallery lock)."""
+    result = EnrolResult(skipped=list(prepared.skipped))
+    if prepared.vectors:
+        result.ids = gallery.add(np.stack(prepared.vectors), prepared.labels)
+        result.labels = list(prepared.labels)
     return result
 
 
-def identify(pipeline: FacePipeline, gallery: GalleryIndex, image: ImageInput, top_k: int = 5, name: str = "") -> list[IdentifiedFace]:
+def enrol(
+    pipeline: FacePipeline, gallery: GalleryIndex, items: list[tuple[ImageInput, str, str]], record: Recorder | None = None
+) -> EnrolResult:
+    """``items``: (image, label, name for the report). Adds the largest face of each trusted image; skips the rest."""
+    return add_prepared(gallery, prepare_enrolment(pipeline, items, record))
+
+
+def identify(
+    pipeline: FacePipeline, gallery: GalleryIndex, image: ImageInput, top_k: int = 5, name: str = "", record: Recorder | None = None
+) -> list[IdentifiedFace]:
     """Every face of the image against the gallery, largest face first."""
-    analysis = pipeline.analyze(image, name=name)
+    return match(pipeline, gallery, analyse(pipeline, image, name, record), top_k)
+
+
+def analyse(pipeline: FacePipeline, image: ImageInput, name: str = "", record: Recorder | None = None) -> AnalysisResult:
+    """The analysis step of :func:`identify` alone (no gallery needed, so a caller can run it outside its gallery lock)."""
+    return _analyse(pipeline, image, name, record)
+
+
+def match(pipeline: FacePipeline, gallery: GalleryIndex, analysis: AnalysisResult, top_k: int = 5) -> list[IdentifiedFace]:
+    """The gallery step of :func:`identify`: each analysed face's top-k labels and its best label or "unknown"."""
     if not analysis.faces:
         return []
     hits = gallery.search(np.stack([face.feature for face in analysis.faces]), k=top_k)

@@ -7,7 +7,11 @@
   after ``max_attempts`` the event is marked failed. Delivery is at least once: receivers de-duplicate
   on the stable ``event_id`` (also sent as ``X-Frood-Event-Id``).
 - With a secret, the exact body bytes are signed: ``X-Frood-Signature: sha256=<hex HMAC-SHA256>``.
-- With no URL the outbox is disabled and touches no file at all.
+- Delivered events are pruned after ``WEBHOOK_KEEP_DELIVERED_DAYS`` (each holds a base64 image, so the file
+  would otherwise grow without bound); failed events stay until an operator retries or drops them
+  (``frood webhook retry|drop``). ``stats()`` gives the counts the Monitor shows.
+- With no URL the outbox is disabled and touches no file at all (``manage_only`` opens an existing file for
+  the operator commands without delivering).
 """
 
 from __future__ import annotations
@@ -37,10 +41,12 @@ CREATE TABLE IF NOT EXISTS outbox (
     attempts INTEGER NOT NULL DEFAULT 0,
     next_attempt_at REAL NOT NULL,
     last_error TEXT,
-    created_at REAL NOT NULL
+    created_at REAL NOT NULL,
+    delivered_at REAL
 );
 CREATE INDEX IF NOT EXISTS outbox_due ON outbox (status, next_attempt_at);
 """
+SECONDS_PER_DAY = 86_400.0
 
 
 def sign_body(body: bytes, secret: str) -> str:
@@ -73,7 +79,16 @@ class WebhookOutbox:
         base_backoff_s: float = 1.0,
         max_backoff_s: float = 300.0,
         poll_interval_s: float = 0.5,
+        keep_delivered_days: float | None = None,
+        prune_interval_s: float | None = None,
+        manage_only: bool = False,
     ):
+        from settings import get_settings
+
+        settings = get_settings()
+        self.keep_delivered_days = settings.webhook_keep_delivered_days if keep_delivered_days is None else keep_delivered_days
+        self.prune_interval_s = settings.prune_interval_s if prune_interval_s is None else prune_interval_s
+        self.manage_only = manage_only
         self.url = url
         self.secret = secret
         self.timeout_s = timeout_s
@@ -89,13 +104,21 @@ class WebhookOutbox:
         self._worker: threading.Thread | None = None
         self._deliver_lock = threading.Lock()  # one pass at a time: the worker and a manual call never send the same event twice
         self._session = requests.Session()
-        if self.enabled:
-            self._connection().executescript(SCHEMA)
+        if self.enabled or (manage_only and self.db_path.is_file()):
+            connection = self._connection()
+            connection.executescript(SCHEMA)
+            columns = {row[1] for row in connection.execute("PRAGMA table_info(outbox)")}
+            if "delivered_at" not in columns:  # a file written before pruning existed
+                connection.execute("ALTER TABLE outbox ADD COLUMN delivered_at REAL")
 
     @property
     def enabled(self) -> bool:
         """False when no URL is configured: nothing is stored or sent."""
         return bool(self.url)
+
+    @property
+    def _has_store(self) -> bool:
+        return self.enabled or (self.manage_only and self.db_path.is_file())
 
     def _connection(self) -> sqlite3.Connection:
         """One connection per thread: enqueue runs in request threads, delivery in the worker."""
@@ -160,7 +183,10 @@ class WebhookOutbox:
             ok, error = self._attempt(event_id, body)
             attempts += 1
             if ok:
-                connection.execute("UPDATE outbox SET status = 'sent', attempts = ?, last_error = NULL WHERE event_id = ?", (attempts, event_id))
+                connection.execute(
+                    "UPDATE outbox SET status = 'sent', attempts = ?, last_error = NULL, delivered_at = ? WHERE event_id = ?",
+                    (attempts, time.time() if now is None else now, event_id),
+                )
                 log.info("Webhook delivered event %s (attempt %d)", event_id, attempts)
                 delivered += 1
             elif attempts >= self.max_attempts:
@@ -175,9 +201,54 @@ class WebhookOutbox:
                 log.warning("Webhook attempt %d for event %s failed (%s); retry in %.1f s", attempts, event_id, error, delay)
         return delivered
 
+    def prune(self, now: float | None = None) -> int:
+        """Delete delivered events older than ``keep_delivered_days`` (by delivery time); returns how many."""
+        if not self._has_store:
+            return 0
+        cutoff = (time.time() if now is None else now) - self.keep_delivered_days * SECONDS_PER_DAY
+        cursor = self._connection().execute("DELETE FROM outbox WHERE status = 'sent' AND COALESCE(delivered_at, created_at) < ?", (cutoff,))
+        if cursor.rowcount:
+            log.info("Webhook outbox pruned %d delivered events older than %g days", cursor.rowcount, self.keep_delivered_days)
+        return int(cursor.rowcount)
+
+    def _failed_where(self, event_ids: list[str] | None) -> tuple[str, list[str]]:
+        if event_ids is None:
+            return "status = 'failed'", []
+        return f"status = 'failed' AND event_id IN ({','.join('?' * len(event_ids))})", list(event_ids)
+
+    def retry_failed(self, event_ids: list[str] | None = None) -> int:
+        """Put failed events (all, or these ids) back to pending with a fresh attempt budget; returns how many."""
+        if not self._has_store or event_ids == []:
+            return 0
+        where, params = self._failed_where(event_ids)
+        cursor = self._connection().execute(
+            f"UPDATE outbox SET status = 'pending', attempts = 0, next_attempt_at = ? WHERE {where}", (time.time(), *params)
+        )
+        self._wake.set()
+        log.info("Webhook outbox: %d failed events queued again by the operator", cursor.rowcount)
+        return int(cursor.rowcount)
+
+    def drop_failed(self, event_ids: list[str] | None = None) -> int:
+        """Delete failed events (all, or these ids); returns how many."""
+        if not self._has_store or event_ids == []:
+            return 0
+        where, params = self._failed_where(event_ids)
+        cursor = self._connection().execute(f"DELETE FROM outbox WHERE {where}", params)
+        log.info("Webhook outbox: %d failed events dropped by the operator", cursor.rowcount)
+        return int(cursor.rowcount)
+
+    def failed_events(self, limit: int = 100) -> list[dict]:
+        """The oldest failed events (id, attempts, last error, created), for the operator."""
+        if not self._has_store:
+            return []
+        rows = self._connection().execute(
+            "SELECT event_id, attempts, last_error, created_at FROM outbox WHERE status = 'failed' ORDER BY created_at LIMIT ?", (limit,)
+        ).fetchall()
+        return [{"event_id": row[0], "attempts": row[1], "last_error": row[2], "created_at": row[3]} for row in rows]
+
     def stats(self) -> dict[str, int]:
         """Event counts by status: sent, pending, failed."""
-        if not self.enabled:
+        if not self._has_store:
             return {"sent": 0, "pending": 0, "failed": 0}
         rows = self._connection().execute("SELECT status, COUNT(*) FROM outbox GROUP BY status").fetchall()
         counts = {"sent": 0, "pending": 0, "failed": 0}
@@ -191,9 +262,13 @@ class WebhookOutbox:
         self._stop.clear()
 
         def loop() -> None:
+            next_prune = 0.0
             while not self._stop.is_set():
                 try:
                     self._deliver(None, interruptible=True)
+                    if time.monotonic() >= next_prune:
+                        self.prune()
+                        next_prune = time.monotonic() + self.prune_interval_s
                 except Exception:
                     log.exception("Webhook worker pass failed")
                 self._wake.wait(self.poll_interval_s)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from recognition.errors import AlignmentError
+
 ARCFACE_TEMPLATE = np.array(
     [
         [38.2946, 51.6963],
@@ -25,8 +27,8 @@ def similarity_transform(landmarks: np.ndarray, template: np.ndarray = ARCFACE_T
     source_mean, target_mean = source.mean(axis=0), target.mean(axis=0)
     source_centered, target_centered = source - source_mean, target - target_mean
     source_var = (source_centered**2).sum() / len(source)
-    if source_var < 1e-9:
-        raise ValueError("landmarks are degenerate; cannot align the face")
+    if not np.isfinite(source_var) or source_var < 1e-9:
+        raise AlignmentError("the face's landmarks are degenerate (all in one point or not finite); it cannot be aligned")
     covariance = target_centered.T @ source_centered / len(source)
     u, singular, vt = np.linalg.svd(covariance)
     sign = np.eye(2)

@@ -12,6 +12,14 @@ from recognition.errors import FroodError
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
 
+# Exit codes (documented in docs/robustness.md): 0 done; 1 an unexpected failure stopped the command;
+# 2 a usage or input error; 3 `extract`: no face found; 4 `embed`: every line written, but some inputs failed.
+EXIT_OK = 0
+EXIT_UNEXPECTED = 1
+EXIT_ERROR = 2
+EXIT_NO_FACE = 3
+EXIT_SOME_FAILED = 4
+
 
 def _pipeline(args: argparse.Namespace, with_quality: bool = True):
     from recognition.logs import configure_logging
@@ -52,7 +60,7 @@ def cmd_extract(args: argparse.Namespace) -> int:
         return 0
     if not result.faces:
         print(f"{args.image}: no face found")
-        return 3
+        return EXIT_NO_FACE
     face = result.face
     print(f"{args.image}: {len(result.faces)} face(s); largest at {[round(v) for v in face.bbox]}")
     print(f"  quality {face.quality:.3f}  det {face.det_score:.3f}  yaw {face.pose['yaw']:.0f}°  pitch {face.pose['pitch']:.0f}°")
@@ -90,7 +98,32 @@ def iter_inputs(source: str) -> Iterator[Path]:
         raise FroodError(f"--input {source} is neither a folder nor a list file")
 
 
+def _embed_record(pipeline, path: Path) -> dict:
+    """One output line; bad input (unreadable, too large, degenerate face) is a per-file error, anything else propagates."""
+    record: dict = {"path": str(path), "faces": [], "error": None}
+    try:
+        result = pipeline.analyze(path, name=path.name)
+    except FroodError as error:
+        record["error"] = str(error)
+        record["error_code"] = error.code
+        return record
+    record["faces"] = [
+        {
+            "bbox": [round(v, 1) for v in face.bbox],
+            "det_score": round(face.det_score, 4),
+            "quality_score": round(face.quality, 4) if face.quality is not None else None,
+            "reasons": face.reasons,
+            "feature": [round(float(v), 6) for v in face.feature],
+        }
+        for face in result.faces
+    ]
+    if not result.faces:
+        record["error"] = "no face found"  # a valid answer about this image, not a failed input
+    return record
+
+
 def cmd_embed(args: argparse.Namespace) -> int:
+    """Exit 0 when every input was read, 4 when some failed (after writing every line), 1 on an unexpected failure."""
     from tqdm import tqdm
 
     pipeline = _pipeline(args)
@@ -99,33 +132,49 @@ def cmd_embed(args: argparse.Namespace) -> int:
     output.parent.mkdir(parents=True, exist_ok=True)
     failures = 0
     partial = output.with_suffix(output.suffix + ".part")
+    written = 0
     with open(partial, "w", encoding="utf-8") as handle:
         for path in tqdm(inputs, desc="embedding", unit="img", file=sys.stderr):
-            record: dict = {"path": str(path), "faces": [], "error": None}
             try:
-                result = pipeline.analyze(path, name=path.name)
-                record["faces"] = [
-                    {
-                        "bbox": [round(v, 1) for v in face.bbox],
-                        "det_score": round(face.det_score, 4),
-                        "quality_score": round(face.quality, 4) if face.quality is not None else None,
-                        "reasons": face.reasons,
-                        "feature": [round(float(v), 6) for v in face.feature],
-                    }
-                    for face in result.faces
-                ]
-                if not result.faces:
-                    record["error"] = "no face found"
-            except FroodError as error:
-                record["error"] = str(error)
-                failures += 1
-            except Exception as error:  # one bad file never stops the batch
-                record["error"] = f"unexpected error: {error}"
-                failures += 1
+                record = _embed_record(pipeline, path)
+            except Exception as error:  # a bug or the machine (e.g. CUDA out of memory): stop, do not fake a per-file error
+                handle.flush()
+                print(
+                    f"error: stopped at {path} by an unexpected {type(error).__name__}: {str(error)[:500]}; "
+                    f"{written} of {len(inputs)} lines are in {partial}, {output} was not written",
+                    file=sys.stderr,
+                )
+                return EXIT_UNEXPECTED
+            failures += record.get("error_code") is not None
             handle.write(json.dumps(record) + "\n")
+            written += 1
     partial.replace(output)
     print(f"wrote {len(inputs)} lines to {output} ({failures} failed)", file=sys.stderr)
-    return 0
+    return EXIT_SOME_FAILED if failures else EXIT_OK
+
+
+def cmd_webhook(args: argparse.Namespace) -> int:
+    """Operator commands on the reject-webhook outbox: counts, failed events, retry, drop, prune."""
+    from notify.webhook import WebhookOutbox
+    from settings import get_settings
+
+    settings = get_settings()
+    if not settings.outbox_db_path.is_file():
+        raise FroodError(f"no webhook outbox at {settings.outbox_db_path} (DATA_DIR); nothing was ever queued")
+    outbox = WebhookOutbox(settings.outbox_db_path, settings.webhook_url, manage_only=True)
+    ids = list(args.ids) or None
+    if args.action == "stats":
+        payload: dict = {**outbox.stats(), "failed_events": outbox.failed_events()}
+    elif args.action == "retry":
+        payload = {"retried": outbox.retry_failed(ids)}
+    elif args.action == "drop":
+        if ids is None and not args.all:
+            raise FroodError("drop needs the event ids to drop, or --all to drop every failed event")
+        payload = {"dropped": outbox.drop_failed(ids)}
+    else:
+        payload = {"pruned": outbox.prune()}
+    print(json.dumps({**payload, **({} if args.action == "stats" else outbox.stats())}, indent=2))
+    return EXIT_OK
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
@@ -222,6 +271,12 @@ def build_parser() -> argparse.ArgumentParser:
     embed.add_argument("--output", required=True, help="the .jsonl file to write")
     embed.set_defaults(func=cmd_embed)
 
+    webhook = sub.add_parser("webhook", help="the reject-webhook outbox: counts, retry or drop failed events, prune delivered ones")
+    webhook.add_argument("action", choices=["stats", "retry", "drop", "prune"])
+    webhook.add_argument("ids", nargs="*", default=[], help="retry/drop: only these event ids (default: every failed event)")
+    webhook.add_argument("--all", action="store_true", help="drop: every failed event")
+    webhook.set_defaults(func=cmd_webhook)
+
     index = sub.add_parser("index", help="build, grow, prune or describe a FAISS face gallery")
     index.add_argument("action", choices=["build", "add", "remove", "info"])
     index.add_argument("--index", required=True, help="the gallery folder (vector.index + index_info.yaml)")
@@ -263,7 +318,7 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except FroodError as error:
         print(f"error: {error}", file=sys.stderr)
-        return 2
+        return EXIT_ERROR
 
 
 if __name__ == "__main__":

@@ -42,3 +42,13 @@ class WeightsMissingError(FroodError):
 
     status = 503
     code = "weights_missing"
+
+
+class AlignmentError(FroodError, ValueError):
+    """A detected face whose landmarks cannot be aligned (all points together, or not finite): a per-image error.
+
+    Also a ``ValueError``, which is what the aligner raised before it was typed.
+    """
+
+    status = 422
+    code = "degenerate_landmarks"

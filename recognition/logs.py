@@ -10,7 +10,18 @@ from settings import get_settings
 
 LOG_FORMAT = "[%(levelname)s] %(message)s"
 LOG_FILE_NAME = "face-recognition-ood.log"
+LOG_LINE_MAX = 2000  # characters per written line: caller input echoed into a message can never flood the log
 _configured = False
+
+
+class BoundedFormatter(logging.Formatter):
+    """``[LEVEL] message`` with every line (tracebacks included) cut to ``LOG_LINE_MAX`` characters."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        if len(text) <= LOG_LINE_MAX:
+            return text
+        return "\n".join(line if len(line) <= LOG_LINE_MAX else line[: LOG_LINE_MAX - 20] + f"… [{len(line)} chars]" for line in text.split("\n"))
 
 
 def configure_logging(quiet: bool = False) -> None:
@@ -21,7 +32,7 @@ def configure_logging(quiet: bool = False) -> None:
     settings = get_settings()
     root = logging.getLogger()
     root.setLevel(settings.log_level.upper())
-    formatter = logging.Formatter(LOG_FORMAT)
+    formatter = BoundedFormatter(LOG_FORMAT)
     console = logging.StreamHandler(sys.stderr if quiet else sys.stdout)
     console.setFormatter(formatter)
     if quiet:

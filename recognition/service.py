@@ -105,8 +105,13 @@ def _record(
     latency_ms: float,
     similarity: float | None = None,
     decision: str | None = None,
+    source_id: str | None = None,
 ) -> None:
-    """One stats row per processed image, a thumbnail if low quality, a webhook if below the reject line."""
+    """One stats row per processed image, a thumbnail if low quality, a webhook if below the reject line.
+
+    ``source`` is the shell (ui, api); ``source_id`` the client's optional camera/device/site id. The stats row and
+    the webhook's ``source`` hold the id when given, else the shell (as the UI does); the webhook's ``channel`` the shell.
+    """
     settings = get_settings()
     quality = result.face.quality if result.faces else 0.0
     reasons = result.face.reasons if result.faces else ["no_face"]
@@ -117,7 +122,7 @@ def _record(
         keep_thumbnail = quality < settings.reject_threshold and (source != "api" or settings.store_api_thumbnails)
         thumbnail = _shrink(decoded.rgb, THUMBNAIL_MAX_SIDE) if keep_thumbnail else None
         event = Event(
-            source=source,
+            source=source_id or source,
             operation=operation,
             model=result.model,
             quality=float(quality),
@@ -135,7 +140,8 @@ def _record(
         payload = {
             "quality_score": round(float(quality), 4),
             "reasons": list(reasons),
-            "source": source,
+            "source": source_id or source,
+            "channel": source,
             "operation": operation,
             "model": result.model,
             "image": _png_base64(_shrink(decoded.rgb, WEBHOOK_IMAGE_MAX_SIDE)),
@@ -145,7 +151,16 @@ def _record(
             log.info("Rejected image queued for the webhook (event %s, OOD: %.2f)", event_id, quality)
 
 
-def extract(image: ImageInput, name: str = "", thorough: bool = False, source: str = "ui", model: str | None = None) -> Timed:
+def record_analysis(
+    operation: str, source: str, decoded: DecodedImage, result: AnalysisResult, latency_ms: float, source_id: str | None = None
+) -> None:
+    """The recording path for shells that run the pipeline themselves (the gallery routes): same row and webhook as extract."""
+    _record(operation, source, decoded, result, latency_ms, source_id=source_id)
+
+
+def extract(
+    image: ImageInput, name: str = "", thorough: bool = False, source: str = "ui", model: str | None = None, source_id: str | None = None
+) -> Timed:
     pipeline = get_pipeline(model)
     start = time.perf_counter()
     decoded = pipeline.decode(image, name)
@@ -155,7 +170,7 @@ def extract(image: ImageInput, name: str = "", thorough: bool = False, source: s
         log.info("Feature extracted for %s (OOD: %.2f)", name or "upload", result.face.quality)
     else:
         log.warning("No face found in %s", name or "upload")
-    _record("extract", source, decoded, result, latency)
+    _record("extract", source, decoded, result, latency, source_id=source_id)
     return Timed(result, latency)
 
 

@@ -6,13 +6,16 @@ import base64
 import csv
 import io
 import json
+import sqlite3
+import time
 
 import numpy as np
 import pytest
 import requests
 from PIL import Image
 
-from tests.apphelpers import RunningApp
+from recognition.logs import LOG_LINE_MAX
+from tests.apphelpers import RunningApp, WebhookReceiver
 
 FULL = {"X-API-Key": "full-key"}
 API_KEYS = json.dumps({"full-key": {"models": [], "rpm": 10000}, "limited-key": {"models": ["facenet-vggface2"], "rpm": 2}})
@@ -28,10 +31,23 @@ def data_dir(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def app(data_dir, faces_dir):
-    running = RunningApp(data_dir, API_KEYS=API_KEYS, MAX_REQUEST_BYTES=str(24 * 1024 * 1024)).start()
+def hook():
+    server = WebhookReceiver()
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="module")
+def app(data_dir, faces_dir, hook):
+    running = RunningApp(data_dir, API_KEYS=API_KEYS, MAX_REQUEST_BYTES=str(24 * 1024 * 1024), WEBHOOK_URL=hook.url).start()
     yield running
     running.stop()
+
+
+def stats_rows(data_dir, source: str) -> list[tuple[str, float]]:
+    """(operation, quality) of every stats row stored with this source."""
+    with sqlite3.connect(data_dir / "stats.sqlite3") as connection:
+        return connection.execute("SELECT operation, quality FROM events WHERE source = ? ORDER BY id", (source,)).fetchall()
 
 
 @pytest.fixture(scope="module")
@@ -217,3 +233,72 @@ def test_api_keys_401_403_429(app, faces_dir):
     statuses = [post(app, "face-recognition-index-remove", {"ids": [1], "indexKey": "0123456789abcdef"}, headers=limited) for _ in range(3)]
     assert [r.status_code for r in statuses[:1]] == [404]
     assert statuses[-1].status_code == 429 and int(statuses[-1].headers["Retry-After"]) >= 1
+
+
+def test_gallery_routes_count_every_image_and_send_rejects_to_the_webhook_with_the_source(app, data_dir, hook, faces_dir, tmp_path):
+    blank = tmp_path / "blank.png"
+    Image.new("RGB", (200, 200), (128, 128, 128)).save(blank)
+    pairs = [{"image": b64(faces_dir / "img1.jpg"), "label": "a"}, {"image": b64(blank), "label": "b"}]
+    key = result(post(app, "face-recognition-index-build", {"imageLabelPairs": pairs, "source": "gate-3"}))["indexKey"]
+    result(post(app, "face-recognition-index-add", {"imageLabelPairs": [{"image": b64(faces_dir / "img2.jpg"), "label": "c"}],
+                                                     "indexKey": key, "source": "gate-3"}))
+    result(post(app, "face-recognition-infer", {"image": b64(blank), "indexKey": key, "source": "gate-3"}))
+    rows = stats_rows(data_dir, "gate-3")
+    assert [operation for operation, _ in rows] == ["index_build", "index_build", "index_add", "infer"]
+    assert rows[0][1] > 0.5 and rows[1][1] == 0.0 and rows[3][1] == 0.0
+    deadline = time.time() + 30
+    while len([r for r in hook.requests if b"gate-3" in r[1]]) < 2 and time.time() < deadline:
+        time.sleep(0.1)
+    sent = [json.loads(body) for _, body in hook.requests if b"gate-3" in body]
+    assert sorted(event["operation"] for event in sent) == ["index_build", "infer"]
+    assert all(event["source"] == "gate-3" and event["channel"] == "api" and event["quality_score"] < 0.5 for event in sent)
+
+
+def test_a_retried_request_id_enrols_once(app, faces_dir):
+    pairs = [{"image": b64(faces_dir / "img1.jpg"), "label": "a"}]
+    first = result(post(app, "face-recognition-index-build", {"imageLabelPairs": pairs, "requestId": "build-7f3a"}))
+    again = result(post(app, "face-recognition-index-build", {"imageLabelPairs": pairs, "requestId": "build-7f3a"}))
+    assert again["indexKey"] == first["indexKey"] and again["idMap"] == first["idMap"] == {"0": "a"} and again["replayed"]
+    key = first["indexKey"]
+    add = {"imageLabelPairs": [{"image": b64(faces_dir / "img2.jpg"), "label": "b"}], "indexKey": key, "requestId": "add-1"}
+    assert result(post(app, "face-recognition-index-add", add))["idMap"] == {"0": "a", "1": "b"}
+    replay = result(post(app, "face-recognition-index-add", add))
+    assert replay["idMap"] == {"0": "a", "1": "b"} and replay["replayed"]
+    remove = {"ids": [1], "indexKey": key, "requestId": "rm-1"}
+    assert result(post(app, "face-recognition-index-remove", remove))["idMap"] == {"0": "a"}
+    assert result(post(app, "face-recognition-index-remove", remove))["idMap"] == {"0": "a"}  # a retry, not a 404
+    assert result(post(app, "face-recognition-index-add", {**add, "requestId": "add-2"}))["idMap"] == {"0": "a", "2": "b"}
+
+
+@pytest.mark.parametrize(
+    ("route", "body", "field"),
+    [
+        ("face-recognition-infer", {"image": "aGk=", "indexKey": "k" * 5000}, "indexKey"),
+        ("face-recognition-index-add", {"imageLabelPairs": [{"image": "aGk=", "label": "a"}], "indexKey": "k" * 5000}, "indexKey"),
+        ("face-recognition-index-remove", {"ids": [1], "indexKey": "../../etc"}, "indexKey"),
+        ("face-recognition-index-remove", {"ids": [1], "indexKey": "键"}, "indexKey"),
+        ("face-recognition-infer", {"image": "aGk=", "indexKey": "abc", "source": "cam 1; DROP"}, "source"),
+        ("face-recognition-index-build", {"imageLabelPairs": [{"image": "aGk=", "label": "x" * 5000}]}, "label"),
+        ("face-recognition-index-build", {"imageLabelPairs": [{"image": "aGk=", "label": "a\nb"}]}, "label"),
+        ("face-recognition-index-build", {"imageLabelPairs": [{"image": "aGk=", "label": "a"}], "requestId": "r" * 65}, "requestId"),
+        ("face-recognition-index-remove", {"ids": [2**70], "indexKey": "abc"}, "ids"),
+    ],
+)
+def test_bad_identifiers_are_400_before_the_disk_and_never_flood_the_log(app, route, body, field):
+    response = post(app, route, body)
+    payload = response.json()
+    assert response.status_code == 400 == payload["errorCode"], payload
+    assert field in payload["errorMsg"] and len(payload["errorMsg"]) < 300
+    assert max(map(len, app.output().splitlines())) <= LOG_LINE_MAX
+    assert "k" * 200 not in app.output()
+
+
+def test_extract_source_and_model_name_are_validated(app, faces_dir, data_dir):
+    image = {"image": open(faces_dir / "img1.jpg", "rb")}
+    response = requests.post(f"{app.base_url}/extract", files=image, data={"model_name": "m" * 5000}, headers=FULL, timeout=60)
+    assert response.status_code == 400 and "model_name" in response.json()["detail"] and len(response.json()["detail"]) < 300
+    response = requests.post(f"{app.base_url}/extract", files=image, data={"source": "no spaces allowed"}, headers=FULL, timeout=60)
+    assert response.status_code == 400 and "source" in response.json()["detail"]
+    image = {"image": open(faces_dir / "img1.jpg", "rb")}
+    response = requests.post(f"{app.base_url}/extract", files=image, data={"source": "kiosk-12"}, headers=FULL, timeout=60)
+    assert response.status_code == 200 and [op for op, _ in stats_rows(data_dir, "kiosk-12")] == ["extract"]

@@ -7,7 +7,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gallery.index import INDEX_FILE, INDEX_TYPES, INFO_FILE, METRICS, VECTORS_FILE, GalleryCorruptError, GalleryIndex, GalleryMismatchError
+from gallery.index import (
+    INDEX_FILE,
+    INDEX_TYPES,
+    INFO_FILE,
+    LOCK_FILE,
+    METRICS,
+    POINTER_FILE,
+    VECTORS_FILE,
+    GalleryCorruptError,
+    GalleryIndex,
+    GalleryMismatchError,
+    current_version_dir,
+)
 
 DIM = 32
 COUNT = 400
@@ -69,7 +81,9 @@ def test_save_load_round_trip_keeps_results_and_ids(index_type: str, metric: str
     gallery.remove([ids[-1], ids[5]])  # removing the newest id must not let a later add reuse it
     queries = noisy(base[:50], np.random.default_rng(2))
     gallery.save(tmp_path / "g")
-    assert sorted(p.name for p in (tmp_path / "g").iterdir()) == sorted([INDEX_FILE, INFO_FILE, VECTORS_FILE])  # no temp files left
+    current = current_version_dir(tmp_path / "g")
+    assert sorted(p.name for p in (tmp_path / "g").iterdir()) == sorted([LOCK_FILE, POINTER_FILE, current.name])  # no temp files left
+    assert sorted(p.name for p in current.iterdir()) == sorted([INDEX_FILE, INFO_FILE, VECTORS_FILE])
 
     loaded = GalleryIndex.load(tmp_path / "g", expected_model="model-a", expected_dim=DIM)
     assert loaded.search(queries, k=5) == gallery.search(queries, k=5)
@@ -95,12 +109,12 @@ def test_load_refuses_another_model_or_dimension(tmp_path: Path) -> None:
 
 
 def test_interrupted_save_is_detected(tmp_path: Path) -> None:
-    """A vector.index newer than its index_info.yaml (crash between the replaces) is refused, not mixed up."""
+    """A vector.index that does not belong to its index_info.yaml (e.g. restored from another backup) is refused."""
     gallery, base, _ = filled("Flat", "IP")
     gallery.save(tmp_path / "old")
     gallery.add(base[:3], ["x", "y", "z"])
     gallery.save(tmp_path / "new")
-    (tmp_path / "new" / INDEX_FILE).replace(tmp_path / "old" / INDEX_FILE)
+    (current_version_dir(tmp_path / "new") / INDEX_FILE).replace(current_version_dir(tmp_path / "old") / INDEX_FILE)
     with pytest.raises(GalleryCorruptError, match="interrupted save"):
         GalleryIndex.load(tmp_path / "old")
 

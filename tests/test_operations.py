@@ -65,6 +65,20 @@ def supervisorctl(config: Path, *args: str) -> str:
     return result.stdout + result.stderr
 
 
+def wait_for_status(config: Path, accept, seconds: float) -> str:
+    """Poll ``supervisorctl status`` until ``accept(status)`` or the bound runs out; returns the last status.
+
+    ``/health`` can answer while supervisord still says STARTING (it waits ``startsecs``, and polls slowly
+    under load), so a test asserts a state only after waiting for it.
+    """
+    deadline = time.time() + seconds
+    status = supervisorctl(config, "status", "face-recognition-ood")
+    while not accept(status) and time.time() < deadline:
+        time.sleep(0.25)
+        status = supervisorctl(config, "status", "face-recognition-ood")
+    return status
+
+
 def test_supervisord_restarts_a_killed_app(tmp_path, faces_dir):
     config = supervisor_config(tmp_path)
     port = free_port()
@@ -74,16 +88,11 @@ def test_supervisord_restarts_a_killed_app(tmp_path, faces_dir):
     base_url = f"http://127.0.0.1:{port}"
     try:
         wait_healthy(base_url, seconds=180)
-        status = supervisorctl(config, "status", "face-recognition-ood")
-        assert "RUNNING" in status
+        status = wait_for_status(config, lambda text: "RUNNING" in text, seconds=60)
+        assert "RUNNING" in status, status
         pid = int(status.split("pid")[1].split(",")[0])
         os.kill(pid, signal.SIGKILL)
-        deadline = time.time() + 10
-        while time.time() < deadline:
-            status = supervisorctl(config, "status", "face-recognition-ood")
-            if "RUNNING" in status and f"pid {pid}," not in status:
-                break
-            time.sleep(0.25)
+        status = wait_for_status(config, lambda text: "RUNNING" in text and f"pid {pid}," not in text, seconds=90)
         assert "RUNNING" in status and f"pid {pid}," not in status, status
         wait_healthy(base_url, seconds=120)
         assert requests.get(f"{base_url}/health", timeout=10).status_code == 200
@@ -96,3 +105,18 @@ def test_supervisord_restarts_a_killed_app(tmp_path, faces_dir):
             time.sleep(0.2)
     if pid_file.exists():
         pytest.fail("supervisord did not shut down")
+
+
+def test_make_test_checks_system_packages_first_and_names_the_one_command():
+    """A fresh machine: `make test` installs the Debian packages or stops at once, before the long run."""
+    planned = subprocess.run(["make", "-n", "test"], cwd=ROOT, capture_output=True, text=True, timeout=60).stdout.splitlines()
+    steps = [line for line in planned if "system-deps.sh" in line or "pytest" in line]
+    assert steps and "system-deps.sh ensure" in steps[0] and "pytest" in steps[-1], planned
+    script = ROOT / "scripts" / "system-deps.sh"
+    listed = subprocess.run([str(script), "list"], capture_output=True, text=True, timeout=30).stdout.split()
+    assert {"chromium", "fonts-noto-cjk", "postgresql", "npm"} <= set(listed)
+    start = time.monotonic()
+    missing = subprocess.run([str(script), "check"], capture_output=True, text=True, timeout=60,
+                             env={**os.environ, "CHROMIUM_BIN": "/nonexistent/chromium"})
+    assert missing.returncode == 1 and time.monotonic() - start < 30
+    assert "apt-get install -y chromium" in missing.stderr, missing.stderr

@@ -122,3 +122,67 @@ def test_no_url_means_disabled(tmp_path):
     assert outbox.deliver_due() == 0
     assert outbox.stats() == {"sent": 0, "pending": 0, "failed": 0}
     assert not list(tmp_path.iterdir())  # stores nothing, not even an empty database
+
+
+def test_delivered_events_are_pruned_after_the_kept_days_failed_ones_stay(tmp_path, receiver):
+    server = receiver()
+    outbox = WebhookOutbox(tmp_path / "outbox.sqlite3", server.url, keep_delivered_days=7, max_attempts=1, base_backoff_s=0.01)
+    start = time.time()
+    delivered = outbox.enqueue({"quality_score": 0.1, "image": "x" * 10_000})
+    assert outbox.deliver_due(now=start + 1) == 1
+    dead = WebhookOutbox(tmp_path / "outbox.sqlite3", "http://127.0.0.1:9/hook", timeout_s=1, max_attempts=1, keep_delivered_days=7)
+    failed = dead.enqueue({"quality_score": 0.2})
+    dead.deliver_due(now=start + 1)
+    assert outbox.stats() == {"sent": 1, "pending": 0, "failed": 1}
+    assert outbox.prune(now=start + 6 * 86_400) == 0  # within the kept days
+    assert outbox.prune(now=start + 8 * 86_400) == 1
+    assert outbox.stats() == {"sent": 0, "pending": 0, "failed": 1}  # a failed event waits for the operator, however old
+    assert outbox.prune(now=start + 800 * 86_400) == 0
+    assert [event["event_id"] for event in outbox.failed_events()] == [failed] and delivered != failed
+
+
+def test_operator_retries_or_drops_failed_events(tmp_path, receiver):
+    db = tmp_path / "outbox.sqlite3"
+    dead = WebhookOutbox(db, "http://127.0.0.1:9/hook", timeout_s=1, max_attempts=1)
+    ids = [dead.enqueue({"quality_score": 0.1, "n": n}) for n in range(3)]
+    dead.deliver_due()
+    assert dead.stats() == {"sent": 0, "pending": 0, "failed": 3}
+    server = receiver()
+    alive = WebhookOutbox(db, server.url, max_attempts=1)
+    assert alive.retry_failed([ids[0], "no-such-event"]) == 1
+    assert alive.stats() == {"sent": 0, "pending": 1, "failed": 2}
+    assert alive.deliver_due() == 1 and json.loads(server.requests[0][1])["event_id"] == ids[0]
+    assert alive.drop_failed([ids[1]]) == 1
+    assert alive.retry_failed() == 1 and alive.deliver_due() == 1
+    assert alive.stats() == {"sent": 2, "pending": 0, "failed": 0}
+    assert alive.drop_failed() == 0 and alive.retry_failed([]) == 0
+
+
+def test_frood_webhook_cli_lists_retries_and_drops(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from tests.apphelpers import ROOT
+
+    db = tmp_path / "webhook-outbox.sqlite3"
+    dead = WebhookOutbox(db, "http://127.0.0.1:9/hook", timeout_s=1, max_attempts=1)
+    ids = [dead.enqueue({"quality_score": 0.1, "n": n}) for n in range(2)]
+    dead.deliver_due()
+    env = {**os.environ, "DATA_DIR": str(tmp_path), "LOG_DIR": str(tmp_path / "logs"), "WEBHOOK_URL": ""}
+
+    def frood(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "recognition.cli", "webhook", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+
+    listed = frood("stats")
+    assert listed.returncode == 0, listed.stderr
+    payload = json.loads(listed.stdout)
+    assert payload["failed"] == 2 and sorted(e["event_id"] for e in payload["failed_events"]) == sorted(ids)
+    assert "Connection" in payload["failed_events"][0]["last_error"]
+    assert json.loads(frood("retry", ids[0]).stdout) == {"retried": 1, "sent": 0, "pending": 1, "failed": 1}
+    refused = frood("drop")
+    assert refused.returncode == 2 and "--all" in refused.stderr
+    assert json.loads(frood("drop", "--all").stdout) == {"dropped": 1, "sent": 0, "pending": 1, "failed": 0}
+    missing = subprocess.run([sys.executable, "-m", "recognition.cli", "webhook", "stats"], cwd=ROOT, capture_output=True, text=True, timeout=60,
+                             env={**env, "DATA_DIR": str(tmp_path / "nowhere")})
+    assert missing.returncode == 2 and "no webhook outbox" in missing.stderr
