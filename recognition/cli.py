@@ -155,13 +155,13 @@ def cmd_embed(args: argparse.Namespace) -> int:
 
 def cmd_webhook(args: argparse.Namespace) -> int:
     """Operator commands on the reject-webhook outbox: counts, failed events, retry, drop, prune."""
-    from notify.webhook import WebhookOutbox
     from settings import get_settings
+    from storage.factory import open_outbox
 
     settings = get_settings()
-    if not settings.outbox_db_path.is_file():
+    if not settings.database_url and not settings.outbox_db_path.is_file():
         raise FroodError(f"no webhook outbox at {settings.outbox_db_path} (DATA_DIR); nothing was ever queued")
-    outbox = WebhookOutbox(settings.outbox_db_path, settings.webhook_url, manage_only=True)
+    outbox = open_outbox(settings, manage_only=True)  # SQLite beside the app, or PostgreSQL with DATABASE_URL
     ids = list(args.ids) or None
     if args.action == "stats":
         payload: dict = {**outbox.stats(), "failed_events": outbox.failed_events()}

@@ -39,12 +39,12 @@ def open_outbox(settings: Settings | None = None, manage_only: bool = False) -> 
     options: dict[str, Any] = {"timeout_s": settings.webhook_timeout_s, "max_attempts": settings.webhook_max_attempts}
     if manage_only:
         options["manage_only"] = True
-    keep_days = getattr(settings, "webhook_keep_delivered_days", None)  # the outbox-retention setting, where present
     if settings.database_url:
         from notify.outbox_postgres import PostgresOutbox
 
-        extra = {} if keep_days is None else {"keep_delivered_days": keep_days}
-        return PostgresOutbox(settings.database_url, settings.webhook_url, settings.webhook_secret, **options, **extra)
+        return PostgresOutbox(
+            settings.database_url, settings.webhook_url, settings.webhook_secret, keep_delivered_days=settings.webhook_keep_delivered_days, **options
+        )
     from notify.webhook import WebhookOutbox
 
     return WebhookOutbox(settings.outbox_db_path, settings.webhook_url, settings.webhook_secret, **options)
