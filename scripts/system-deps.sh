@@ -13,6 +13,7 @@ PACKAGES=(
   "chromium|test -x ${CHROMIUM_BIN:-/usr/bin/chromium}"      # browser tests (Playwright drives the system chromium)
   "fonts-noto-cjk|dpkg-query -W -f='\${Status}' fonts-noto-cjk 2>/dev/null | grep -q 'ok installed' || fc-list 2>/dev/null | grep -qi 'Noto Sans CJK'"  # Chinese UI text
   "postgresql|ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1" # PostgreSQL-backed stores, tested on a throwaway server
+  "haproxy|command -v haproxy || test -x /usr/sbin/haproxy"   # checks the replicas' load-balancer config (haproxy -c)
 )
 
 missing() {
