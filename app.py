@@ -25,6 +25,7 @@ import uvicorn
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 
+from api import keypoints as keypoints_api
 from api import routes as api_routes
 from api.security import BodySizeLimit
 from dashboard import charts, facegrid
@@ -343,6 +344,7 @@ def create_app() -> FastAPI:
         )
 
     api_routes.install(api)
+    keypoints_api.install(api)
     api.add_middleware(BodySizeLimit, limit=get_settings().max_request_bytes)
 
     @api.get("/stats")

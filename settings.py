@@ -84,6 +84,13 @@ class Settings(BaseSettings):
     milvus_uri: str = ""
     milvus_token: str = ""
 
+    # Human keypoint detection (issue 10; keypoints/, POST /human-keypoint-detection, Pose tab)
+    keypoints_input_size: int = Field(256, ge=128, le=1024, multiple_of=32)
+    keypoints_tiles: bool = True  # also run square tiles of wide or tall photos (more and larger people)
+    keypoints_refine: bool = True  # MoveNet Thunder top-down pass on each person's crop
+    keypoints_det_threshold: float = Field(0.25, ge=0.0, le=1.0)  # detThreshold when the request gives none
+    keypoints_kpt_threshold: float = Field(0.3, ge=0.0, le=1.0)  # joints drawn at or above this score
+
     # Optional weights supplied by the user for non-default models
     facenet_weights_path: Path | None = None
     arcface_onnx_path: Path | None = None

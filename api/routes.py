@@ -35,6 +35,7 @@ from settings import get_settings
 
 log = logging.getLogger("frood.api")
 PADDLEX_PREFIX = "/face-recognition-"
+PADDLEX_PATHS = (PADDLEX_PREFIX, "/human-keypoint-detection")  # paths whose errors use the envelope
 limiter = RateLimiter()
 router = APIRouter()
 MAX_PAIRS = 10_000
@@ -355,7 +356,7 @@ def install(app: FastAPI) -> None:
     faiss.omp_set_num_threads(1)  # batch-1 searches were 15–45× slower with OpenMP threads fighting the models
 
     def respond(request: Request, status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
-        if request.url.path.startswith(PADDLEX_PREFIX):
+        if request.url.path.startswith(PADDLEX_PATHS):
             return envelope_error(status, message, headers)
         return JSONResponse({"detail": message}, status_code=status, headers=headers)
 

@@ -300,6 +300,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_eval_parser(sub)
 
+    from keypoints.cli import add_keypoints_parser
+
+    add_keypoints_parser(sub)
+
     calibrate = sub.add_parser("calibrate", help="fit the quality score and match threshold on labelled photos")
     calibrate.add_argument("--data", default="../shared/data/faces", help="folder with identities.csv and the photos")
     calibrate.add_argument("--output", default=None, help="params file (default ood/params/quality-<model>.json)")

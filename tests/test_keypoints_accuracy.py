@@ -1,0 +1,139 @@
+"""Keypoints on the annotated people of ../shared/data/keypoints (OCHuman + PoseTrack18), at the defaults a
+user gets (settings: input 256, tiles, Thunder refinement, detThreshold 0.25 = the MoveNet default
+of TF.js pose-detection), and photos with nobody in them.
+
+"Mostly visible" = at least 12 of the person's COCO keypoints labelled (PoseTrack's head_bottom/head_top are
+not COCO's eyes and are left out). A person is found when one detection, matched one-to-one by box IoU, has
+IoU >= 0.5 with the annotated box. Known misses are listed with their reason as strict xfails: if the engine
+starts finding them, the test says so and the list must shrink.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from keypoints.evaluation import AnnotatedImage, box_iou, load_coco_keypoints, oks
+
+ROOT = Path(__file__).resolve().parents[1]
+KEYPOINT_DATA = ROOT.parent / "shared" / "data" / "keypoints"
+MOSTLY_VISIBLE = 12
+GRADIO_IMAGES = Path(__import__("gradio").__file__).parent / "media_assets" / "images"
+
+# (image file, annotation index) → why the engine misses that person today (see docs/keypoints.md).
+OVERLAP = "two people overlap almost completely: MultiPose decodes one person centre for the pair"
+SMALL = "a small person in a crowd of 11 (1920×1080 frame): its person score stays under the default 0.25"
+KNOWN_MISSES = {
+    ("000817.jpg", 1): OVERLAP,
+    ("003896.jpg", 0): OVERLAP,
+    ("000000.jpg@009473", 0): OVERLAP,
+    ("000000.jpg@012834", 1): SMALL,
+    ("000000.jpg@012834", 6): SMALL,
+    ("000000.jpg@012834", 7): SMALL,
+    ("000000.jpg@012834", 10): SMALL,
+}
+
+
+def _datasets() -> list[AnnotatedImage]:
+    if not (KEYPOINT_DATA / "ochuman" / "test_ochuman.json").is_file():
+        pytest.skip(f"needs the shared keypoint set at {KEYPOINT_DATA} (present in CI, absent in a user's fresh clone)")
+    return load_coco_keypoints(KEYPOINT_DATA / "ochuman" / "test_ochuman.json", KEYPOINT_DATA / "ochuman") + load_coco_keypoints(
+        KEYPOINT_DATA / "posetrack18" / "annotations" / "test_posetrack18_val.json", KEYPOINT_DATA / "posetrack18"
+    )
+
+
+def _key(image: AnnotatedImage) -> str:
+    parent = image.path.parent.name
+    return image.path.name if image.path.parent.parent.name != "val" else f"{image.path.name}@{parent.split('_')[0]}"
+
+
+def _match(image: AnnotatedImage, persons) -> dict[int, tuple[float, float]]:
+    """Annotation index → (IoU, OKS) of the detection matched to it (greedy one-to-one by IoU)."""
+    pairs = sorted(
+        ((box_iou(person.bbox, truth.bbox), t, p) for t, truth in enumerate(image.people) for p, person in enumerate(persons)),
+        reverse=True,
+    )
+    taken_truths, taken_persons, matches = set(), set(), {}
+    for iou, t, p in pairs:
+        if iou < 0.5 or t in taken_truths or p in taken_persons:
+            continue
+        taken_truths.add(t)
+        taken_persons.add(p)
+        matches[t] = (iou, oks(persons[p].keypoints, image.people[t]))
+    return matches
+
+
+@pytest.fixture(scope="module")
+def engine():
+    from keypoints import service
+
+    return service.get_engine()
+
+
+@pytest.fixture(scope="module")
+def matched(engine):
+    from settings import get_settings
+
+    threshold = get_settings().keypoints_det_threshold
+    table = {}
+    for image in _datasets():
+        result = engine.detect(image.path, det_threshold=threshold)
+        table[_key(image)] = (image, _match(image, result.persons))
+    return table
+
+
+def _mostly_visible() -> list:
+    if not (KEYPOINT_DATA / "ochuman" / "test_ochuman.json").is_file():
+        return [pytest.param(None, None, marks=pytest.mark.skip(reason=f"needs the shared keypoint set at {KEYPOINT_DATA}"))]
+    cases = []
+    for image in _datasets():
+        for index, truth in enumerate(image.people):
+            if truth.labelled >= MOSTLY_VISIBLE:
+                reason = KNOWN_MISSES.get((_key(image), index))
+                marks = [pytest.mark.xfail(strict=True, reason=reason)] if reason else []
+                cases.append(pytest.param(_key(image), index, marks=marks, id=f"{_key(image)}#{index}"))
+    return cases
+
+
+@pytest.mark.parametrize(("image_key", "index"), _mostly_visible())
+def test_every_mostly_visible_person_is_found(matched, image_key, index):
+    image, matches = matched[image_key]
+    assert index in matches, f"annotated person {index} of {image_key} (box {image.people[index].bbox}) has no detection with IoU >= 0.5"
+
+
+def test_found_people_have_mean_oks_at_least_half(matched):
+    found = [
+        matches[index][1]
+        for image, matches in matched.values()
+        for index, truth in enumerate(image.people)
+        if truth.labelled >= MOSTLY_VISIBLE and index in matches
+    ]
+    assert len(found) >= 12 - len(KNOWN_MISSES), f"only {len(found)} mostly visible people were found"
+    assert np.mean(found) >= 0.5, f"mean OKS {np.mean(found):.3f} on the people found ({np.round(found, 2).tolist()})"
+
+
+@pytest.mark.parametrize("name", ["cheetah.jpg", "cheetah1.jpg", "tower.jpg"])
+def test_a_photo_without_people_gives_an_empty_list(engine, name):
+    """Real photos with nobody in them (shipped with gradio, which the app requires)."""
+    from settings import get_settings
+
+    result = engine.detect(GRADIO_IMAGES / name, det_threshold=get_settings().keypoints_det_threshold)
+    assert result.persons == [], [person.to_json() for person in result.persons]
+
+
+def test_batch_gives_the_same_people_as_one_by_one_and_keeps_errors_in_place(engine):
+    from recognition.errors import ImageDecodeError
+
+    images = [image.path for image in _datasets()[:2]]
+    batch = engine.detect_many([images[0], b"not an image", images[1]], det_threshold=0.25)
+    assert isinstance(batch[1], ImageDecodeError)
+    for path, result in zip(images, (batch[0], batch[2])):
+        single = engine.detect(path, det_threshold=0.25)
+        assert len(single.persons) == len(result.persons) > 0
+        for a, b in zip(single.persons, result.persons):
+            # batched convolutions sum in another order: the same people to a small fraction of a pixel
+            np.testing.assert_allclose(a.keypoints[:, :2], b.keypoints[:, :2], atol=0.05)
+            np.testing.assert_allclose(a.keypoints[:, 2], b.keypoints[:, 2], atol=1e-3)
+            np.testing.assert_allclose(a.bbox, b.bbox, atol=0.05)

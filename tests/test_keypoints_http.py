@@ -1,0 +1,112 @@
+"""POST /human-keypoint-detection over the real app (PaddleX envelope, statuses for bad input) and
+`frood keypoints` as a user types it."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import requests
+from PIL import Image
+
+from tests.apphelpers import RunningApp
+
+ROOT = Path(__file__).resolve().parents[1]
+PHOTO = ROOT.parent / "shared" / "data" / "keypoints" / "ochuman" / "000817.jpg"  # three people walking
+ROUTE = "human-keypoint-detection"
+
+
+def photo() -> Path:
+    if not PHOTO.is_file():
+        pytest.skip(f"needs the shared keypoint set ({PHOTO}; present in CI, absent in a user's fresh clone)")
+    return PHOTO
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory):
+    running = RunningApp(tmp_path_factory.mktemp("keypoints-app")).start()
+    yield running
+    running.stop()
+
+
+def post(app, body) -> requests.Response:
+    if isinstance(body, str):
+        return requests.post(f"{app.base_url}/{ROUTE}", data=body, headers={"Content-Type": "application/json"}, timeout=300)
+    return requests.post(f"{app.base_url}/{ROUTE}", json=body, timeout=300)
+
+
+def test_envelope_persons_and_drawn_image(app):
+    image = base64.b64encode(photo().read_bytes()).decode()
+    response = post(app, {"image": image, "detThreshold": None})
+    body = response.json()
+    assert response.status_code == 200 and body["errorCode"] == 0 and body["errorMsg"] == "Success" and body["logId"], body
+    persons = body["result"]["persons"]
+    assert len(persons) >= 2, persons
+    for person in persons:
+        assert set(person) == {"bbox", "kpts", "detScore", "kptScore"}
+        x1, y1, x2, y2 = person["bbox"]
+        assert 0 <= x1 < x2 <= 665 and 0 <= y1 < y2 <= 1000
+        kpts = np.array(person["kpts"])
+        assert kpts.shape == (17, 3)
+        assert person["detScore"] >= 0.25  # the default detThreshold
+        assert person["kptScore"] == pytest.approx(kpts[:, 2].mean(), abs=1e-3)
+        assert (x1 - 30 <= kpts[:, 0]).all() and (kpts[:, 0] <= x2 + 30).all()  # joints lie on their person
+    with Image.open(io.BytesIO(base64.b64decode(body["result"]["image"]))) as drawn:
+        assert drawn.format == "JPEG" and drawn.size == (665, 1000)
+
+
+def test_det_threshold_filters_people(app):
+    image = base64.b64encode(photo().read_bytes()).decode()
+    loose = post(app, {"image": image, "detThreshold": 0.05}).json()["result"]["persons"]
+    strict = post(app, {"image": image, "detThreshold": 0.99}).json()["result"]["persons"]
+    assert strict == [] and len(loose) >= 2
+    assert all(person["detScore"] >= 0.05 for person in loose)
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "message"),
+    [
+        ("{not json", 400, "not valid JSON"),
+        ({"detThreshold": 0.5}, 422, "image"),
+        ({"image": "%%%not-base64%%%"}, 400, "base64"),
+        ({"image": "aGVsbG8="}, 400, "not an image"),
+        ({"image": "aGVsbG8=", "detThreshold": 2}, 422, "detThreshold"),
+        ({"image": "http://127.0.0.1:9/people.jpg"}, 400, "private"),
+    ],
+)
+def test_bad_requests_get_their_status_in_the_envelope(app, body, status, message):
+    response = post(app, body)
+    payload = response.json()
+    assert response.status_code == status == payload["errorCode"], payload
+    assert message in payload["errorMsg"] and "Traceback" not in payload["errorMsg"]
+    assert requests.get(f"{app.base_url}/health", timeout=10).status_code == 200
+
+
+def frood(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "recognition.cli", *args], cwd=ROOT, capture_output=True, text=True, timeout=600)
+
+
+def test_cli_prints_json_and_draws_the_skeletons(tmp_path):
+    drawn = tmp_path / "out.jpg"
+    result = frood("keypoints", str(photo()), "--json", "--output-image", str(drawn))
+    assert result.returncode == 0, result.stderr
+    payload = json.loads(result.stdout)
+    assert (payload["width"], payload["height"]) == (665, 1000) and len(payload["persons"]) >= 2
+    assert all(len(person["kpts"]) == 17 for person in payload["persons"])
+    with Image.open(drawn) as image:
+        assert image.size == (665, 1000)
+        original = np.asarray(Image.open(photo()).convert("RGB"), dtype=np.int16)
+        assert np.abs(np.asarray(image.convert("RGB"), dtype=np.int16) - original).mean() > 1  # something was drawn
+
+
+def test_cli_refuses_a_file_that_is_not_an_image(tmp_path):
+    text = tmp_path / "notes.jpg"
+    text.write_text("not a photo")
+    result = frood("keypoints", str(text))
+    assert result.returncode == 2 and "not an image" in result.stderr
