@@ -31,6 +31,7 @@ from api.security import BodySizeLimit
 from dashboard import charts, facegrid
 from dashboard.gallery_tab import build_gallery_tab
 from dashboard.i18n import I18N, Locale, locale_of, reason_text, tr
+from dashboard.pose_tab import build_pose_tab
 from dashboard.ui_common import clean_source, error_markdown
 from recognition import service
 from recognition.errors import FroodError
@@ -326,6 +327,7 @@ def build_ui() -> gr.Blocks:
         build_extract_tab()
         build_monitor_tab()
         build_gallery_tab()
+        build_pose_tab(I18N)
     return demo
 
 

@@ -110,3 +110,40 @@ def test_cli_refuses_a_file_that_is_not_an_image(tmp_path):
     text.write_text("not a photo")
     result = frood("keypoints", str(text))
     assert result.returncode == 2 and "not an image" in result.stderr
+
+
+def test_pose_tab_handler_returns_drawing_and_table(app):
+    from gradio_client import Client, handle_file
+
+    client = Client(app.base_url + "/", verbose=False)
+    status, drawn, table = client.predict(handle_file(str(photo())), 0.25, api_name="/pose")
+    assert "person(s) found" in status and "检测到" not in status  # one language: English without Accept-Language
+    rows = table["data"]
+    assert len(rows) >= 2 and table["headers"][:3] == ["#", "detScore", "kptScore"]
+    assert all(row[1] >= 0.25 for row in rows)
+    assert Path(drawn).is_file()
+
+
+def test_pose_tab_in_a_browser_in_chinese(app, tmp_path):
+    """Chinese labels come from the tab's own strings; the drawn photo and the table appear."""
+    chromium = Path("/usr/bin/chromium")
+    if not chromium.exists():
+        pytest.fail("Debian's chromium is required for the browser test (apt-get install chromium); .ci/run installs it")
+    from playwright.sync_api import expect, sync_playwright
+
+    from tests.test_browser_ui import CHROMIUM_ARGS
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(chromium), args=CHROMIUM_ARGS)
+        page = browser.new_page(locale="zh-CN")
+        page.goto(app.base_url + "/", wait_until="networkidle")
+        page.get_by_role("tab", name="姿态").click()
+        expect(page.get_by_role("button", name="检测关键点")).to_be_visible(timeout=30_000)
+        page.locator("#image-pose input[type=file]").set_input_files(str(photo()))
+        page.locator("#image-pose img").first.wait_for(timeout=30_000)
+        page.locator("#pose-button").click()
+        expect(page.locator("#pose-result")).to_contain_text("检测到", timeout=120_000)
+        expect(page.locator("#pose-drawn img")).to_be_visible(timeout=30_000)
+        expect(page.locator("#pose-table")).to_contain_text("0.")
+        page.screenshot(path=str(tmp_path / "pose.png"), full_page=True)
+        browser.close()
