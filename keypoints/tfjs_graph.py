@@ -352,21 +352,21 @@ def _expand_dims(args: list, attrs: dict) -> torch.Tensor:
 
 
 def _shape(args: list, attrs: dict) -> torch.Tensor:
-    return torch.tensor(list(args[0].shape), dtype=torch.int32)
+    return torch.tensor(list(args[0].shape), dtype=torch.int32, device=args[0].device)
 
 
 def _size(args: list, attrs: dict) -> torch.Tensor:
-    return torch.tensor(args[0].numel(), dtype=torch.int32)
+    return torch.tensor(args[0].numel(), dtype=torch.int32, device=args[0].device)
 
 
 def _range(args: list, attrs: dict) -> torch.Tensor:
     start, limit, delta = (v.item() for v in args[:3])
     dtype = torch.float32 if attrs.get("Tidx") == "DT_FLOAT" else torch.int32
-    return torch.arange(start, limit, delta, dtype=dtype)
+    return torch.arange(start, limit, delta, dtype=dtype, device=args[0].device)
 
 
 def _fill(args: list, attrs: dict) -> torch.Tensor:
-    return torch.full(_ints(args[0]), args[1].item(), dtype=args[1].dtype)
+    return torch.full(_ints(args[0]), args[1].item(), dtype=args[1].dtype, device=args[1].device)
 
 
 def _tile(args: list, attrs: dict) -> torch.Tensor:
