@@ -85,7 +85,7 @@ class Settings(BaseSettings):
     milvus_token: str = ""
 
     # Human keypoint detection (issue 10; keypoints/, POST /human-keypoint-detection, Pose tab)
-    keypoints_input_size: int = Field(256, ge=128, le=1024, multiple_of=32)
+    keypoints_input_size: int = Field(384, ge=128, le=1024, multiple_of=32)
     keypoints_tiles: bool = True  # also run square tiles of wide or tall photos (more and larger people)
     keypoints_refine: bool = True  # MoveNet Thunder top-down pass on each person's crop
     keypoints_det_threshold: float = Field(0.25, ge=0.0, le=1.0)  # detThreshold when the request gives none

@@ -159,7 +159,7 @@ class KeypointEngine:
         self,
         models_dir: Path,
         device: str = "cpu",
-        input_size: int = 256,
+        input_size: int = 384,
         refine: bool = True,
         tiles: bool = True,
         max_bytes: int = 20 * 1024 * 1024,
