@@ -37,6 +37,8 @@ REFINE_GRAPH = "movenet-thunder"
 REFINE_SIZE = 256  # Thunder's input side
 REFINE_EXPAND = 1.25  # crop side = longer box side × this, centred on the box
 STRIDE = 32  # MultiPose input sides must be multiples of 32
+MAX_TILES = 4  # bounds the work for a panorama or a strip-shaped image
+MIN_TILE_SIDE = 64  # no tiles for images thinner than this (nobody to find in them anyway)
 
 
 @dataclass
@@ -94,9 +96,9 @@ def tile_origins(width: int, height: int, overlap: float = 0.25) -> list[tuple[i
     keep people 1.3–2× larger and allow 6 per view.
     """
     side, long = min(width, height), max(width, height)
-    if long < side * 1.25:
+    if long < side * 1.25 or side < MIN_TILE_SIDE:
         return []
-    count = math.ceil((long - side) / (side * (1 - overlap))) + 1
+    count = min(MAX_TILES, math.ceil((long - side) / (side * (1 - overlap))) + 1)  # a panorama gets thinner overlaps
     starts = [round(i * (long - side) / (count - 1)) for i in range(count)]
     return [(start, 0, side) if width >= height else (0, start, side) for start in starts]
 
