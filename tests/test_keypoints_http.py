@@ -125,25 +125,26 @@ def test_pose_tab_handler_returns_drawing_and_table(app):
 
 
 def test_pose_tab_in_a_browser_in_chinese(app, tmp_path):
-    """Chinese labels come from the tab's own strings; the drawn photo and the table appear."""
-    chromium = Path("/usr/bin/chromium")
-    if not chromium.exists():
-        pytest.fail("Debian's chromium is required for the browser test (apt-get install chromium); .ci/run installs it")
+    """Chinese labels come from the tab's own strings, the result text is Chinese only; the drawn photo and
+    the table appear."""
     from playwright.sync_api import expect, sync_playwright
 
-    from tests.test_browser_ui import CHROMIUM_ARGS
+    from tests.uidriver import CHROMIUM, launch, open_page
 
+    if not Path(CHROMIUM).exists():
+        pytest.fail("Debian's chromium is required for the browser test (apt-get install chromium); .ci/run installs it")
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(chromium), args=CHROMIUM_ARGS)
-        page = browser.new_page(locale="zh-CN")
-        page.goto(app.base_url + "/", wait_until="networkidle")
+        browser = launch(playwright)
+        page = open_page(browser, app.base_url, "zh")
         page.get_by_role("tab", name="姿态").click()
         expect(page.get_by_role("button", name="检测关键点")).to_be_visible(timeout=30_000)
         page.locator("#image-pose input[type=file]").set_input_files(str(photo()))
         page.locator("#image-pose img").first.wait_for(timeout=30_000)
         page.locator("#pose-button").click()
-        expect(page.locator("#pose-result")).to_contain_text("检测到", timeout=120_000)
+        result = page.locator("#pose-result")
+        expect(result).to_contain_text("检测到", timeout=120_000)
+        expect(result).not_to_contain_text("found")
         expect(page.locator("#pose-drawn img")).to_be_visible(timeout=30_000)
-        expect(page.locator("#pose-table")).to_contain_text("0.")
+        expect(page.locator("#pose-table")).to_contain_text("关键点 ≥ 0.3")
         page.screenshot(path=str(tmp_path / "pose.png"), full_page=True)
         browser.close()
