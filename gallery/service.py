@@ -66,11 +66,10 @@ def enrol(pipeline: FacePipeline, gallery: GalleryIndex, items: list[tuple[Image
     result = EnrolResult()
     vectors, labels = [], []
     reject = pipeline.settings.reject_threshold
-    for image, label, name in items:
-        try:
-            analysis = pipeline.analyze(image, name=name)
-        except FroodError as error:
-            result.skipped.append({"image": name, "label": label, "reason": str(error)})
+    analyses = pipeline.analyze_many([image for image, _, _ in items], names=[name for _, _, name in items])  # batched engine
+    for (_, label, name), analysis in zip(items, analyses):
+        if isinstance(analysis, FroodError):
+            result.skipped.append({"image": name, "label": label, "reason": str(analysis)})
             continue
         if not analysis.faces:
             result.skipped.append({"image": name, "label": label, "reason": "no face found"})

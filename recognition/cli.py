@@ -90,8 +90,22 @@ def iter_inputs(source: str) -> Iterator[Path]:
         raise FroodError(f"--input {source} is neither a folder nor a list file")
 
 
+def _analyse_one_by_one(pipeline, paths: list[Path]) -> list:
+    results = []
+    for path in paths:
+        try:
+            results.append(pipeline.analyze(path, name=path.name))
+        except FroodError as error:
+            results.append(error)
+        except Exception as error:  # one bad file never stops the run
+            results.append(RuntimeError(f"unexpected error: {error}"))
+    return results
+
+
 def cmd_embed(args: argparse.Namespace) -> int:
     from tqdm import tqdm
+
+    from schemas import embed_line
 
     pipeline = _pipeline(args)
     inputs = list(iter_inputs(args.input))
@@ -99,30 +113,25 @@ def cmd_embed(args: argparse.Namespace) -> int:
     output.parent.mkdir(parents=True, exist_ok=True)
     failures = 0
     partial = output.with_suffix(output.suffix + ".part")
-    with open(partial, "w", encoding="utf-8") as handle:
-        for path in tqdm(inputs, desc="embedding", unit="img", file=sys.stderr):
-            record: dict = {"path": str(path), "faces": [], "error": None}
-            try:
-                result = pipeline.analyze(path, name=path.name)
-                record["faces"] = [
-                    {
-                        "bbox": [round(v, 1) for v in face.bbox],
-                        "det_score": round(face.det_score, 4),
-                        "quality_score": round(face.quality, 4) if face.quality is not None else None,
-                        "reasons": face.reasons,
-                        "feature": [round(float(v), 6) for v in face.feature],
-                    }
-                    for face in result.faces
-                ]
-                if not result.faces:
-                    record["error"] = "no face found"
-            except FroodError as error:
-                record["error"] = str(error)
-                failures += 1
-            except Exception as error:  # one bad file never stops the batch
-                record["error"] = f"unexpected error: {error}"
-                failures += 1
-            handle.write(json.dumps(record) + "\n")
+    with open(partial, "w", encoding="utf-8") as handle, tqdm(total=len(inputs), desc="embedding", unit="img", file=sys.stderr) as progress:
+
+        def write(paths: list[Path], results: list) -> None:
+            nonlocal failures
+            for path, result in zip(paths, results):
+                failures += isinstance(result, Exception)
+                record = embed_line(str(path), error=str(result)) if isinstance(result, Exception) else embed_line(str(path), result)
+                handle.write(json.dumps(record) + "\n")
+            progress.update(len(paths))
+
+        done = 0
+        try:  # batches through the engine, the next batch decoding while this one runs
+            for results in pipeline.analyze_stream(inputs, [path.name for path in inputs], args.batch_size):
+                write(inputs[done : done + len(results)], results)
+                done += len(results)
+        except Exception as error:  # a batch failed as a whole: the rest one by one, so one bad file never stops the run
+            print(f"warning: batch failed ({error}); continuing image by image", file=sys.stderr)
+            for path in inputs[done:]:
+                write([path], _analyse_one_by_one(pipeline, [path]))
     partial.replace(output)
     print(f"wrote {len(inputs)} lines to {output} ({failures} failed)", file=sys.stderr)
     return 0
@@ -220,6 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
     embed = sub.add_parser("embed", help="features of every face of many images, one JSON line per input")
     embed.add_argument("--input", required=True, help="a folder or a text file with one path per line")
     embed.add_argument("--output", required=True, help="the .jsonl file to write")
+    embed.add_argument("--batch-size", type=int, default=16, help="images analysed together (one engine batch)")
     embed.set_defaults(func=cmd_embed)
 
     index = sub.add_parser("index", help="build, grow, prune or describe a FAISS face gallery")
