@@ -91,9 +91,24 @@ class Settings(BaseSettings):
     keypoints_det_threshold: float = Field(0.25, ge=0.0, le=1.0)  # detThreshold when the request gives none
     keypoints_kpt_threshold: float = Field(0.3, ge=0.0, le=1.0)  # joints drawn at or above this score
 
+    # Batched engine and request batcher (issue 9)
+    precision: str = Field("auto", pattern="^(auto|fp32|fp16|bf16)$")  # auto: fp16 on CUDA, fp32 on CPU
+    torch_threads: int = Field(0, ge=0)  # intra-op threads for the inference worker; 0 = one per CPU core
+    decode_workers: int = Field(2, ge=1)  # threads decoding the images of one batch
+    model_cache_dir: Path | None = None  # converted ONNX models (default DATA_DIR/model-cache)
+    batcher_enabled: bool = True  # the server answers requests from micro-batches of one inference worker
+    batch_max_size: int = Field(16, ge=1, le=1024)
+    batch_max_wait_ms: float = Field(5.0, ge=0.0)
+    batch_queue_length: int = Field(64, ge=1)
+    batch_retry_after_s: int = Field(1, ge=1)  # the Retry-After a full queue's 503 carries
+
     # Optional weights supplied by the user for non-default models
     facenet_weights_path: Path | None = None
     arcface_onnx_path: Path | None = None
+
+    @property
+    def converted_models_dir(self) -> Path:
+        return self.model_cache_dir or self.data_dir / "model-cache"
 
     @property
     def stats_db_path(self) -> Path:

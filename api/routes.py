@@ -366,7 +366,7 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(FroodError)
     async def frood_error(request: Request, error: FroodError) -> JSONResponse:
-        return respond(request, error.status, str(error))
+        return respond(request, error.status, str(error), getattr(error, "headers", None))  # e.g. 503 Retry-After
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, error: RequestValidationError) -> JSONResponse:

@@ -27,6 +27,23 @@ Recorder = Callable[[DecodedImage, AnalysisResult, float], None]
 """Called once per processed image with (decoded image, analysis, latency in ms): the app's stats row and webhook."""
 
 
+def _analyse_batch(
+    pipeline: FacePipeline, items: list[tuple[ImageInput, str, str]], record: Recorder | None
+) -> list[AnalysisResult | FroodError]:
+    """Decode and analyse ``(image, label, name)`` items as one batch of the engine, recording each processed image."""
+    start = time.perf_counter()
+    decoded = pipeline.decode_batch([image for image, _, _ in items], [name for _, _, name in items])
+    usable = [item for item in decoded if not isinstance(item, FroodError)]
+    analysed = iter(pipeline.analyze_many(usable, names=[item.name for item in usable]))
+    results = [item if isinstance(item, FroodError) else next(analysed) for item in decoded]
+    if record is not None:
+        latency_ms = (time.perf_counter() - start) * 1000 / max(len(items), 1)
+        for item, result in zip(decoded, results):
+            if not isinstance(result, FroodError):
+                record(item, result, latency_ms)
+    return results
+
+
 def _analyse(pipeline: FacePipeline, image: ImageInput, name: str, record: Recorder | None) -> AnalysisResult:
     """Decode and analyse one image, handing it to ``record`` (every processed image is counted)."""
     start = time.perf_counter()
@@ -93,11 +110,9 @@ def prepare_enrolment(pipeline: FacePipeline, items: list[tuple[ImageInput, str,
     """
     prepared = Enrolment()
     reject = pipeline.settings.reject_threshold
-    for image, label, name in items:
-        try:
-            analysis = _analyse(pipeline, image, name, record)
-        except FroodError as error:
-            prepared.skipped.append({"image": name, "label": label, "reason": str(error)})
+    for (_, label, name), analysis in zip(items, _analyse_batch(pipeline, items, record)):
+        if isinstance(analysis, FroodError):
+            prepared.skipped.append({"image": name, "label": label, "reason": str(analysis)})
             continue
         if not analysis.faces:
             prepared.skipped.append({"image": name, "label": label, "reason": "no face found"})

@@ -28,6 +28,7 @@ from recognition.weights import faceplugin_dir, onnx_to_torch
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
 POSE_BINS = torch.arange(66, dtype=torch.float32)
+HELPER_BATCH = 64  # faces per helper-model call (bounds the 224×224 pose batch's memory)
 
 
 @dataclass
@@ -104,15 +105,20 @@ def exposure_signals(aligned: np.ndarray) -> dict[str, float]:
 
 
 class SignalExtractor:
-    """Runs the helper models (pose, liveness, landmarks, eyes) batched over all faces of a call."""
+    """Runs the helper models (pose, liveness, landmarks, eyes) once over every face of a batch of images.
 
-    def __init__(self, models_dir: Path, device: str = "cpu"):
+    Each extractor owns its modules (``onnx_to_torch`` hands out copies), so extractors on different
+    devices in one process never move each other's weights. The helpers stay in fp32 on every device:
+    the quality score is calibrated on their fp32 outputs.
+    """
+
+    def __init__(self, models_dir: Path, device: str = "cpu", cache_dir: Path | None = None):
         folder = faceplugin_dir(models_dir)
         self.device = torch.device(device)
-        self.pose = onnx_to_torch(folder / "fr_pose.onnx").to(self.device)
-        self.liveness = onnx_to_torch(folder / "fr_liveness.onnx").to(self.device)
-        self.landmark = onnx_to_torch(folder / "fr_landmark.onnx").to(self.device)
-        self.eye = onnx_to_torch(folder / "fr_eye.onnx").to(self.device)
+        self.pose = onnx_to_torch(folder / "fr_pose.onnx", cache_dir).to(self.device)
+        self.liveness = onnx_to_torch(folder / "fr_liveness.onnx", cache_dir).to(self.device)
+        self.landmark = onnx_to_torch(folder / "fr_landmark.onnx", cache_dir).to(self.device)
+        self.eye = onnx_to_torch(folder / "fr_eye.onnx", cache_dir).to(self.device)
         self._bins = POSE_BINS.to(self.device)
 
     def _tensor(self, batch: np.ndarray) -> torch.Tensor:
@@ -164,26 +170,46 @@ class SignalExtractor:
         feature_norms: np.ndarray,
     ) -> list[QualitySignals]:
         """Signals for each detection of one (decoded) image: sizes are in the pixels the models saw."""
-        if not detections:
-            return []
-        boxes = [det.bbox for det in detections]
-        poses = self.head_pose(np.stack([pose_crop(rgb, box) for box in boxes]))
-        real = self.real_probability(np.stack([liveness_crop(rgb, box) for box in boxes]))
-        gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
-        eyes = self.eyes_open([gray] * len(boxes), boxes)
-        signals = []
-        for index, det in enumerate(detections):
-            signals.append(
-                QualitySignals(
-                    det_score=det.score,
-                    face_px=float(min(det.width, det.height)),
-                    feature_norm=float(feature_norms[index]),
-                    yaw=float(poses[index, 0]),
-                    pitch=float(poses[index, 1]),
-                    roll=float(poses[index, 2]),
-                    real_prob=float(real[index]),
-                    eyes_open=float(eyes[index]),
-                    **exposure_signals(aligned[index]),
-                )
+        return self.extract_batch([(rgb, detections)], aligned, feature_norms)[0]
+
+    def extract_batch(
+        self,
+        images: list[tuple[np.ndarray, list[Detection]]],
+        aligned: np.ndarray,
+        feature_norms: np.ndarray,
+    ) -> list[list[QualitySignals]]:
+        """Signals of every face of several images, each helper model run once over all of them.
+
+        ``images`` are (rgb, detections) pairs; ``aligned`` and ``feature_norms`` hold their faces in
+        the same order (image by image, detection by detection).
+        """
+        faces = [(rgb, det) for rgb, detections in images for det in detections]
+        if not faces:
+            return [[] for _ in images]
+        grays = {id(rgb): cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY) for rgb, detections in images if detections}
+        poses, real, eyes = [], [], []
+        for start in range(0, len(faces), HELPER_BATCH):
+            chunk = faces[start : start + HELPER_BATCH]
+            poses.append(self.head_pose(np.stack([pose_crop(rgb, det.bbox) for rgb, det in chunk])))
+            real.append(self.real_probability(np.stack([liveness_crop(rgb, det.bbox) for rgb, det in chunk])))
+            eyes.append(self.eyes_open([grays[id(rgb)] for rgb, _ in chunk], [det.bbox for _, det in chunk]))
+        poses, real, eyes = np.concatenate(poses), np.concatenate(real), np.concatenate(eyes)
+        signals = [
+            QualitySignals(
+                det_score=det.score,
+                face_px=float(min(det.width, det.height)),
+                feature_norm=float(feature_norms[index]),
+                yaw=float(poses[index, 0]),
+                pitch=float(poses[index, 1]),
+                roll=float(poses[index, 2]),
+                real_prob=float(real[index]),
+                eyes_open=float(eyes[index]),
+                **exposure_signals(aligned[index]),
             )
-        return signals
+            for index, (_, det) in enumerate(faces)
+        ]
+        grouped, offset = [], 0
+        for _, detections in images:
+            grouped.append(signals[offset : offset + len(detections)])
+            offset += len(detections)
+        return grouped

@@ -98,33 +98,22 @@ def iter_inputs(source: str) -> Iterator[Path]:
         raise FroodError(f"--input {source} is neither a folder nor a list file")
 
 
-def _embed_record(pipeline, path: Path) -> dict:
-    """One output line; bad input (unreadable, too large, degenerate face) is a per-file error, anything else propagates."""
-    record: dict = {"path": str(path), "faces": [], "error": None}
-    try:
-        result = pipeline.analyze(path, name=path.name)
-    except FroodError as error:
-        record["error"] = str(error)
-        record["error_code"] = error.code
-        return record
-    record["faces"] = [
-        {
-            "bbox": [round(v, 1) for v in face.bbox],
-            "det_score": round(face.det_score, 4),
-            "quality_score": round(face.quality, 4) if face.quality is not None else None,
-            "reasons": face.reasons,
-            "feature": [round(float(v), 6) for v in face.feature],
-        }
-        for face in result.faces
-    ]
-    if not result.faces:
-        record["error"] = "no face found"  # a valid answer about this image, not a failed input
-    return record
+def _analyse_one_by_one(pipeline, paths: list[Path]) -> list:
+    """Per-file analysis after a whole batch failed: bad input is a per-file error, anything else propagates."""
+    results = []
+    for path in paths:
+        try:
+            results.append(pipeline.analyze(path, name=path.name))
+        except FroodError as error:
+            results.append(error)
+    return results
 
 
 def cmd_embed(args: argparse.Namespace) -> int:
     """Exit 0 when every input was read, 4 when some failed (after writing every line), 1 on an unexpected failure."""
     from tqdm import tqdm
+
+    from schemas import embed_line
 
     pipeline = _pipeline(args)
     inputs = list(iter_inputs(args.input))
@@ -132,22 +121,39 @@ def cmd_embed(args: argparse.Namespace) -> int:
     output.parent.mkdir(parents=True, exist_ok=True)
     failures = 0
     partial = output.with_suffix(output.suffix + ".part")
-    written = 0
-    with open(partial, "w", encoding="utf-8") as handle:
-        for path in tqdm(inputs, desc="embedding", unit="img", file=sys.stderr):
+    with open(partial, "w", encoding="utf-8") as handle, tqdm(total=len(inputs), desc="embedding", unit="img", file=sys.stderr) as progress:
+
+        def write(paths: list[Path], results: list) -> None:
+            nonlocal failures
+            for path, result in zip(paths, results):
+                if isinstance(result, FroodError):
+                    failures += 1
+                    record = embed_line(str(path), error=str(result), error_code=result.code)
+                else:
+                    record = embed_line(str(path), result)
+                handle.write(json.dumps(record) + "\n")
+            progress.update(len(paths))
+
+        done = 0
+        try:  # batches through the engine, the next batch decoding while this one runs; bad inputs come back typed
             try:
-                record = _embed_record(pipeline, path)
-            except Exception as error:  # a bug or the machine (e.g. CUDA out of memory): stop, do not fake a per-file error
-                handle.flush()
-                print(
-                    f"error: stopped at {path} by an unexpected {type(error).__name__}: {str(error)[:500]}; "
-                    f"{written} of {len(inputs)} lines are in {partial}, {output} was not written",
-                    file=sys.stderr,
-                )
-                return EXIT_UNEXPECTED
-            failures += record.get("error_code") is not None
-            handle.write(json.dumps(record) + "\n")
-            written += 1
+                for results in pipeline.analyze_stream(inputs, [path.name for path in inputs], args.batch_size):
+                    write(inputs[done : done + len(results)], results)
+                    done += len(results)
+            except FroodError as error:  # a batch refused as a whole: the rest one by one, so one bad file never stops the run
+                print(f"warning: batch failed ({error}); continuing image by image", file=sys.stderr)
+                for path in inputs[done:]:
+                    write([path], _analyse_one_by_one(pipeline, [path]))
+                    done += 1
+        except Exception as error:  # a bug or the machine (e.g. CUDA out of memory): stop, do not fake a per-file error
+            handle.flush()
+            where = inputs[done] if done < len(inputs) else inputs[-1]
+            print(
+                f"error: stopped near {where} by an unexpected {type(error).__name__}: {str(error)[:500]}; "
+                f"{done} of {len(inputs)} lines are in {partial}, {output} was not written",
+                file=sys.stderr,
+            )
+            return EXIT_UNEXPECTED
     partial.replace(output)
     print(f"wrote {len(inputs)} lines to {output} ({failures} failed)", file=sys.stderr)
     return EXIT_SOME_FAILED if failures else EXIT_OK
@@ -269,6 +275,7 @@ def build_parser() -> argparse.ArgumentParser:
     embed = sub.add_parser("embed", help="features of every face of many images, one JSON line per input")
     embed.add_argument("--input", required=True, help="a folder or a text file with one path per line")
     embed.add_argument("--output", required=True, help="the .jsonl file to write")
+    embed.add_argument("--batch-size", type=int, default=16, help="images analysed together (one engine batch)")
     embed.set_defaults(func=cmd_embed)
 
     webhook = sub.add_parser("webhook", help="the reject-webhook outbox: counts, retry or drop failed events, prune delivered ones")

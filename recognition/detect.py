@@ -3,21 +3,33 @@
 MTCNN's cost grows with the image's area, so we detect on a copy whose longest side is at most
 ``max_side`` pixels and map boxes and landmarks back to the full image; alignment then warps from the
 full-resolution pixels, so no detail is lost for the recognizer.
+
+Batching: images of the same (downscaled) size go through P-Net together, and the R-Net/O-Net stages
+crop and resample every candidate box of the batch at once from a summed-area table instead of one
+``interpolate`` call per box (the loop in facenet-pytorch's ``detect_face``). The arithmetic is the
+same "area" resampling, so a single image gets the same boxes, scores and landmarks as
+facenet-pytorch's ``MTCNN.detect`` (to float rounding; tests/test_batch_engine.py checks it).
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
 import cv2
 import numpy as np
 import torch
+from torchvision.ops import batched_nms
 
 log = logging.getLogger("frood.detect")
-# A face box wider or taller than this share of the image is a tight crop (see detect_batch).
+# A face box wider or taller than this share of the image is a tight crop (see finish_detections).
 TIGHT_CROP_SHARE = 0.7
+# Same-size images detected in one pass; bounds the summed-area tables' memory (N×3×H×W ints).
+DETECT_CHUNK = 16
+
+RawFace = tuple[np.ndarray, float, np.ndarray]  # box [x1, y1, x2, y2], probability, 5×2 landmarks
 
 
 @dataclass
@@ -48,64 +60,246 @@ class Detector(Protocol):
         """All faces in an RGB image, largest first."""
         ...
 
+    def detect_batch(self, images: list[np.ndarray]) -> list[list[Detection]]:
+        """All faces of each image, largest first, one list per image."""
+        ...
+
+
+def _summed_area(images: torch.Tensor) -> torch.Tensor:
+    """N×3×(H+1)×(W+1) inclusive prefix sums of integer-valued pixels (exact in int32/int64)."""
+    dtype = torch.int32 if images.shape[2] * images.shape[3] * 255 < 2**31 else torch.int64
+    table = images.to(dtype).cumsum(2, dtype=dtype).cumsum(3, dtype=dtype)
+    return torch.nn.functional.pad(table, (1, 0, 1, 0))
+
+
+def _area_bins(start: torch.Tensor, length: torch.Tensor, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Bin edges of "area" (adaptive average) resampling of ``length`` pixels to ``size``, as PyTorch computes them."""
+    steps = torch.arange(size, device=length.device)
+    lower = (steps[None, :] * length[:, None]) // size
+    upper = ((steps[None, :] + 1) * length[:, None] + size - 1) // size
+    return start[:, None] + lower, start[:, None] + upper
+
+
+def crop_resample(
+    table: torch.Tensor, image_ids: torch.Tensor, y0: torch.Tensor, y1: torch.Tensor, x0: torch.Tensor, x1: torch.Tensor, size: int
+) -> torch.Tensor:
+    """Every box ``[y0:y1, x0:x1]`` of its image resampled to size×size ("area" mode), in one gather.
+
+    Equal to ``interpolate(image[:, :, y0:y1, x0:x1], (size, size), mode="area")`` box by box: each
+    output pixel is the mean of its bin, and a bin's sum is four look-ups in the summed-area table.
+    """
+    row_lo, row_hi = _area_bins(y0, y1 - y0, size)
+    col_lo, col_hi = _area_bins(x0, x1 - x0, size)
+    ids = image_ids[:, None, None]
+
+    def corner(rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+        return table[ids, :, rows[:, :, None], cols[:, None, :]]  # K×size×size×3
+
+    sums = corner(row_hi, col_hi) - corner(row_lo, col_hi) - corner(row_hi, col_lo) + corner(row_lo, col_lo)
+    counts = (row_hi - row_lo)[:, :, None] * (col_hi - col_lo)[:, None, :]
+    means = sums.double() / counts[..., None].double()
+    return means.float().permute(0, 3, 1, 2)
+
+
+def _box_windows(boxes: torch.Tensor, width: int, height: int) -> tuple[torch.Tensor, ...]:
+    """facenet-pytorch's ``pad``: integer windows (0-based start, end) clipped to the image."""
+    ints = boxes[:, :4].trunc().int().long()
+    x, y = ints[:, 0].clamp_min(1), ints[:, 1].clamp_min(1)
+    ex, ey = ints[:, 2].clamp_max(width), ints[:, 3].clamp_max(height)
+    valid = (ey > y - 1) & (ex > x - 1)
+    return y - 1, torch.where(valid, ey, y), x - 1, torch.where(valid, ex, x), valid
+
+
+def _rerec(boxes: torch.Tensor) -> torch.Tensor:
+    height = boxes[:, 3] - boxes[:, 1]
+    width = boxes[:, 2] - boxes[:, 0]
+    side = torch.maximum(width, height)
+    boxes[:, 0] = boxes[:, 0] + width * 0.5 - side * 0.5
+    boxes[:, 1] = boxes[:, 1] + height * 0.5 - side * 0.5
+    boxes[:, 2:4] = boxes[:, :2] + side.repeat(2, 1).permute(1, 0)
+    return boxes
+
+
+def _bbreg(boxes: torch.Tensor, reg: torch.Tensor) -> torch.Tensor:
+    width = boxes[:, 2] - boxes[:, 0] + 1
+    height = boxes[:, 3] - boxes[:, 1] + 1
+    shifted = torch.stack(
+        [boxes[:, 0] + reg[:, 0] * width, boxes[:, 1] + reg[:, 1] * height, boxes[:, 2] + reg[:, 2] * width, boxes[:, 3] + reg[:, 3] * height]
+    )
+    boxes[:, :4] = shifted.permute(1, 0)
+    return boxes
+
+
+def mtcnn_detect(images: torch.Tensor, mtcnn: torch.nn.Module) -> list[tuple[np.ndarray, np.ndarray]]:
+    """facenet-pytorch's ``detect_face`` over N same-size images (N×H×W×3 uint8 on the model's device).
+
+    The same three stages, thresholds and NMS; only the R-Net/O-Net crops are vectorised. Returns,
+    per image, boxes K×5 (x1, y1, x2, y2, probability) and landmarks K×5×2, as numpy arrays.
+    """
+    from facenet_pytorch.models.utils.detect_face import batched_nms_numpy, generateBoundingBox, imresample
+
+    device = images.device
+    imgs = images.permute(0, 3, 1, 2).float()
+    batch, height, width = imgs.shape[0], imgs.shape[2], imgs.shape[3]
+    threshold, factor = mtcnn.thresholds, mtcnn.factor
+    m = 12.0 / mtcnn.min_face_size
+    min_side = min(height, width) * m
+    scales, scale = [], m
+    while min_side >= 12:
+        scales.append(scale)
+        scale, min_side = scale * factor, min_side * factor
+
+    candidates, image_ids, picks, offset = [], [], [], 0
+    for scale in scales:
+        data = (imresample(imgs, (int(height * scale + 1), int(width * scale + 1))) - 127.5) * 0.0078125
+        reg, probs = mtcnn.pnet(data)
+        boxes_scale, ids_scale = generateBoundingBox(reg, probs[:, 1], scale, threshold[0])
+        candidates.append(boxes_scale)
+        image_ids.append(ids_scale)
+        picks.append(batched_nms(boxes_scale[:, :4], boxes_scale[:, 4], ids_scale, 0.5) + offset)
+        offset += boxes_scale.shape[0]
+    boxes = torch.cat(candidates)[torch.cat(picks)]
+    ids = torch.cat(image_ids)[torch.cat(picks)]
+    pick = batched_nms(boxes[:, :4], boxes[:, 4], ids, 0.7)
+    boxes, ids = boxes[pick], ids[pick]
+    regw, regh = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
+    boxes = torch.stack(
+        [boxes[:, 0] + boxes[:, 5] * regw, boxes[:, 1] + boxes[:, 6] * regh, boxes[:, 2] + boxes[:, 7] * regw, boxes[:, 3] + boxes[:, 8] * regh, boxes[:, 4]]
+    ).permute(1, 0)
+    boxes = _rerec(boxes)
+    table = _summed_area(imgs) if len(boxes) else None
+
+    if len(boxes):  # R-Net
+        y0, y1, x0, x1, valid = _box_windows(boxes, width, height)
+        data = (crop_resample(table, ids, y0, y1, x0, x1, 24) - 127.5) * 0.0078125
+        reg, prob = mtcnn.rnet(data)
+        score = torch.where(valid, prob[:, 1], torch.zeros_like(prob[:, 1]))
+        keep = score > threshold[1]
+        boxes = torch.cat((boxes[keep, :4], score[keep].unsqueeze(1)), dim=1)
+        ids, reg = ids[keep], reg[keep]
+        pick = batched_nms(boxes[:, :4], boxes[:, 4], ids, 0.7)
+        boxes, ids, reg = boxes[pick], ids[pick], reg[pick]
+        boxes = _rerec(_bbreg(boxes, reg))
+
+    points = torch.zeros(0, 5, 2, device=device)
+    if len(boxes):  # O-Net
+        y0, y1, x0, x1, valid = _box_windows(boxes, width, height)
+        data = (crop_resample(table, ids, y0, y1, x0, x1, 48) - 127.5) * 0.0078125
+        reg, landmarks, prob = mtcnn.onet(data)
+        score = torch.where(valid, prob[:, 1], torch.zeros_like(prob[:, 1]))
+        keep = score > threshold[2]
+        landmarks = landmarks[keep].permute(1, 0)
+        boxes = torch.cat((boxes[keep, :4], score[keep].unsqueeze(1)), dim=1)
+        ids, reg = ids[keep], reg[keep]
+        box_w = boxes[:, 2] - boxes[:, 0] + 1
+        box_h = boxes[:, 3] - boxes[:, 1] + 1
+        points_x = box_w.repeat(5, 1) * landmarks[:5, :] + boxes[:, 0].repeat(5, 1) - 1
+        points_y = box_h.repeat(5, 1) * landmarks[5:10, :] + boxes[:, 1].repeat(5, 1) - 1
+        points = torch.stack((points_x, points_y)).permute(2, 1, 0)
+        boxes = _bbreg(boxes, reg)
+        pick = batched_nms_numpy(boxes[:, :4], boxes[:, 4], ids, 0.7, "Min")
+        boxes, ids, points = boxes[pick], ids[pick], points[pick]
+
+    boxes_np, points_np, ids_np = boxes.float().cpu().numpy(), points.float().cpu().numpy(), ids.cpu().numpy()
+    return [(boxes_np[ids_np == index], points_np[ids_np == index]) for index in range(batch)]
+
+
+def finish_detections(
+    small: np.ndarray,
+    raw: list[RawFace],
+    scale: float,
+    size: tuple[int, int],
+    redetect: Callable[[np.ndarray, int], list[RawFace]],
+) -> list[Detection]:
+    """Per-image post-processing: tight-crop re-detection, mapping to full-size pixels, largest first.
+
+    A face that fills most of the frame (a tight crop) gets poor MTCNN landmarks, and sometimes no
+    detection at all: then we detect again inside a grey border of a quarter of the image's side,
+    which brought a 0.2-expanded crop's feature from cosine 0.77–0.93 to 0.96–0.99 of the full photo's.
+    ``redetect(small, pad)`` runs the detector on ``small`` inside a grey border of ``pad`` pixels.
+    """
+    height, width = size
+    small_h, small_w = small.shape[:2]
+    tight = not raw or any((box[2] - box[0]) > TIGHT_CROP_SHARE * small_w or (box[3] - box[1]) > TIGHT_CROP_SHARE * small_h for box, _, _ in raw)
+    if tight:
+        padded = redetect(small, max(small_h, small_w) // 4)
+        if padded and raw:
+            log.warning("Tight face crop: landmarks taken from a re-detection inside a padded border")
+        raw = padded or raw
+    faces: list[Detection] = []
+    for box, prob, landmark in raw:
+        bbox = box / scale
+        bbox[[0, 2]] = np.clip(bbox[[0, 2]], 0, width)
+        bbox[[1, 3]] = np.clip(bbox[[1, 3]], 0, height)
+        faces.append(Detection(bbox, prob, landmark / scale))
+    faces.sort(key=lambda face: face.area, reverse=True)
+    return faces
+
 
 class MTCNNDetector:
-    """MTCNN from facenet-pytorch (its wheel ships pnet/rnet/onet weights)."""
+    """MTCNN from facenet-pytorch (its wheel ships pnet/rnet/onet weights), batched over images."""
 
     name = "mtcnn"
 
-    def __init__(self, device: str = "cpu", max_side: int = 640, min_face_size: int = 20, min_score: float = 0.7):
+    def __init__(
+        self, device: str = "cpu", max_side: int = 640, min_face_size: int = 20, min_score: float = 0.7, group_sizes: bool | None = None
+    ):
+        """``group_sizes``: run equal-size images through MTCNN together (default: on CUDA only).
+
+        On a CPU a 640-px image already keeps the cores busy, and one image at a time keeps every
+        image's boxes bit-identical to the single-image path (a conv's last bits depend on its batch
+        size, and a landmark moved by 1e-5 px flips rounding in the aligned crop).
+        """
         from facenet_pytorch import MTCNN
 
         self.device = torch.device(device)
+        self.group_sizes = self.device.type == "cuda" if group_sizes is None else group_sizes
         self.max_side = max_side
         self.min_score = min_score
-        self._mtcnn = MTCNN(
-            keep_all=True, device=self.device, min_face_size=min_face_size, post_process=False, select_largest=True
-        )
+        self._mtcnn = MTCNN(keep_all=True, device=self.device, min_face_size=min_face_size, post_process=False, select_largest=True)
+        self._mtcnn.eval()
 
     def detect(self, rgb: np.ndarray) -> list[Detection]:
         return self.detect_batch([rgb])[0]
 
-    def _detect_small(self, small: np.ndarray, pad: int = 0) -> list[tuple[np.ndarray, float, np.ndarray]]:
-        """Raw MTCNN output on one (downscaled) image, optionally inside a grey border of ``pad`` pixels."""
-        image = small if pad == 0 else cv2.copyMakeBorder(small, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=(127, 127, 127))
-        with torch.inference_mode():
-            boxes, probs, points = self._mtcnn.detect(image, landmarks=True)
-        if boxes is None:
-            return []
-        return [
-            (np.asarray(box, np.float32) - pad, float(prob), np.asarray(landmark, np.float32) - pad)
-            for box, prob, landmark in zip(boxes, probs, points)
-            if prob is not None and prob >= self.min_score
-        ]
+    def _raw_batch(self, images: list[np.ndarray]) -> list[list[RawFace]]:
+        """Raw MTCNN faces (probability ≥ ``min_score``, largest first) of images given at detection size."""
+        results: list[list[RawFace]] = [[] for _ in images]
+        groups: dict[tuple[int, ...], list[int]] = {}
+        for index, image in enumerate(images):
+            groups.setdefault(image.shape if self.group_sizes else (index,), []).append(index)
+        for indices in groups.values():
+            for start in range(0, len(indices), DETECT_CHUNK):
+                chunk = indices[start : start + DETECT_CHUNK]
+                stacked = torch.from_numpy(np.stack([images[i] for i in chunk])).to(self.device)
+                with torch.inference_mode():
+                    outputs = mtcnn_detect(stacked, self._mtcnn)
+                for index, (boxes, points) in zip(chunk, outputs):
+                    order = np.argsort((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]))[::-1]
+                    results[index] = [
+                        (boxes[i, :4].astype(np.float32), float(boxes[i, 4]), points[i].astype(np.float32))
+                        for i in order
+                        if boxes[i, 4] >= self.min_score
+                    ]
+        return results
+
+    def _detect_padded(self, small: np.ndarray, pad: int) -> list[RawFace]:
+        """Raw faces of one image detected inside a grey border of ``pad`` pixels, in the image's pixels."""
+        image = cv2.copyMakeBorder(small, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=(127, 127, 127))
+        return [(box - pad, prob, landmark - pad) for box, prob, landmark in self._raw_batch([image])[0]]
+
+    def downscale(self, rgb: np.ndarray) -> tuple[np.ndarray, float]:
+        height, width = rgb.shape[:2]
+        scale = min(1.0, self.max_side / max(height, width))
+        if scale == 1.0:
+            return rgb, scale
+        return cv2.resize(rgb, (round(width * scale), round(height * scale)), interpolation=cv2.INTER_AREA), scale
 
     def detect_batch(self, images: list[np.ndarray]) -> list[list[Detection]]:
-        """Detect in several images (each downscaled on its own; MTCNN batches only equal sizes).
-
-        A face that fills most of the frame (a tight crop) gets poor MTCNN landmarks, and sometimes no
-        detection at all: then we detect again inside a grey border of a quarter of the image's side,
-        which brought a 0.2-expanded crop's feature from cosine 0.77–0.93 to 0.96–0.99 of the full photo's.
-        """
-        results: list[list[Detection]] = []
-        for rgb in images:
-            height, width = rgb.shape[:2]
-            scale = min(1.0, self.max_side / max(height, width))
-            small = rgb if scale == 1.0 else cv2.resize(rgb, (round(width * scale), round(height * scale)), interpolation=cv2.INTER_AREA)
-            raw = self._detect_small(small)
-            small_h, small_w = small.shape[:2]
-            tight = not raw or any((box[2] - box[0]) > TIGHT_CROP_SHARE * small_w or (box[3] - box[1]) > TIGHT_CROP_SHARE * small_h for box, _, _ in raw)
-            if tight:
-                padded = self._detect_small(small, pad=max(small_h, small_w) // 4)
-                if padded and raw:
-                    log.warning("Tight face crop: landmarks taken from a re-detection inside a padded border")
-                raw = padded or raw
-            faces: list[Detection] = []
-            for box, prob, landmark in raw:
-                bbox = box / scale
-                bbox[[0, 2]] = np.clip(bbox[[0, 2]], 0, width)
-                bbox[[1, 3]] = np.clip(bbox[[1, 3]], 0, height)
-                faces.append(Detection(bbox, prob, landmark / scale))
-            faces.sort(key=lambda face: face.area, reverse=True)
-            results.append(faces)
-        return results
+        """Detect in several images: each downscaled on its own, equal sizes batched through MTCNN."""
+        smalls, scales = zip(*(self.downscale(rgb) for rgb in images)) if images else ((), ())
+        raws = self._raw_batch(list(smalls))
+        return [
+            finish_detections(small, raw, scale, rgb.shape[:2], self._detect_padded)
+            for small, raw, scale, rgb in zip(smalls, raws, scales, images)
+        ]

@@ -1,12 +1,18 @@
 """FacePipeline: decode → detect → align → embed → quality, returning plain result objects.
 
-Every shell (CLI, UI, HTTP API) calls these methods; none of them holds pipeline logic.
+Every shell (CLI, UI, HTTP API) calls these methods; none of them holds pipeline logic. The engine is
+batch-first: :meth:`FacePipeline.analyze_batch` takes N images and returns N results or typed errors
+(one bad input never stops the batch); it decodes in a thread pool, detects equal-size images
+together, and runs the recognizer and the four quality helpers once over every face of the batch.
+``analyze`` is the batch of one, ``compare`` the batch of two.
 """
 
 from __future__ import annotations
 
+import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,9 +26,13 @@ from ood.signals import QualitySignals, SignalExtractor, exposure_signals
 from recognition.align import align_face
 from recognition.decode import DecodedImage, ImageInput, decode_image
 from recognition.detect import Detection, MTCNNDetector
-from recognition.errors import FroodError, NoFaceError
+from recognition.errors import AlignmentError, FroodError, ImageDecodeError, NoFaceError
 from recognition.models import create_embedder, get_spec
+from schemas import analysis_json, compare_json
 from settings import Settings, get_settings
+
+log = logging.getLogger("frood.pipeline")
+BatchItem = ImageInput | DecodedImage
 
 
 @dataclass
@@ -46,13 +56,18 @@ class FaceResult:
 
 @dataclass
 class AnalysisResult:
-    """All faces of one image, largest first, with per-stage timings in milliseconds."""
+    """All faces of one image, largest first, with per-stage timings in milliseconds.
+
+    From a batch, ``timings_ms`` are the whole batch's stage times and ``batch_size`` says how many
+    images shared them.
+    """
 
     faces: list[FaceResult]
     model: str
     image_size: tuple[int, int]
     timings_ms: dict[str, float]
     name: str = ""
+    batch_size: int = 1
 
     @property
     def face(self) -> FaceResult:
@@ -61,35 +76,8 @@ class AnalysisResult:
         return self.faces[0]
 
     def to_json(self, include_feature: bool = True) -> dict:
-        """The JSON users copy (``frood extract --json``, the Extract tab, the API)."""
-        if not self.faces:
-            return {
-                "feature": [],
-                "quality_score": 0.0,
-                "resolution": f"{self.image_size[0]}x{self.image_size[1]}",
-                "detected_face_area_ratio": 0.0,
-                "bbox": [],
-                "faces_found": 0,
-                "reasons": describe(["no_face"]),
-                "model": self.model,
-            }
-        face = self.faces[0]
-        payload = {
-            "feature": [round(float(v), 6) for v in face.feature] if include_feature else None,
-            "quality_score": round(float(face.quality), 4) if face.quality is not None else None,
-            "resolution": f"{face.aligned.shape[1]}x{face.aligned.shape[0]}",
-            "image_resolution": f"{self.image_size[0]}x{self.image_size[1]}",
-            "detected_face_area_ratio": round(face.area_ratio, 4),
-            "bbox": [round(v, 1) for v in face.bbox],
-            "det_score": round(face.det_score, 4),
-            "pose": {key: round(value, 1) for key, value in face.pose.items()},
-            "faces_found": len(self.faces),
-            "reasons": face.reason_messages(),
-            "model": self.model,
-        }
-        if not include_feature:
-            payload.pop("feature")
-        return payload
+        """The JSON users copy (``frood extract --json``, the Extract tab, the API): see :mod:`schemas`."""
+        return analysis_json(self, include_feature)
 
 
 @dataclass
@@ -105,21 +93,7 @@ class CompareResult:
     b: AnalysisResult
 
     def to_json(self) -> dict:
-        def side(result: AnalysisResult) -> dict:
-            data = result.to_json(include_feature=False)
-            return {key: data[key] for key in ("quality_score", "bbox", "faces_found", "reasons")}
-
-        return {
-            "similarity": None if self.similarity is None else round(self.similarity, 4),
-            "quality_a": None if self.quality_a is None else round(self.quality_a, 4),
-            "quality_b": None if self.quality_b is None else round(self.quality_b, 4),
-            "decision": self.decision,
-            "message": {"en": self.message_en, "zh": self.message_zh},
-            "match_threshold": self.match_threshold,
-            "model": self.a.model,
-            "image_a": side(self.a),
-            "image_b": side(self.b),
-        }
+        return compare_json(self)
 
 
 DECISION_MESSAGES = {
@@ -159,18 +133,24 @@ class FacePipeline:
         self.device = device or self.settings.device
         if self.device.startswith("cuda") and not torch.cuda.is_available():
             raise FroodError(f"DEVICE={self.device} was asked for but no CUDA device is available")
+        if self.settings.torch_threads:
+            torch.set_num_threads(self.settings.torch_threads)
         self.spec = get_spec(model)
         self.model = self.spec.name
         models_dir = self.settings.models_dir
+        cache_dir = self.settings.converted_models_dir
         self.embedder = create_embedder(
             self.model,
             models_dir,
             device=self.device,
             facenet_weights_path=self.settings.facenet_weights_path,
             arcface_onnx_path=self.settings.arcface_onnx_path,
+            precision=self.settings.precision,
+            cache_dir=cache_dir,
         )
         self.detector = MTCNNDetector(device=self.device, max_side=self.settings.detect_max_side)
-        self.signals = SignalExtractor(models_dir, device=self.device)
+        self.signals = SignalExtractor(models_dir, device=self.device, cache_dir=cache_dir)
+        self._decode_pool: ThreadPoolExecutor | None = None
         self.scorer: QualityScorer | None = None
         if with_quality:
             self.scorer = QualityScorer.for_model(
@@ -211,29 +191,88 @@ class FacePipeline:
             copies.append(np.clip(copy, 0, 255).astype(np.uint8))
         return np.stack(copies)
 
-    def stability(self, aligned: np.ndarray, features: np.ndarray) -> np.ndarray:
-        """Mean cosine between each face's feature and its perturbed copies' features (batched)."""
+    def stability(self, aligned: np.ndarray, features: np.ndarray, seeds: Sequence[int] | None = None) -> np.ndarray:
+        """Mean cosine between each face's feature and its perturbed copies' features (batched).
+
+        ``seeds``: one per face (its rank within its own image, so a face gets the same copies alone or in a batch).
+        """
         samples = self.settings.thorough_samples
-        batch = np.concatenate([self.perturbations(face, samples, seed=index) for index, face in enumerate(aligned)])
+        seeds = list(range(len(aligned))) if seeds is None else seeds
+        batch = np.concatenate([self.perturbations(face, samples, seed=seed) for seed, face in zip(seeds, aligned)])
         perturbed = self.embedder.embed(batch).features.reshape(len(aligned), samples, -1)
         return np.einsum("nkd,nd->nk", perturbed, features).mean(axis=1)
 
     # -- public API -------------------------------------------------------------------------------
 
-    def analyze(self, image: ImageInput | DecodedImage, name: str = "", thorough: bool = False) -> AnalysisResult:
-        """Every face in one image, largest first, each with feature, quality, reasons and pose."""
+    def _decode_one(self, image: BatchItem | FroodError, name: str) -> DecodedImage | FroodError:
+        if isinstance(image, (DecodedImage, FroodError)):  # already decoded (or already refused) upstream
+            return image
+        try:
+            return self.decode(image, name)
+        except FroodError as error:
+            return error
+        except Exception as error:  # one unreadable input becomes its own error, never the batch's
+            log.warning("Unexpected decode failure of %s: %s", name or "an input", error)
+            return ImageDecodeError(f"the image cannot be decoded ({type(error).__name__}: {error})")
+
+    def decode_batch(self, images: Sequence[BatchItem], names: Sequence[str]) -> list[DecodedImage | FroodError]:
+        """Decode several inputs in a thread pool (PIL releases the GIL while decoding)."""
+        if len(images) <= 1:
+            return [self._decode_one(image, name) for image, name in zip(images, names)]
+        if self._decode_pool is None:
+            self._decode_pool = ThreadPoolExecutor(max_workers=self.settings.decode_workers, thread_name_prefix="frood-decode")
+        return list(self._decode_pool.map(self._decode_one, images, names))
+
+    def _align_batch(
+        self, rgbs: list[np.ndarray], detections: list[list[Detection]]
+    ) -> tuple[list[list[Detection]], np.ndarray, list[AlignmentError | None]]:
+        """Every face of every image aligned, concatenated in order.
+
+        A face with degenerate landmarks is dropped; an image whose every detected face is degenerate gets
+        that typed error as its result (a per-image error, never one that stops the batch).
+        """
+        size = self.embedder.input_size
+        kept: list[list[Detection]] = []
+        crops: list[np.ndarray] = []
+        failures: list[AlignmentError | None] = []
+        for rgb, found in zip(rgbs, detections):
+            usable: list[Detection] = []
+            failure: AlignmentError | None = None
+            for det in found:
+                try:
+                    crops.append(align_face(rgb, det.landmarks, size))
+                    usable.append(det)
+                except AlignmentError as error:
+                    log.warning("A detected face was dropped: %s", error)
+                    failure = error
+            kept.append(usable)
+            failures.append(failure if found and not usable else None)
+        aligned = np.stack(crops) if crops else np.zeros((0, size, size, 3), np.uint8)
+        return kept, aligned, failures
+
+    def analyze_batch(
+        self, images: Sequence[BatchItem], names: Sequence[str] | None = None, thorough: bool = False
+    ) -> list[AnalysisResult | FroodError]:
+        """Every face of N images: N results, or a typed error in the place of each input that failed.
+
+        Each stage runs once over the whole batch; per image, the results equal ``analyze``'s (the
+        same detections; features and quality equal to float rounding).
+        """
+        images = list(images)
+        names = list(names) if names is not None else [str(image) if isinstance(image, (str, Path)) else "" for image in images]
         timings: dict[str, float] = {}
         start = time.perf_counter()
-        decoded = image if isinstance(image, DecodedImage) else self.decode(image, name)
+        decoded = self.decode_batch(images, names)
         timings["decode"] = (time.perf_counter() - start) * 1000
-        rgb = decoded.rgb
+        good = [index for index, item in enumerate(decoded) if isinstance(item, DecodedImage)]
+        rgbs = [decoded[index].rgb for index in good]  # type: ignore[union-attr]
 
         mark = time.perf_counter()
-        detections = self.detector.detect(rgb)
+        detections = self.detector.detect_batch(rgbs)
         timings["detect"] = (time.perf_counter() - mark) * 1000
 
         mark = time.perf_counter()
-        aligned = self.align(rgb, detections)
+        detections, aligned, align_failures = self._align_batch(rgbs, detections)
         timings["align"] = (time.perf_counter() - mark) * 1000
 
         mark = time.perf_counter()
@@ -241,47 +280,92 @@ class FacePipeline:
         timings["feature"] = (time.perf_counter() - mark) * 1000
 
         mark = time.perf_counter()
-        signals = self.signals.extract(rgb, detections, aligned, embedding.norms)
-        if thorough and detections:
-            for signal, value in zip(signals, self.stability(aligned, embedding.features)):
+        signals = self.signals.extract_batch(list(zip(rgbs, detections)), aligned, embedding.norms)
+        if thorough and len(aligned):
+            flat = [signal for per_image in signals for signal in per_image]
+            seeds = [rank for per_image in detections for rank in range(len(per_image))]
+            for signal, value in zip(flat, self.stability(aligned, embedding.features, seeds)):
                 signal.stability = float(value)
-        faces = []
-        image_area = float(rgb.shape[0] * rgb.shape[1])
-        to_original = 1.0 / decoded.scale
-        for index, det in enumerate(detections):
-            quality = self.scorer.score(signals[index]) if self.scorer else None
-            faces.append(
-                FaceResult(
-                    bbox=(det.bbox * to_original).tolist(),
-                    det_score=det.score,
-                    landmarks=(det.landmarks * to_original).tolist(),
-                    feature=embedding.features[index],
-                    quality=quality.score if quality else None,
-                    reasons=quality.reasons if quality else [],
-                    pose={"yaw": signals[index].yaw, "pitch": signals[index].pitch, "roll": signals[index].roll},
-                    signals=signals[index],
-                    aligned=aligned[index],
-                    area_ratio=det.area / image_area,
+        per_image: dict[int, list[FaceResult]] = {}
+        face_index = 0
+        for position, index in enumerate(good):
+            item: DecodedImage = decoded[index]  # type: ignore[assignment]
+            image_area = float(item.rgb.shape[0] * item.rgb.shape[1])
+            to_original = 1.0 / item.scale
+            faces = []
+            for det, signal in zip(detections[position], signals[position]):
+                quality = self.scorer.score(signal) if self.scorer else None
+                faces.append(
+                    FaceResult(
+                        bbox=(det.bbox * to_original).tolist(),
+                        det_score=det.score,
+                        landmarks=(det.landmarks * to_original).tolist(),
+                        feature=embedding.features[face_index],
+                        quality=quality.score if quality else None,
+                        reasons=quality.reasons if quality else [],
+                        pose={"yaw": signal.yaw, "pitch": signal.pitch, "roll": signal.roll},
+                        signals=signal,
+                        aligned=aligned[face_index],
+                        area_ratio=det.area / image_area,
+                    )
                 )
-            )
+                face_index += 1
+            per_image[index] = faces
+            if align_failures[position] is not None:
+                decoded[index] = align_failures[position]  # type: ignore[call-overload]
         timings["quality"] = (time.perf_counter() - mark) * 1000
         timings["total"] = (time.perf_counter() - start) * 1000
-        return AnalysisResult(faces, self.model, decoded.original_size, timings, decoded.name)
-
-    def analyze_many(self, images: Iterable[ImageInput], thorough: bool = False) -> list[AnalysisResult | FroodError]:
-        """Batch helper: one result or one typed error per input; one bad input never stops the batch."""
         results: list[AnalysisResult | FroodError] = []
-        for image in images:
-            try:
-                results.append(self.analyze(image, name=str(image) if isinstance(image, (str, Path)) else "", thorough=thorough))
-            except FroodError as error:
-                results.append(error)
+        for index, item in enumerate(decoded):
+            if isinstance(item, FroodError):
+                results.append(item)
+            else:
+                results.append(AnalysisResult(per_image[index], self.model, item.original_size, dict(timings), item.name, len(images)))
+        return results
+
+    def analyze(self, image: ImageInput | DecodedImage, name: str = "", thorough: bool = False) -> AnalysisResult:
+        """Every face in one image, largest first, each with feature, quality, reasons and pose (a batch of one)."""
+        result = self.analyze_batch([image], [name], thorough=thorough)[0]
+        if isinstance(result, FroodError):
+            raise result
+        return result
+
+    def analyze_stream(
+        self, images: Sequence[BatchItem], names: Sequence[str] | None = None, batch_size: int = 16, thorough: bool = False
+    ) -> Iterator[list[AnalysisResult | FroodError]]:
+        """Results ``batch_size`` inputs at a time, decoding the next batch while the models run on this one."""
+        images = list(images)
+        if names is None:
+            names = [str(image) if isinstance(image, (str, Path)) else "" for image in images]
+        spans = [(start, min(start + batch_size, len(images))) for start in range(0, len(images), batch_size)]
+        if not spans:
+            return
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="frood-prefetch") as prefetch:
+            pending = prefetch.submit(self.decode_batch, images[spans[0][0] : spans[0][1]], names[spans[0][0] : spans[0][1]])
+            for number, (start, end) in enumerate(spans):
+                decoded = pending.result()
+                if number + 1 < len(spans):
+                    following = spans[number + 1]
+                    pending = prefetch.submit(self.decode_batch, images[following[0] : following[1]], names[following[0] : following[1]])
+                yield self.analyze_batch(decoded, names[start:end], thorough=thorough)
+
+    def analyze_many(
+        self, images: Iterable[BatchItem], thorough: bool = False, batch_size: int = 16, names: Sequence[str] | None = None
+    ) -> list[AnalysisResult | FroodError]:
+        """One result or one typed error per input, analysed ``batch_size`` images at a time (bounded memory)."""
+        results: list[AnalysisResult | FroodError] = []
+        for chunk in self.analyze_stream(list(images), names, batch_size, thorough):
+            results.extend(chunk)
         return results
 
     def compare(self, image_a: ImageInput | AnalysisResult, image_b: ImageInput | AnalysisResult, thorough: bool = False) -> CompareResult:
         """Similarity of the largest face of each image, both qualities, and a settings-driven decision."""
-        a = image_a if isinstance(image_a, AnalysisResult) else self.analyze(image_a, thorough=thorough)
-        b = image_b if isinstance(image_b, AnalysisResult) else self.analyze(image_b, thorough=thorough)
+        pending = [image for image in (image_a, image_b) if not isinstance(image, AnalysisResult)]
+        analysed = iter(self.analyze_batch(pending, [""] * len(pending), thorough=thorough)) if pending else iter(())
+        a, b = (image if isinstance(image, AnalysisResult) else next(analysed) for image in (image_a, image_b))
+        for side in (a, b):
+            if isinstance(side, FroodError):
+                raise side
         if not a.faces or not b.faces:
             missing = "A" if not a.faces else "B"
             raise NoFaceError(f"no face found in image {missing}")

@@ -30,6 +30,7 @@ from settings import get_settings
 log = logging.getLogger("frood.service")
 _lock = threading.Lock()
 _pipelines: dict[str, FacePipeline] = {}
+_batchers: dict[str, Any] = {}
 _store: Any = None
 _outbox: Any = None
 WEBHOOK_IMAGE_MAX_SIDE = 512
@@ -46,6 +47,35 @@ def get_pipeline(model: str | None = None) -> FacePipeline:
             _pipelines[name] = pipeline
             log.info("Models loaded: %s on %s (match threshold %.3f)", pipeline.model, pipeline.device, pipeline.match_threshold)
         return _pipelines[name]
+
+
+def get_batcher(model: str | None = None) -> Any:
+    """The model's request batcher (one inference worker owning its pipeline), or None when disabled."""
+    settings = get_settings()
+    if not settings.batcher_enabled:
+        return None
+    pipeline = get_pipeline(model)
+    with _lock:
+        if pipeline.model not in _batchers:
+            from service.batcher import RequestBatcher
+
+            _batchers[pipeline.model] = RequestBatcher.from_settings(pipeline, settings)
+            log.info(
+                "Request batcher started for %s (max batch %d, max wait %.0f ms, queue %d)",
+                pipeline.model,
+                settings.batch_max_size,
+                settings.batch_max_wait_ms,
+                settings.batch_queue_length,
+            )
+        return _batchers[pipeline.model]
+
+
+def _analyze(pipeline: FacePipeline, decoded: DecodedImage, name: str, thorough: bool) -> AnalysisResult:
+    """Through the model's batcher when there is one (the server), else directly (scripts, tests)."""
+    batcher = get_batcher(pipeline.model)
+    if batcher is None:
+        return pipeline.analyze(decoded, name=name, thorough=thorough)
+    return batcher.analyze(decoded, name, thorough)
 
 
 def is_ready() -> bool:
@@ -164,7 +194,7 @@ def extract(
     pipeline = get_pipeline(model)
     start = time.perf_counter()
     decoded = pipeline.decode(image, name)
-    result = pipeline.analyze(decoded, name=name, thorough=thorough)
+    result = _analyze(pipeline, decoded, name, thorough)
     latency = (time.perf_counter() - start) * 1000
     if result.faces:
         log.info("Feature extracted for %s (OOD: %.2f)", name or "upload", result.face.quality)
@@ -183,8 +213,16 @@ def compare(image_a: ImageInput, image_b: ImageInput, thorough: bool = False, so
     pipeline = get_pipeline()
     start = time.perf_counter()
     decoded_a, decoded_b = pipeline.decode(image_a), pipeline.decode(image_b)
-    a = pipeline.analyze(decoded_a, thorough=thorough)
-    b = pipeline.analyze(decoded_b, thorough=thorough)
+    batcher = get_batcher(pipeline.model)
+    if batcher is None:
+        results = pipeline.analyze_batch([decoded_a, decoded_b], thorough=thorough)
+        for side in results:
+            if isinstance(side, Exception):
+                raise side
+        a, b = results
+    else:  # both images go in together, most likely into the same micro-batch
+        future_a, future_b = batcher.submit(decoded_a, "", thorough), batcher.submit(decoded_b, "", thorough)
+        a, b = future_a.result(), future_b.result()
     try:
         result: CompareResult = pipeline.compare(a, b)
     except NoFaceError:

@@ -14,20 +14,24 @@ Two graphs need a small, exact patch before onnx2torch can run them batched:
 from __future__ import annotations
 
 import base64
+import copy
 import hashlib
 import io
 import logging
+import os
 import shutil
 import subprocess
 import tarfile
 import tempfile
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import onnx
 import torch
-from onnx import helper, numpy_helper
+
+if TYPE_CHECKING:
+    import onnx
 
 log = logging.getLogger("frood.weights")
 
@@ -122,6 +126,8 @@ def _patch_fixed_batch_reshapes(model: onnx.ModelProto) -> None:
     In ONNX a ``0`` in the target shape copies that dimension from the input, so the batch passes
     through unchanged; the arithmetic for a batch of one is identical.
     """
+    from onnx import numpy_helper
+
     constants = {init.name: init for init in model.graph.initializer}
     for node in model.graph.node:
         if node.op_type == "Constant":
@@ -139,6 +145,8 @@ def _patch_fixed_batch_reshapes(model: onnx.ModelProto) -> None:
 
 def _fold_batchnorm_1d(model: onnx.ModelProto) -> None:
     """Fold ``BatchNormalization`` that follows a ``MatMul`` into that MatMul plus an Add."""
+    from onnx import helper, numpy_helper
+
     graph = model.graph
     initializers = {init.name: init for init in graph.initializer}
     producers = {out: node for node in graph.node for out in node.output}
@@ -164,6 +172,8 @@ def _fold_batchnorm_1d(model: onnx.ModelProto) -> None:
 
 def load_patched_onnx(path: Path) -> onnx.ModelProto:
     """The ONNX graph with the patches this project needs (batching, 1-D BatchNorm)."""
+    import onnx
+
     model = onnx.load(str(path))
     _set_dynamic_batch(model)
     _patch_fixed_batch_reshapes(model)
@@ -171,21 +181,85 @@ def load_patched_onnx(path: Path) -> onnx.ModelProto:
     return model
 
 
-@lru_cache(maxsize=16)
-def _convert_cached(path: str, mtime: float) -> torch.nn.Module:
+# Bump when the graph patches above change: cached conversions of older patches are then ignored.
+PATCH_VERSION = "1"
+CACHE_SUBDIR = ".converted"
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _convert(path: Path) -> torch.nn.Module:
     from onnx2torch import convert
 
-    module = convert(load_patched_onnx(Path(path)))
+    module = convert(load_patched_onnx(path))
     module.eval()
     return module
 
 
-def onnx_to_torch(path: Path) -> torch.nn.Module:
-    """Convert an ONNX model to an ``nn.Module`` (cached per file version; callers move/copy it)."""
+def cache_path_for(path: Path, cache_dir: Path | None = None) -> Path:
+    """``<cache_dir>/<stem>-<sha256>-p<patch>-torch<version>.pt``: new weights, patches or torch never hit an old entry."""
+    folder = Path(cache_dir) if cache_dir else path.parent / CACHE_SUBDIR
+    torch_version = torch.__version__.split("+")[0]
+    return folder / f"{path.stem}-{file_sha256(path)[:24]}-p{PATCH_VERSION}-torch{torch_version}.pt"
+
+
+def _read_cache(target: Path) -> torch.nn.Module | None:
+    if not target.is_file():
+        return None
+    try:  # our own file, written below: a whole module, hence not weights_only
+        return torch.load(target, map_location="cpu", weights_only=False).eval()
+    except Exception as error:  # a damaged cache entry is rebuilt, never fatal
+        log.warning("Ignoring the unreadable converted-model cache %s (%s)", target, error)
+        return None
+
+
+def _write_cache(target: Path, module: torch.nn.Module) -> None:
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_name(f"{target.name}.{os.getpid()}.part")
+        torch.save(module, partial)
+        partial.replace(target)
+        log.info("Cached the converted model at %s", target)
+    except OSError as error:  # a read-only models folder: convert at each start instead
+        log.warning("Could not write the converted-model cache %s (%s)", target, error)
+
+
+@lru_cache(maxsize=16)
+def _load_cached(path: str, mtime: float, cache_dir: str | None) -> torch.nn.Module:
+    """The converted module: from the on-disk cache when present, else converted once and cached.
+
+    (A TorchScript trace was tried: two of the five graphs bake the batch size into a Shape→Reshape
+    when traced, and the profiling executor re-optimises at every new batch size, so we pickle the
+    converted module itself.)
+    """
+    source = Path(path)
+    target = cache_path_for(source, Path(cache_dir) if cache_dir else None)
+    cached = _read_cache(target)
+    if cached is not None:
+        return cached
+    module = _convert(source)
+    _write_cache(target, module)
+    return module
+
+
+def onnx_to_torch(path: Path, cache_dir: Path | None = None) -> torch.nn.Module:
+    """An ``nn.Module`` for an ONNX model that belongs to the caller alone (a deep copy; move it freely).
+
+    The conversion (onnx2torch plus our graph patches) runs once per weights file: the converted
+    module is cached on disk keyed by the file's sha256, so a new process does not convert again.
+    Each caller gets its own copy, so a CPU and a CUDA pipeline never move each other's modules.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(path)
-    return _convert_cached(str(path.resolve()), path.stat().st_mtime)
+    shared = _load_cached(str(path.resolve()), path.stat().st_mtime, str(cache_dir) if cache_dir else None)
+    return copy.deepcopy(shared)
 
 
 def main() -> None:

@@ -16,17 +16,15 @@ from recognition.logs import LOG_LINE_MAX, BoundedFormatter
 
 
 def test_degenerate_landmarks_skip_one_image_not_the_whole_gallery_build(pipeline, faces_dir, monkeypatch):
-    real_detect = pipeline.detector.detect
-    calls = {"n": 0}
+    real_detect_batch = pipeline.detector.detect_batch
 
-    def detect_with_one_degenerate_face(rgb):
-        calls["n"] += 1
-        detections = real_detect(rgb)
-        if calls["n"] == 2:  # the second image: every landmark in one point, as a broken detector could return
-            detections = [dataclasses.replace(d, landmarks=np.full((5, 2), 50.0, dtype=np.float32)) for d in detections]
+    def detect_with_one_degenerate_image(rgbs):
+        detections = real_detect_batch(rgbs)
+        # the second image of the batch: every landmark in one point, as a broken detector could return
+        detections[1] = [dataclasses.replace(d, landmarks=np.full((5, 2), 50.0, dtype=np.float32)) for d in detections[1]]
         return detections
 
-    monkeypatch.setattr(pipeline.detector, "detect", detect_with_one_degenerate_face)
+    monkeypatch.setattr(pipeline.detector, "detect_batch", detect_with_one_degenerate_image)
     gallery = gallery_service.new_gallery(pipeline)
     items = [(faces_dir / name, name, name) for name in ("img1.jpg", "img2.jpg", "img3.jpg")]
     result = gallery_service.enrol(pipeline, gallery, items)
@@ -50,18 +48,18 @@ def test_embed_exits_4_after_writing_every_line_when_inputs_failed(faces_dir, tm
 def test_embed_stops_with_exit_1_on_an_unexpected_error(faces_dir, tmp_path, monkeypatch, capsys):
     from recognition.pipeline import FacePipeline
 
-    real_analyze = FacePipeline.analyze
+    real_analyze_batch = FacePipeline.analyze_batch
 
-    def out_of_memory(self, image, name="", thorough=False):
-        if name == "img2.jpg":
+    def out_of_memory(self, images, names=None, thorough=False):
+        if "img2.jpg" in list(names or []):
             raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
-        return real_analyze(self, image, name=name, thorough=thorough)
+        return real_analyze_batch(self, images, names, thorough=thorough)
 
-    monkeypatch.setattr(FacePipeline, "analyze", out_of_memory)
+    monkeypatch.setattr(FacePipeline, "analyze_batch", out_of_memory)
     listing = tmp_path / "inputs.txt"
     listing.write_text("\n".join(str(faces_dir / name) for name in ("img1.jpg", "img2.jpg", "img3.jpg")) + "\n")
     output = tmp_path / "out.jsonl"
-    assert cli.main(["embed", "--input", str(listing), "--output", str(output)]) == cli.EXIT_UNEXPECTED == 1
+    assert cli.main(["embed", "--input", str(listing), "--output", str(output), "--batch-size", "1"]) == cli.EXIT_UNEXPECTED == 1
     err = capsys.readouterr().err
     assert "RuntimeError" in err and "CUDA out of memory" in err and "img2.jpg" in err
     assert not output.exists()  # never a complete-looking file with a fake per-file error in it

