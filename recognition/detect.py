@@ -15,9 +15,14 @@ import cv2
 import numpy as np
 import torch
 
+from recognition.face_choice import landmark_box, outside_share
+
 log = logging.getLogger("frood.detect")
 # A face box wider or taller than this share of the image is a tight crop (see detect_batch).
 TIGHT_CROP_SHARE = 0.7
+# An image whose short side is at most this (in detector pixels) may be a face crop that MTCNN reads as a
+# part of a face (a mouth box on a 150 px crop): it is also searched inside a padded copy.
+SMALL_IMAGE_SIDE = 256
 
 
 @dataclass
@@ -27,6 +32,8 @@ class Detection:
     bbox: np.ndarray
     score: float
     landmarks: np.ndarray  # 5×2
+    # Share of the landmark box outside the image: a face cut by the border (see face_choice).
+    outside: float = 0.0
 
     @property
     def width(self) -> float:
@@ -47,6 +54,25 @@ class Detector(Protocol):
     def detect(self, rgb: np.ndarray) -> list[Detection]:
         """All faces in an RGB image, largest first."""
         ...
+
+
+def _largest_area(raw: list[tuple[np.ndarray, float, np.ndarray]]) -> float:
+    return max(((box[2] - box[0]) * (box[3] - box[1]) for box, _, _ in raw), default=0.0)
+
+
+def choose_padded(
+    raw: list[tuple[np.ndarray, float, np.ndarray]], padded: list[tuple[np.ndarray, float, np.ndarray]], tight: bool
+) -> list[tuple[np.ndarray, float, np.ndarray]]:
+    """Keep the better of a plain and a padded detection: on a tight crop the padded one (whole-face
+    landmarks); on a small image the padded one only when it finds a clearly larger face (the whole
+    face where the plain pass saw a part of it)."""
+    if not padded:
+        return raw
+    if not raw or tight:
+        if raw:
+            log.warning("Tight face crop: landmarks taken from a re-detection inside a padded border")
+        return padded
+    return padded if _largest_area(padded) > 1.5 * _largest_area(raw) else raw
 
 
 class MTCNNDetector:
@@ -95,17 +121,19 @@ class MTCNNDetector:
             raw = self._detect_small(small)
             small_h, small_w = small.shape[:2]
             tight = not raw or any((box[2] - box[0]) > TIGHT_CROP_SHARE * small_w or (box[3] - box[1]) > TIGHT_CROP_SHARE * small_h for box, _, _ in raw)
-            if tight:
-                padded = self._detect_small(small, pad=max(small_h, small_w) // 4)
-                if padded and raw:
-                    log.warning("Tight face crop: landmarks taken from a re-detection inside a padded border")
-                raw = padded or raw
+            if tight or min(small_h, small_w) <= SMALL_IMAGE_SIDE:
+                # A quarter of the side suffices for most crops; faces cropped inside the hairline and
+                # chin (Yale B) need half before MTCNN sees a whole head (6 → 15 of 24 found).
+                side = max(small_h, small_w)
+                padded = self._detect_small(small, pad=side // 4) or self._detect_small(small, pad=side // 2)
+                raw = choose_padded(raw, padded, tight)
             faces: list[Detection] = []
             for box, prob, landmark in raw:
+                outside = outside_share(landmark_box(landmark), (small_h, small_w))
                 bbox = box / scale
                 bbox[[0, 2]] = np.clip(bbox[[0, 2]], 0, width)
                 bbox[[1, 3]] = np.clip(bbox[[1, 3]], 0, height)
-                faces.append(Detection(bbox, prob, landmark / scale))
+                faces.append(Detection(bbox, prob, landmark / scale, outside))
             faces.sort(key=lambda face: face.area, reverse=True)
             results.append(faces)
         return results

@@ -21,6 +21,7 @@ from recognition.align import align_face
 from recognition.decode import DecodedImage, ImageInput, decode_image
 from recognition.detect import Detection, MTCNNDetector
 from recognition.errors import FroodError, NoFaceError
+from recognition.face_choice import order_by_main_face
 from recognition.models import create_embedder, get_spec
 from settings import Settings, get_settings
 
@@ -46,7 +47,7 @@ class FaceResult:
 
 @dataclass
 class AnalysisResult:
-    """All faces of one image, largest first, with per-stage timings in milliseconds."""
+    """All faces of one image, main face first (area and centrality), with per-stage timings in milliseconds."""
 
     faces: list[FaceResult]
     model: str
@@ -221,7 +222,7 @@ class FacePipeline:
     # -- public API -------------------------------------------------------------------------------
 
     def analyze(self, image: ImageInput | DecodedImage, name: str = "", thorough: bool = False) -> AnalysisResult:
-        """Every face in one image, largest first, each with feature, quality, reasons and pose."""
+        """Every face in one image, main face first, each with feature, quality, reasons and pose."""
         timings: dict[str, float] = {}
         start = time.perf_counter()
         decoded = image if isinstance(image, DecodedImage) else self.decode(image, name)
@@ -230,6 +231,8 @@ class FacePipeline:
 
         mark = time.perf_counter()
         detections = self.detector.detect(rgb)
+        # Main face first (area and centrality, see recognition/face_choice.py); every face stays listed.
+        detections = order_by_main_face(detections, [det.bbox for det in detections], rgb.shape[:2])
         timings["detect"] = (time.perf_counter() - mark) * 1000
 
         mark = time.perf_counter()
@@ -279,7 +282,7 @@ class FacePipeline:
         return results
 
     def compare(self, image_a: ImageInput | AnalysisResult, image_b: ImageInput | AnalysisResult, thorough: bool = False) -> CompareResult:
-        """Similarity of the largest face of each image, both qualities, and a settings-driven decision."""
+        """Similarity of the main face of each image, both qualities, and a settings-driven decision."""
         a = image_a if isinstance(image_a, AnalysisResult) else self.analyze(image_a, thorough=thorough)
         b = image_b if isinstance(image_b, AnalysisResult) else self.analyze(image_b, thorough=thorough)
         if not a.faces or not b.faces:
