@@ -66,8 +66,8 @@ MIN_EYES_OPEN = 0.2
 # The liveness model "calls" a recapture below this P(real) (its own decision boundary); such a face gets
 # the reason and a capped score (ood/quality.py). Measured on NUAA frames: live ≈ 0.999, print ≈ 0.001.
 RECAPTURE_REAL_PROB = 0.5
-# fr_liveness needs the face's surroundings: with less than 1.5 face-box sizes of context (a tight face
-# crop) it called 67 % of real Yale B faces and 77 % of real RMFD faces recaptures, while with ≥ 1.5 it
+# fr_liveness needs the face's surroundings: with less than 1.2 face-box sizes of context (a tight face
+# crop) it called 67 % of real Yale B faces and 77 % of real RMFD faces recaptures, while with ≥ 1.2 it
 # flagged none of 360 live NUAA frames and all prints. Below this its verdict is not used (no reason,
 # no penalty): a tight crop cannot be checked for recapture (docs/quality.md).
 MIN_LIVENESS_CONTEXT = 1.2
