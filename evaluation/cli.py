@@ -45,6 +45,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.n_boot < 1:
         raise FroodError(f"--n-boot must be >= 1, got {args.n_boot}")
     models = args.eval_model if args.eval_model else ([] if args.server_url else [args.model or "default"])
+    if args.heldout:
+        return cmd_eval_heldout(args, models)
     dataset = load_dataset(args)
     print(
         f"dataset {dataset.name}: {len(dataset.images)} images, {len(dataset.pairs)} pairs ({dataset.n_genuine} genuine, {dataset.n_impostor} impostor)",
@@ -70,6 +72,27 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_eval_heldout(args: argparse.Namespace, models: list[str]) -> int:
+    """``--heldout DATA_ROOT``: the quality score against its baselines on the calibration's held-out split."""
+    import json
+
+    from evaluation.heldout import heldout_table, run_heldout
+    from evaluation.report import jsonable
+    from recognition.pipeline import FacePipeline
+
+    if args.server_url:
+        raise FroodError("--heldout measures a local model's quality score; it cannot be combined with --server-url")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    for name in models:
+        pipeline = FacePipeline(model=name, device=args.device)
+        report = run_heldout(pipeline, Path(args.heldout), args.heldout_per_identity, args.seed)
+        (out / f"heldout-{pipeline.model}.json").write_text(json.dumps(jsonable(report), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        print(heldout_table(report))
+        print(f"wrote {out / f'heldout-{pipeline.model}.json'}")
+    return 0
+
+
 def add_eval_parser(subparsers: Any) -> None:
     """Add ``frood eval`` to the ``frood`` sub-command parsers."""
     parser = subparsers.add_parser(
@@ -81,6 +104,8 @@ def add_eval_parser(subparsers: Any) -> None:
     source.add_argument("--identities", metavar="DIR_OR_CSV", help="identities.csv (file,identity) or a folder holding one; pairs are generated")
     source.add_argument("--folders", metavar="DIR", help="DIR/<identity>/*.jpg; pairs are generated")
     source.add_argument("--pairs", metavar="FILE", help="file_x,file_y,Decision CSV or an LFW pairs.txt")
+    source.add_argument("--heldout", metavar="DATA_ROOT", help="the calibration data root: score vs baselines on its held-out split (docs/quality.md)")
+    parser.add_argument("--heldout-per-identity", type=int, metavar="N", help="--heldout: at most N photos per identity and kind (seeded)")
     parser.add_argument("--data-root", metavar="DIR", help="where pair/identity paths are relative to (default: the file's folder)")
     parser.add_argument("--eval-model", action="append", metavar="NAME", help="a model to evaluate (repeatable; default: frood's --model)")
     parser.add_argument("--server-url", metavar="URL", help="evaluate a remote server too, e.g. http://host:7860/extract")

@@ -1,26 +1,27 @@
-"""``frood calibrate``: fit the quality score's weights and temperature, and the model's match threshold.
+"""``frood calibrate``: fit the quality score's weights and temperature, and the model's match thresholds.
 
-Data: labelled photos (``identities.csv``: ``file,identity``) plus synthetic degradations of each
-(:mod:`ood.degrade`). A sample's target is the share of the other clean photos of the same person it
-still verifies against at the match threshold (FMR 1e-3), averaged with the stricter operating points
-FMR 1e-4 and 1e-5 so that a face that only just verifies counts for less; ``q`` reads as "probability
-this image verifies".
+Data (see :mod:`ood.calibdata`): real photos split by identity/subject with a fixed seed — in-the-wild
+photos, live and printed-photo webcam frames, faces under 64 light directions, masked and unmasked
+faces — plus synthetic degradations of a seeded sample of the in-the-wild photos. Only the *fit* part
+of each set is used here; the held-out third is for the tests and the reported numbers.
+
+A sample's target is "this face still verifies": the share of the person's clean reference photos it
+matches at the match threshold, averaged over the operating points FMR 1e-2, 1e-3 and 1e-4 so that a
+face that only just verifies counts for less. A printed-photo recapture's target is 0 whatever the
+recognizer says: it still matches its owner, and that is exactly why it must not be trusted.
 
 Steps:
-1. Analyse every clean photo (largest face): features and signals.
-2. Match threshold: cosine at FMR = 1e-3 over all clean impostor pairs, from a normal fit of the
-   impostor scores (with ~1.7k impostor pairs the empirical 1e-3 quantile rests on 1–2 pairs; both
-   numbers are written to the params file).
-3. Degrade each photo, re-detect (a degradation that loses the face is a "no face" case, not a
-   training sample), and compute signals (and feature stability for the thorough model).
-4. Fit a standardised logistic regression on the soft targets, each weight bounded by domain
-   knowledge (darker never raises trust; a face under 64 px must lower it); then fit the temperature ``T`` on out-of-fold logits
-   (folds grouped by identity) by minimising the NLL.
+1. Analyse every photo (thorough mode, main face), cached by path and variant (a refit takes seconds).
+2. Match thresholds: empirical cosine quantiles at FMR 1e-3 and 1e-4 over all impostor pairs of the
+   fit identities of the largest identity set (``wild``: ~400k pairs); the held-out identities' impostor
+   pairs then give the FMR actually reached, with identity-level bootstrap 95 % intervals.
+3. Standardised logistic regression on the soft targets, each set weighted equally, each weight
+   bounded by domain knowledge (darker never raises trust, a face under 64 px must lower it); the
+   temperature ``T`` is fitted on out-of-fold logits (folds grouped by identity).
 """
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
 import logging
 import math
@@ -29,116 +30,165 @@ from pathlib import Path
 
 import numpy as np
 from scipy.optimize import minimize, minimize_scalar
-from scipy.stats import norm
 
-from ood.degrade import DEGRADATIONS
+from ood.calibdata import (
+    DEFAULT_HOLDOUT,
+    DEFAULT_SEED,
+    FaceRecord,
+    ImageRecord,
+    Photo,
+    RecordCache,
+    collect_records,
+    degradation_plan,
+    discover,
+    held_out,
+)
 from ood.quality import BASE_TERMS, THOROUGH_TERMS, LogitModel, QualityParams, params_path_for, term_values
-from ood.signals import QualitySignals
 
 log = logging.getLogger("frood.calibrate")
-PARAMS_VERSION = "1"
-TARGET_FMR = 1e-3
+PARAMS_VERSION = "2"
+MATCH_FMR = 1e-3
+STRICT_FMR = 1e-4
 # A sample's target averages "verifies" over these operating points (FMR), so margin counts too.
-TARGET_FMRS = (1e-3, 1e-4, 1e-5)
+TARGET_FMRS = (1e-2, 1e-3, 1e-4)
 
 
 @dataclass
 class Sample:
-    file: str
-    identity: str
-    variant: str
-    signals: QualitySignals
-    feature: np.ndarray
-    target: float = 0.0
+    record: ImageRecord
+    face: FaceRecord
+    target: float
+    group: str  # the set (and "degraded") each weighted equally in the fit
+
+    @property
+    def identity(self) -> str:
+        return self.record.photo.identity
 
 
-def read_identities(data_dir: Path) -> dict[str, str]:
-    with open(Path(data_dir) / "identities.csv", newline="", encoding="utf-8") as handle:
-        return {row["file"]: row["identity"] for row in csv.DictReader(handle)}
+def threshold_set(records: list[ImageRecord]) -> str:
+    """The identity set the match threshold is fitted on: ``wild`` if present, else the largest clean one."""
+    sets = [r.photo.set for r in records if r.variant == "clean" and r.photo.kind == "clean"]
+    if "wild" in sets:
+        return "wild"
+    if not sets:
+        raise ValueError("no clean labelled photos to fit a match threshold on")
+    return max(set(sets), key=sets.count)
 
 
-def match_threshold_at_fmr(impostor_scores: np.ndarray, fmr: float = TARGET_FMR) -> dict[str, float]:
-    """Normal-fit and empirical cosine thresholds at ``fmr``; the normal fit is the one used."""
-    scores = np.asarray(impostor_scores, float)
-    fitted = float(scores.mean() + norm.isf(fmr) * scores.std(ddof=1))
-    ordered = np.sort(scores)[::-1]
-    allowed = int(math.floor(fmr * len(scores)))
-    empirical = float(ordered[min(allowed, len(ordered) - 1)])
-    return {"normal_fit": fitted, "empirical": empirical, "impostor_pairs": len(scores), "empirical_fmr_at_fit": float((scores >= fitted).mean())}
+def clean_features(records: list[ImageRecord], set_name: str, identities: set[str] | None, exclude: set[str] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(features, identity labels) of the main faces of a set's clean photos, restricted to ``identities``."""
+    rows = [
+        r
+        for r in records
+        if r.variant == "clean" and r.photo.set == set_name and r.face is not None and r.photo.kind == "clean"
+        and (identities is None or r.photo.identity in identities) and not (exclude and r.photo.identity in exclude)
+    ]
+    if not rows:
+        return np.zeros((0, 0), np.float32), np.array([])
+    return np.stack([r.face.feature for r in rows]), np.array([r.photo.identity for r in rows])
 
 
-def _iou(a: list[float] | np.ndarray, b: list[float] | np.ndarray) -> float:
-    x1, y1 = max(a[0], b[0]), max(a[1], b[1])
-    x2, y2 = min(a[2], b[2]), min(a[3], b[3])
-    inter = max(0.0, x2 - x1) * max(0.0, y2 - y1)
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
-
-
-def collect_samples(pipeline, data_dir: Path, thorough: bool = True, progress: bool = True) -> tuple[list[Sample], dict, dict]:
-    """Clean and degraded samples with signals; returns (samples, threshold info, no-face counts)."""
-    from tqdm import tqdm
-
-    identities = read_identities(data_dir)
-    files = sorted(identities)
-    clean: dict[str, Sample] = {}
-    decoded_images = {}
-    for file in tqdm(files, desc="clean photos", disable=not progress):
-        decoded = pipeline.decode(Path(data_dir) / file)
-        result = pipeline.analyze(decoded, thorough=thorough)
-        if not result.faces:
-            log.warning("No face in clean photo %s; skipped", file)
-            continue
-        decoded_images[file] = (decoded, result.face)
-        clean[file] = Sample(file, identities[file], "clean", result.face.signals, result.face.feature)
-
-    names = sorted(clean)
-    features = np.stack([clean[name].feature for name in names])
+def impostor_scores(features: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(impostor cosines, genuine cosines) over all pairs."""
     similarity = features @ features.T
-    upper = np.triu_indices(len(names), 1)
-    same = np.array([clean[names[i]].identity == clean[names[j]].identity for i, j in zip(*upper)])
-    impostors = similarity[upper][~same]
-    threshold_info = match_threshold_at_fmr(impostors)
-    thresholds = [match_threshold_at_fmr(impostors, fmr)["normal_fit"] for fmr in TARGET_FMRS]
-    threshold_info["target_thresholds"] = dict(zip([str(fmr) for fmr in TARGET_FMRS], thresholds))
+    upper = np.triu_indices(len(labels), 1)
+    same = labels[upper[0]] == labels[upper[1]]
+    values = similarity[upper]
+    return values[~same], values[same]
 
-    def target(sample: Sample) -> float:
-        references = [clean[name].feature for name in names if clean[name].identity == sample.identity and name != sample.file]
-        if not references:
-            return float("nan")
-        scores = np.stack(references) @ sample.feature
-        return float(np.mean([(scores >= threshold).mean() for threshold in thresholds]))
 
-    samples: list[Sample] = []
-    no_face: dict[str, int] = {}
-    for file in tqdm(names, desc="degraded copies", disable=not progress):
-        decoded, face = decoded_images[file]
-        base_box = np.asarray(face.bbox) * decoded.scale
-        samples.append(clean[file])
-        for index, (variant, degrade) in enumerate(DEGRADATIONS.items()):
-            degraded = degrade(decoded.rgb, base_box, index)
-            result = pipeline.analyze(degraded, thorough=thorough)
-            if not result.faces:
-                no_face[variant] = no_face.get(variant, 0) + 1
-                continue
-            factor = degraded.shape[1] / decoded.rgb.shape[1]
-            best = max(result.faces, key=lambda f: _iou(np.asarray(f.bbox) / factor, base_box))
-            samples.append(Sample(file, identities[file], variant, best.signals, best.feature))
-    for sample in samples:
-        sample.target = target(sample)
-    samples = [sample for sample in samples if not math.isnan(sample.target)]
-    return samples, threshold_info, no_face
+def empirical_threshold(impostors: np.ndarray, fmr: float) -> float:
+    """The lowest cosine whose share of impostor scores at or above it is at most ``fmr``."""
+    ordered = np.sort(np.asarray(impostors, float))[::-1]
+    allowed = int(math.floor(fmr * len(ordered)))
+    if allowed < 1:
+        raise ValueError(f"{len(ordered)} impostor pairs cannot measure FMR {fmr:g} (need ≥ {math.ceil(1 / fmr)})")
+    return float(np.nextafter(ordered[allowed - 1], np.inf)) if allowed < len(ordered) else float(ordered[-1])
+
+
+def grouped_fmr_ci(features: np.ndarray, labels: np.ndarray, threshold: float, n_boot: int = 500, seed: int = 0) -> dict[str, float]:
+    """FMR at ``threshold`` over all impostor pairs, with a 95 % interval from resampling *identities*
+    (pairs sharing a person are not independent, so a pair-level bootstrap would be too narrow)."""
+    unique, index = np.unique(labels, return_inverse=True)
+    k = len(unique)
+    similarity = features @ features.T
+    above = (similarity >= threshold).astype(float)
+    onehot = np.eye(k)[index]
+    photos = onehot.sum(axis=0)
+    pair_counts = np.outer(photos, photos)  # pairs between identity i and j (both orders)
+    hits = onehot.T @ above @ onehot  # pairs at or above threshold between identity i and j (both orders)
+    off = ~np.eye(k, dtype=bool)
+    fmr = float(hits[off].sum() / pair_counts[off].sum())
+    rng = np.random.default_rng(seed)
+    values = []
+    for _ in range(n_boot):
+        counts = np.bincount(rng.integers(0, k, k), minlength=k).astype(float)
+        weight = np.outer(counts, counts) * off
+        values.append((weight * hits).sum() / (weight * pair_counts).sum())
+    low, high = np.quantile(values, [0.025, 0.975])
+    return {"fmr": fmr, "ci95": [float(low), float(high)], "impostor_pairs": int(pair_counts[off].sum() / 2), "identities": k}
+
+
+def fit_thresholds(records: list[ImageRecord], holdout_ids: set[str], n_boot: int = 500) -> dict:
+    """Match thresholds fitted on fit identities, FMR measured on held-out identities (see module doc)."""
+    set_name = threshold_set(records)
+    fit_x, fit_y = clean_features(records, set_name, None, exclude=holdout_ids)
+    impostors, genuine = impostor_scores(fit_x, fit_y)
+    info: dict = {"set": set_name, "fit_photos": len(fit_y), "fit_impostor_pairs": len(impostors)}
+    thresholds = {}
+    for fmr in sorted({MATCH_FMR, STRICT_FMR, *TARGET_FMRS}, reverse=True):
+        try:
+            thresholds[fmr] = empirical_threshold(impostors, fmr)
+        except ValueError:
+            # Too few pairs for the empirical quantile: a normal fit of the impostor scores instead.
+            from scipy.stats import norm
+
+            thresholds[fmr] = float(impostors.mean() + norm.isf(fmr) * impostors.std(ddof=1))
+    info["thresholds"] = {f"{fmr:g}": round(value, 4) for fmr, value in thresholds.items()}
+    held_x, held_y = clean_features(records, set_name, holdout_ids)
+    if len(set(held_y.tolist())) >= 2:
+        held_impostors, held_genuine = impostor_scores(held_x, held_y)
+        info["held_out"] = {"photos": len(held_y), "genuine_pairs": len(held_genuine)}
+        for key, fmr in (("at_match_threshold", MATCH_FMR), ("at_strict_threshold", STRICT_FMR)):
+            measured = grouped_fmr_ci(held_x, held_y, thresholds[fmr], n_boot)
+            info["held_out"][key] = measured | {"target_fmr": fmr, "tar": float((held_genuine >= thresholds[fmr]).mean())}
+    info["_values"] = thresholds
+    return info
+
+
+def assign_targets(records: list[ImageRecord], thresholds: dict[float, float]) -> list[Sample]:
+    """Soft targets: share of the person's clean reference photos matched (prints: 0); see module doc."""
+    references: dict[str, list[tuple[str, np.ndarray]]] = {}
+    for record in records:
+        if record.variant == "clean" and record.photo.reference and record.face is not None:
+            references.setdefault(record.photo.identity, []).append((str(record.photo.path), record.face.feature))
+    levels = [thresholds[fmr] for fmr in TARGET_FMRS]
+    samples = []
+    for record in records:
+        face = record.face
+        if face is None:
+            continue
+        refs = [feature for path, feature in references.get(record.photo.identity, []) if path != str(record.photo.path)]
+        if record.photo.kind == "print":
+            target = 0.0
+        elif not refs:
+            continue
+        else:
+            scores = np.stack(refs) @ face.feature
+            target = float(np.mean([(scores >= level).mean() for level in levels]))
+        group = "degraded" if record.variant != "clean" else record.photo.set
+        samples.append(Sample(record, face, target, group))
+    return samples
 
 
 def _design(samples: list[Sample], terms: tuple[str, ...]) -> np.ndarray:
-    return np.array([[term_values(sample.signals)[name] for name in terms] for sample in samples], float)
+    return np.array([[term_values(sample.face.signals)[name] for name in terms] for sample in samples], float)
 
 
 # Domain knowledge the fit must respect (bounds on the standardised weights): a worse value of a
 # term never raises trust. One prior goes further: a face under 64 px must lower trust (weight at
-# most -0.25). On our data the fit alone gives it 0, because the feature norm already drops for
-# tiny faces; the prior makes "face too small" move the score as operators expect, at a measured
-# cost of 0.006 in out-of-fold NLL (see docs/quality.md).
+# most -0.25): the feature norm already drops for tiny faces, and the prior makes "face too small"
+# move the score as operators expect (see docs/quality.md).
 TERM_BOUNDS: dict[str, tuple[float | None, float | None]] = {
     "feature_norm": (0.0, None),
     "small_face": (None, -0.25),
@@ -149,25 +199,28 @@ TERM_BOUNDS: dict[str, tuple[float | None, float | None]] = {
     "bright": (None, 0.0),
     "spoof": (None, 0.0),
     "eyes_closed": (None, 0.0),
+    "truncation": (None, 0.0),
     "instability": (None, 0.0),
 }
 
 
 def fit_constrained_logistic(
-    z: np.ndarray, p: np.ndarray, bounds: list[tuple[float | None, float | None]], l2: float = 1.0
+    z: np.ndarray, p: np.ndarray, bounds: list[tuple[float | None, float | None]], l2: float = 1.0, weights: np.ndarray | None = None
 ) -> tuple[np.ndarray, float]:
-    """Logistic regression on soft targets ``p`` with each weight bounded (L-BFGS-B, L2 penalty)."""
+    """Weighted logistic regression on soft targets ``p`` with each weight bounded (L-BFGS-B, L2 penalty)."""
+    w = np.ones(len(p)) if weights is None else np.asarray(weights, float)
+    w = w / w.sum()
     count = len(p)
 
     def objective(theta: np.ndarray) -> tuple[float, np.ndarray]:
-        weights, bias = theta[:-1], theta[-1]
-        logits = z @ weights + bias
+        coef, bias = theta[:-1], theta[-1]
+        logits = z @ coef + bias
         q = 1 / (1 + np.exp(-logits))
         loss = np.logaddexp(0, logits) - p * logits
-        gradient = q - p
-        value = loss.mean() + 0.5 * l2 * (weights @ weights) / count
-        grad = np.concatenate([z.T @ gradient / count + l2 * weights / count, [gradient.mean()]])
-        return float(value), grad
+        gradient = (q - p) * w
+        value = float(loss @ w) + 0.5 * l2 * (coef @ coef) / count
+        grad = np.concatenate([z.T @ gradient + l2 * coef / count, [gradient.sum()]])
+        return value, grad
 
     start = np.array([min(max(0.0, low if low is not None else 0.0), high if high is not None else 0.0) for low, high in bounds] + [0.0])
     result = minimize(objective, start, jac=True, method="L-BFGS-B", bounds=[*bounds, (None, None)])
@@ -180,90 +233,159 @@ def grouped_folds(groups: np.ndarray, folds: int) -> list[np.ndarray]:
     return [np.flatnonzero(np.isin(groups, unique[start::folds])) for start in range(min(folds, len(unique)))]
 
 
+def balanced_weights(samples: list[Sample]) -> np.ndarray:
+    """Each group (set, or "degraded") carries the same total weight, so 360 print frames are not
+    outvoted by 900 clean celebrity photos and vice versa."""
+    groups = np.array([sample.group for sample in samples])
+    counts = {name: (groups == name).sum() for name in set(groups.tolist())}
+    return np.array([1.0 / counts[name] for name in groups])
+
+
 def fit_logit_model(samples: list[Sample], terms: tuple[str, ...], folds: int = 5) -> tuple[LogitModel, dict]:
-    """Sign-constrained logistic fit on soft targets, then the temperature on out-of-fold logits."""
+    """Sign-constrained weighted logistic fit on soft targets, then the temperature on out-of-fold logits."""
     x = _design(samples, terms)
     p = np.array([sample.target for sample in samples])
-    groups = np.array([sample.identity for sample in samples])
+    weights = balanced_weights(samples)
+    identities = np.array([sample.identity for sample in samples])
     mean, scale = x.mean(axis=0), x.std(axis=0) + 1e-9
     z = (x - mean) / scale
     bounds = [TERM_BOUNDS[name] for name in terms]
 
     out_of_fold = np.zeros(len(samples))
-    for test in grouped_folds(groups, folds):
+    for test in grouped_folds(identities, folds):
         train = np.setdiff1d(np.arange(len(samples)), test)
-        weights, bias = fit_constrained_logistic(z[train], p[train], bounds)
-        out_of_fold[test] = z[test] @ weights + bias
+        coef, bias = fit_constrained_logistic(z[train], p[train], bounds, weights=weights[train])
+        out_of_fold[test] = z[test] @ coef + bias
+    w = weights / weights.sum()
 
     def nll(temperature: float) -> float:
         q = np.clip(1 / (1 + np.exp(-out_of_fold / temperature)), 1e-7, 1 - 1e-7)
-        return float(-(p * np.log(q) + (1 - p) * np.log(1 - q)).mean())
+        return float(-(w * (p * np.log(q) + (1 - p) * np.log(1 - q))).sum())
 
     temperature = float(minimize_scalar(nll, bounds=(0.05, 20.0), method="bounded").x)
-    weights, bias = fit_constrained_logistic(z, p, bounds)
-    model = LogitModel(terms, mean, scale, weights, bias, temperature)
+    coef, bias = fit_constrained_logistic(z, p, bounds, weights=weights)
+    model = LogitModel(terms, mean, scale, coef, bias, temperature)
     q_oof = 1 / (1 + np.exp(-out_of_fold / temperature))
     report = {
-        "nll_uncalibrated": nll(1.0),
-        "nll_calibrated": nll(temperature),
-        "expected_calibration_error": expected_calibration_error(q_oof, p),
+        "nll_uncalibrated": round(nll(1.0), 4),
+        "nll_calibrated": round(nll(temperature), 4),
+        "expected_calibration_error": round(expected_calibration_error(q_oof, p, w), 4),
     }
     return model, report
 
 
-def expected_calibration_error(q: np.ndarray, p: np.ndarray, bins: int = 10) -> float:
+def expected_calibration_error(q: np.ndarray, p: np.ndarray, weights: np.ndarray | None = None, bins: int = 10) -> float:
+    w = np.ones(len(q)) / len(q) if weights is None else weights / weights.sum()
     edges = np.linspace(0, 1, bins + 1)
     index = np.clip(np.digitize(q, edges) - 1, 0, bins - 1)
     total = 0.0
     for b in range(bins):
         mask = index == b
         if mask.any():
-            total += mask.mean() * abs(q[mask].mean() - p[mask].mean())
+            share = w[mask].sum()
+            total += share * abs(np.average(q[mask], weights=w[mask]) - np.average(p[mask], weights=w[mask]))
     return float(total)
 
 
-def clean_beats_degraded(samples: list[Sample], model: LogitModel) -> dict[str, float]:
-    """Per degradation, the share of photos whose clean face scores higher than its degraded copy
-    (a copy that lost its face counts as a win: it would be refused as "no face")."""
-    def score(sample: Sample) -> float:
-        return 1.0 / (1.0 + math.exp(-model.logit(term_values(sample.signals)) / model.temperature))
+def split_summary(photos: list[Photo], holdout_ids: set[str]) -> dict:
+    """Per set: photo and identity counts on each side, and the held-out identity names."""
+    summary = {}
+    for set_name in sorted({photo.set for photo in photos}):
+        members = [photo for photo in photos if photo.set == set_name]
+        identities = sorted({photo.identity for photo in members})
+        held = sorted(identity for identity in identities if identity in holdout_ids)
+        summary[set_name] = {
+            "photos": len(members),
+            "identities": len(identities),
+            "held_out_identities": [identity.split(":", 1)[1] for identity in held],
+            "held_out_photos": sum(photo.identity in holdout_ids for photo in members),
+        }
+    return summary
 
-    clean = {s.file: score(s) for s in samples if s.variant == "clean"}
-    degraded = {(s.file, s.variant): score(s) for s in samples if s.variant != "clean"}
-    return {
-        variant: round(float(np.mean([clean[file] > degraded.get((file, variant), -1.0) for file in clean])), 3)
-        for variant in DEGRADATIONS
-    }
 
-
-def calibrate(pipeline, data_dir: Path, output: Path | None = None, progress: bool = True) -> QualityParams:
+def calibrate(
+    pipeline,
+    root: Path | None = None,
+    data: Path | None = None,
+    output: Path | None = None,
+    seed: int = DEFAULT_SEED,
+    holdout: float = DEFAULT_HOLDOUT,
+    degrade_photos: int = 200,
+    degrade_per_photo: int = 3,
+    dark_per_identity: int | None = 30,
+    cache_path: Path | None = None,
+    progress: bool = True,
+) -> QualityParams:
     """Run the whole calibration and write the params file (default ``ood/params/quality-<model>.json``)."""
-    samples, threshold_info, no_face = collect_samples(pipeline, data_dir, thorough=True, progress=progress)
+    photos = discover(root, data, dark_per_identity, seed)
+    if not photos:
+        raise ValueError("no calibration photos found: give --data-root (wild/ spoof/ dark/ masked/ faces/) or --data (identities.csv)")
+    holdout_ids = held_out(photos, seed, holdout)
+    plan = degradation_plan(photos, degrade_photos, degrade_per_photo, seed)
+    cache = RecordCache(cache_path)
+    records = collect_records(pipeline, photos, cache, plan, progress)
+    return fit_from_records(records, photos, holdout_ids, pipeline.model, pipeline.settings.thorough_samples, output, root, data, seed, holdout,
+                            {"degrade_photos": degrade_photos, "degrade_per_photo": degrade_per_photo, "dark_per_identity": dark_per_identity})
+
+
+def fit_from_records(
+    records: list[ImageRecord],
+    photos: list[Photo],
+    holdout_ids: set[str],
+    model_name: str,
+    thorough_samples: int,
+    output: Path | None,
+    root: Path | None,
+    data: Path | None,
+    seed: int,
+    holdout: float,
+    options: dict,
+) -> QualityParams:
+    """Thresholds and both logistic models from analysed records (fit identities only); writes the file."""
+    threshold_info = fit_thresholds(records, holdout_ids)
+    thresholds = threshold_info.pop("_values")
+    fit_records = [record for record in records if record.photo.identity not in holdout_ids]
+    samples = assign_targets(fit_records, thresholds)
     default_model, default_report = fit_logit_model(samples, BASE_TERMS)
-    thorough_model, thorough_report = fit_logit_model(samples, THOROUGH_TERMS)
-    variants: dict[str, list[float]] = {}
+    thorough_samples_ = [sample for sample in samples if sample.face.signals.stability is not None]
+    thorough_model, thorough_report = fit_logit_model(thorough_samples_, THOROUGH_TERMS)
+    groups: dict[str, list[float]] = {}
     for sample in samples:
-        variants.setdefault(sample.variant, []).append(sample.target)
-    ranking = clean_beats_degraded(samples, default_model)
+        key = f"degraded:{sample.record.variant}" if sample.group == "degraded" else f"{sample.group}:{sample.record.photo.kind}"
+        groups.setdefault(key, []).append(sample.target)
+    no_face = {}
+    for record in records:
+        if record.face is None:
+            key = record.variant if record.variant != "clean" else f"{record.photo.set}:{record.photo.kind}"
+            no_face[key] = no_face.get(key, 0) + 1
     params = QualityParams(
-        model=pipeline.model,
+        model=model_name,
         version=PARAMS_VERSION,
-        match_threshold=round(threshold_info["normal_fit"], 4),
+        match_threshold=round(thresholds[MATCH_FMR], 4),
         default=default_model,
         thorough=thorough_model,
         metadata={
             "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-            "data": str(Path(data_dir).name),
-            "samples": len(samples),
-            "clean_photos": sum(1 for s in samples if s.variant == "clean"),
+            "data": {"root": str(root) if root else None, "identities_folder": str(data) if data else None},
+            "split": {"by": "identity/subject, per set", "seed": seed, "held_out_share": round(holdout, 4), "sets": split_summary(photos, holdout_ids)},
+            "options": options,
+            "fit_samples": len(samples),
+            "match_threshold_fmr": MATCH_FMR,
+            "strict_match_threshold": round(thresholds[STRICT_FMR], 4),
+            "strict_match_threshold_fmr": STRICT_FMR,
             "threshold": threshold_info,
-            "degradations_without_face": no_face,
-            "mean_target_by_variant": {k: round(float(np.mean(v)), 3) for k, v in sorted(variants.items())},
-            "clean_scores_higher_share": ranking,
+            "no_face": no_face,
+            "mean_target_by_group": {key: [round(float(np.mean(values)), 3), len(values)] for key, values in sorted(groups.items())},
             "default_fit": default_report,
             "thorough_fit": thorough_report,
-            "thorough_samples": pipeline.settings.thorough_samples,
+            "thorough_samples": thorough_samples,
         },
     )
-    params.save(output or params_path_for(pipeline.model))
+    # The held-out numbers from the same analyses (default mode), for the README and `frood eval --heldout`.
+    from evaluation.heldout import report_from_records
+    from evaluation.report import jsonable
+    from ood.quality import QualityScorer
+
+    params.metadata["held_out_report"] = jsonable(report_from_records(records, holdout_ids, QualityScorer(params)))
+    params.save(output or params_path_for(model_name))
     return params

@@ -75,6 +75,21 @@ def occlusion(top: float, bottom: float) -> Degradation:
     return apply
 
 
+def cut_by_border(share: float) -> Degradation:
+    """Crop the image through the face: ``share`` of the face box's width (left or right, by seed) and a
+    tenth of its height lie outside the new frame, as when a face is cut by the photo's border."""
+
+    def apply(rgb: np.ndarray, bbox: np.ndarray, seed: int = 0) -> np.ndarray:
+        x1, y1, x2, y2 = (int(v) for v in bbox[:4])
+        cut = int(share * (x2 - x1))
+        top = max(0, y1 + (y2 - y1) // 10)
+        if seed % 2 == 0:
+            return np.ascontiguousarray(rgb[top:, max(x1 + cut, 0) :])
+        return np.ascontiguousarray(rgb[top:, : max(x2 - cut, 1)])
+
+    return apply
+
+
 DEGRADATIONS: dict[str, Degradation] = {
     "blur_mild": blur(0.012),
     "blur_strong": blur(0.035),
@@ -88,6 +103,7 @@ DEGRADATIONS: dict[str, Degradation] = {
     "jpeg_q5": jpeg(5),
     "occlusion_eyes": occlusion(0.2, 0.55),
     "occlusion_lower": occlusion(0.5, 1.0),
+    "cut_by_border": cut_by_border(0.35),
 }
 
 # The subset a user would call clearly degraded: used by the "clean scores higher" test.

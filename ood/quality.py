@@ -15,14 +15,22 @@ from pathlib import Path
 
 import numpy as np
 
-from ood.reasons import explain
+from ood.reasons import explain, eye_signal_trusted, liveness_trusted, suspected_recapture
 from ood.signals import QualitySignals
 from recognition.errors import FroodError
+from recognition.face_choice import is_truncated
 
 PARAMS_DIR = Path(__file__).resolve().parent / "params"
-BASE_TERMS = ("feature_norm", "small_face", "det_logit", "pose", "sharpness", "dark", "bright", "spoof", "eyes_closed")
+BASE_TERMS = ("feature_norm", "small_face", "det_logit", "pose", "sharpness", "dark", "bright", "spoof", "eyes_closed", "truncation")
 THOROUGH_TERMS = (*BASE_TERMS, "instability")
 SMALL_FACE_PX = 64.0
+# A face the liveness model calls a recapture (P(real) below RECAPTURE_REAL_PROB) never scores above this:
+# the user's documents promise that print or screen recaptures score below 0.25 (docs/quality.md).
+RECAPTURE_SCORE_CAP = 0.2
+# A face cut by the image border is never trusted: its landmark-based alignment is an extrapolation, and
+# copies cut by 35 % of their width verified against the person's other photos only about half the time
+# (mean target 0.52 in calibration), so 0.5 is what the score's meaning says.
+TRUNCATED_SCORE_CAP = 0.5
 
 
 def term_values(signals: QualitySignals) -> dict[str, float]:
@@ -37,8 +45,14 @@ def term_values(signals: QualitySignals) -> dict[str, float]:
         "sharpness": signals.sharpness,
         "dark": max(0.0, 100.0 - signals.brightness) / 100.0 + signals.underexposed,
         "bright": max(0.0, signals.brightness - 160.0) / 95.0 + signals.overexposed,
-        "spoof": 1.0 - signals.real_prob,
-        "eyes_closed": 1.0 - signals.eyes_open,
+        # Neutral (0) when the liveness model could not see the face's surroundings (a tight crop).
+        # Only the model's verdict counts (P(real) below 0.5): above it, its probabilities vary on real
+        # photos for reasons that have nothing to do with recapture.
+        "spoof": max(0.0, 1.0 - 2.0 * signals.real_prob) if liveness_trusted(signals) else 0.0,
+        # The eye-state model reads eyes found by fr_landmark: when those points are not trustworthy the
+        # term is neutral (0 = open) rather than a guess.
+        "eyes_closed": (1.0 - signals.eyes_open) if eye_signal_trusted(signals) else 0.0,
+        "truncation": signals.truncation,
     }
     if signals.stability is not None:
         values["instability"] = 1.0 - signals.stability
@@ -160,5 +174,9 @@ class QualityScorer:
         contributions = model.contributions(values)
         logit = model.bias + sum(contributions.values())
         score = 1.0 / (1.0 + math.exp(-logit / model.temperature))
+        if suspected_recapture(signals):
+            score = min(score, RECAPTURE_SCORE_CAP)
+        if is_truncated(signals.truncation):
+            score = min(score, TRUNCATED_SCORE_CAP)
         reasons = explain(signals, contributions) if score < self.trust_threshold else []
         return QualityResult(float(score), float(logit), reasons, contributions)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ood.signals import QualitySignals
+from recognition.face_choice import is_truncated
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,7 @@ REASONS: dict[str, Reason] = {
     reason.code: reason
     for reason in (
         Reason("no_face", "No face found: use a photo with one clearly visible face", "未检测到人脸：请使用清晰可见单张人脸的照片"),
+        Reason("face_truncated", "Face cut by the image border: keep the whole face inside the frame", "人脸被画面边缘截断：请让整张脸完整处于画面内"),
         Reason("face_too_small", "Face too small: move closer or use a higher resolution", "人脸过小：请靠近镜头或使用更高分辨率"),
         Reason("too_dark", "Too dark: add light in front of the face", "光线过暗：请在人脸正面补光"),
         Reason("over_exposed", "Over-exposed: reduce light or avoid backlight and flash glare", "曝光过度：请减弱光线，避免逆光或闪光灯反光"),
@@ -50,6 +52,7 @@ TERM_REASONS = {
     "spoof": "suspected_recapture",
     "eyes_closed": "eyes_closed",
     "instability": "unstable_feature",
+    "truncation": "face_truncated",
 }
 
 MIN_FACE_PX = 40
@@ -60,14 +63,48 @@ MIN_SHARPNESS = 1.5
 MAX_YAW = 40.0
 MAX_PITCH = 30.0
 MIN_EYES_OPEN = 0.2
-MIN_REAL_PROB = 0.3
+# The liveness model "calls" a recapture below this P(real) (its own decision boundary); such a face gets
+# the reason and a capped score (ood/quality.py). Measured on NUAA frames: live ≈ 0.999, print ≈ 0.001.
+RECAPTURE_REAL_PROB = 0.5
+# fr_liveness needs the face's surroundings: with less than 1.2 face-box sizes of context (a tight face
+# crop) it called 67 % of real Yale B faces and 77 % of real RMFD faces recaptures, while with ≥ 1.2 it
+# flagged none of 360 live NUAA frames and all prints. Below this its verdict is not used (no reason,
+# no penalty): a tight crop cannot be checked for recapture (docs/quality.md).
+MIN_LIVENESS_CONTEXT = 1.2
+# The eye-state signal is trusted only when fr_landmark's eye centres lie within this share of the face
+# box's width of the detector's eye points, the face is whole, large enough and not turned away.
+MAX_EYE_LANDMARK_ERROR = 0.08
 MIN_DET_SCORE = 0.9
 MIN_STABILITY = 0.8
+
+
+def liveness_trusted(signals: QualitySignals) -> bool:
+    return signals.liveness_context >= MIN_LIVENESS_CONTEXT
+
+
+def suspected_recapture(signals: QualitySignals) -> bool:
+    """The liveness model, shown enough of the scene, calls this face a print or screen recapture."""
+    return liveness_trusted(signals) and signals.real_prob < RECAPTURE_REAL_PROB
+
+
+def eye_signal_trusted(signals: QualitySignals) -> bool:
+    """Whether the eyes the eye-state model looked at are really the eyes (landmarks agree, face whole)."""
+    return (
+        signals.eye_landmark_error <= MAX_EYE_LANDMARK_ERROR
+        and not is_truncated(signals.truncation)
+        and signals.face_px >= MIN_FACE_PX
+        and abs(signals.yaw) <= MAX_YAW
+        and abs(signals.pitch) <= MAX_PITCH
+    )
 
 
 def rule_reasons(signals: QualitySignals) -> list[str]:
     """Reason codes whose single-signal rule fires, most actionable first."""
     codes = []
+    if suspected_recapture(signals):
+        codes.append("suspected_recapture")
+    if is_truncated(signals.truncation):
+        codes.append("face_truncated")
     if signals.face_px < MIN_FACE_PX:
         codes.append("face_too_small")
     if signals.brightness < DARK_BRIGHTNESS:
@@ -79,10 +116,8 @@ def rule_reasons(signals: QualitySignals) -> list[str]:
     if abs(signals.yaw) > MAX_YAW or abs(signals.pitch) > MAX_PITCH:
         codes.append("pose_too_large")
     # Blur and darkness also hide the eyes: only call them closed on an otherwise clear face.
-    if signals.eyes_open < MIN_EYES_OPEN and not {"blurred", "too_dark", "face_too_small"} & set(codes):
+    if signals.eyes_open < MIN_EYES_OPEN and eye_signal_trusted(signals) and not {"blurred", "too_dark"} & set(codes):
         codes.append("eyes_closed")
-    if signals.real_prob < MIN_REAL_PROB:
-        codes.append("suspected_recapture")
     if signals.det_score < MIN_DET_SCORE:
         codes.append("low_detection_confidence")
     if signals.stability is not None and signals.stability < MIN_STABILITY:

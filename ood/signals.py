@@ -28,6 +28,14 @@ from recognition.weights import faceplugin_dir, onnx_to_torch
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
 POSE_BINS = torch.arange(66, dtype=torch.float32)
+LIVENESS_SCALE = 2.7
+
+
+def liveness_context(bbox: np.ndarray | list[float], image_size: tuple[int, int]) -> float:
+    """The context factor ``alignLivenessImage`` reaches: min(2.7, image side / box side) (scale-free)."""
+    height, width = image_size
+    box_w, box_h = max(float(bbox[2] - bbox[0]), 1.0), max(float(bbox[3] - bbox[1]), 1.0)
+    return float(min((height - 1) / box_h, (width - 1) / box_w, LIVENESS_SCALE))
 HELPER_BATCH = 64  # faces per helper-model call (bounds the 224×224 pose batch's memory)
 
 
@@ -47,6 +55,14 @@ class QualitySignals:
     real_prob: float
     eyes_open: float
     stability: float | None = None
+    # Share of the landmark box outside the image (a face cut by the border); see recognition/face_choice.py.
+    truncation: float = 0.0
+    # Distance between fr_landmark's eye centres and the detector's eye points, in face-box widths: the
+    # eye-state signal is trusted only when the two landmark models agree (see ood/reasons.py).
+    eye_landmark_error: float = 0.0
+    # How much surroundings the liveness crop holds, in face-box sizes (at most 2.7, see liveness_crop):
+    # fr_liveness judges a recapture from the face's context, and on a tight crop it has none.
+    liveness_context: float = LIVENESS_SCALE
 
     def as_dict(self) -> dict[str, float | None]:
         return asdict(self)
@@ -69,7 +85,7 @@ def pose_crop(rgb: np.ndarray, bbox: np.ndarray) -> np.ndarray:
     return _crop_resize(rgb, x1 - width / 4, y1 - height / 4, x2 + width / 4, y2 + height / 4, 224)
 
 
-def liveness_crop(rgb: np.ndarray, bbox: np.ndarray, scale_value: float = 2.7) -> np.ndarray:
+def liveness_crop(rgb: np.ndarray, bbox: np.ndarray, scale_value: float = LIVENESS_SCALE) -> np.ndarray:
     """fr_liveness.js ``alignLivenessImage``: a 2.7× context box shifted inside the image, 128×128."""
     height, width = rgb.shape[:2]
     x, y = bbox[0], bbox[1]
@@ -144,23 +160,33 @@ class SignalExtractor:
         return torch.softmax(logits, dim=1)[:, 0].cpu().numpy()
 
     @torch.inference_mode()
-    def eyes_open(self, grays: list[np.ndarray], boxes: list[np.ndarray]) -> np.ndarray:
-        """fr_landmark (64×64 grey box crop, /256) → 68 points → fr_eye on 24×24 eye crops (/255)."""
+    def eyes_open(self, grays: list[np.ndarray], boxes: list[np.ndarray], eye_points: list[np.ndarray] | None = None) -> np.ndarray:
+        """fr_landmark (64×64 grey box crop, /256) → 68 points → fr_eye on 24×24 eye crops (/255).
+
+        With ``eye_points`` (the detector's two eye landmarks per face) returns an N×2 array: the open
+        probability and the landmark disagreement (mean eye-centre distance / box width)."""
         if not boxes:
-            return np.zeros(0, np.float32)
+            return np.zeros((0, 2) if eye_points is not None else 0, np.float32)
         crops = np.stack([_crop_resize(gray, *box, 64) for gray, box in zip(grays, boxes)]).astype(np.float32) / 256.0
         points = self.landmark(self._tensor(crops[:, None])).cpu().numpy().reshape(len(boxes), 68, 2)
         eye_crops: list[np.ndarray] = []
-        for gray, box, face_points in zip(grays, boxes, points):
+        errors: list[float] = []
+        for index, (gray, box, face_points) in enumerate(zip(grays, boxes, points)):
             width, height = box[2] - box[0], box[3] - box[1]
             absolute = face_points * np.array([width, height]) + box[:2]
+            if eye_points is not None:
+                centres = np.stack([absolute[36:42].mean(axis=0), absolute[42:48].mean(axis=0)])
+                errors.append(float(np.linalg.norm(centres - eye_points[index][:2], axis=1).mean() / max(width, 1.0)))
             for corner_ids, left_id, right_id in (((37, 38, 40, 41), 36, 39), ((43, 44, 46, 47), 42, 45)):
                 center = absolute[list(corner_ids)].mean(axis=0)
                 side = max((absolute[right_id, 0] - absolute[left_id, 0]) * 1.6, 2.0)
                 eye_crops.append(_crop_resize(gray, center[0] - side / 2, center[1] - side / 2, center[0] + side / 2, center[1] + side / 2, 24))
         eyes = np.stack(eye_crops).astype(np.float32)[:, None] / 255.0
         open_prob = torch.softmax(self.eye(self._tensor(eyes)), dim=1)[:, 1].cpu().numpy()
-        return open_prob.reshape(len(boxes), 2).mean(axis=1)
+        open_mean = open_prob.reshape(len(boxes), 2).mean(axis=1)
+        if eye_points is None:
+            return open_mean
+        return np.stack([open_mean, np.asarray(errors, np.float32)], axis=1)
 
     def extract(
         self,
@@ -192,7 +218,7 @@ class SignalExtractor:
             chunk = faces[start : start + HELPER_BATCH]
             poses.append(self.head_pose(np.stack([pose_crop(rgb, det.bbox) for rgb, det in chunk])))
             real.append(self.real_probability(np.stack([liveness_crop(rgb, det.bbox) for rgb, det in chunk])))
-            eyes.append(self.eyes_open([grays[id(rgb)] for rgb, _ in chunk], [det.bbox for _, det in chunk]))
+            eyes.append(self.eyes_open([grays[id(rgb)] for rgb, _ in chunk], [det.bbox for _, det in chunk], [det.landmarks[:2] for _, det in chunk]))
         poses, real, eyes = np.concatenate(poses), np.concatenate(real), np.concatenate(eyes)
         signals = [
             QualitySignals(
@@ -203,10 +229,13 @@ class SignalExtractor:
                 pitch=float(poses[index, 1]),
                 roll=float(poses[index, 2]),
                 real_prob=float(real[index]),
-                eyes_open=float(eyes[index]),
+                eyes_open=float(eyes[index, 0]),
+                truncation=float(det.outside),
+                eye_landmark_error=float(eyes[index, 1]),
+                liveness_context=liveness_context(det.bbox, rgb.shape[:2]),
                 **exposure_signals(aligned[index]),
             )
-            for index, (_, det) in enumerate(faces)
+            for index, (rgb, det) in enumerate(faces)
         ]
         grouped, offset = [], 0
         for _, detections in images:

@@ -186,11 +186,28 @@ def cmd_webhook(args: argparse.Namespace) -> int:
 def cmd_calibrate(args: argparse.Namespace) -> int:
     from ood.calibrate import calibrate
 
-    data_dir = Path(args.data)
-    if not (data_dir / "identities.csv").is_file():
-        raise FroodError(f"{data_dir} has no identities.csv (lines: file,identity)")
+    root = Path(args.data_root) if args.data_root else None
+    data = Path(args.data) if args.data else None
+    if data is not None and not (data / "identities.csv").is_file():
+        raise FroodError(f"{data} has no identities.csv (lines: file,identity)")
+    if root is None and data is None:
+        raise FroodError("give --data-root (a folder with wild/ spoof/ dark/ masked/ faces/) and/or --data (a folder with identities.csv)")
+    if not 0.0 < args.holdout < 1.0:
+        raise FroodError(f"--holdout must be between 0 and 1, got {args.holdout}")
     pipeline = _pipeline(args, with_quality=False)
-    params = calibrate(pipeline, data_dir, Path(args.output) if args.output else None)
+    cache = None if args.no_cache else Path(args.cache or f"build/calib-cache/{pipeline.model}.pkl")
+    params = calibrate(
+        pipeline,
+        root,
+        data,
+        Path(args.output) if args.output else None,
+        seed=args.seed,
+        holdout=args.holdout,
+        degrade_photos=args.degrade_photos,
+        degrade_per_photo=args.degrade_per_photo,
+        dark_per_identity=args.dark_per_identity,
+        cache_path=cache,
+    )
     print(json.dumps({"model": params.model, "match_threshold": params.match_threshold, **params.metadata}, indent=2))
     return 0
 
@@ -311,9 +328,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_keypoints_parser(sub)
 
-    calibrate = sub.add_parser("calibrate", help="fit the quality score and match threshold on labelled photos")
-    calibrate.add_argument("--data", default="../shared/data/faces", help="folder with identities.csv and the photos")
+    calibrate = sub.add_parser("calibrate", help="fit the quality score and match thresholds on labelled photos (split by identity)")
+    calibrate.add_argument("--data-root", default=None, help="folder holding any of wild/ faces/ spoof/ dark/ masked/ (see docs/quality.md)")
+    calibrate.add_argument("--data", default=None, help="one more folder with identities.csv (file,identity) and the photos")
     calibrate.add_argument("--output", default=None, help="params file (default ood/params/quality-<model>.json)")
+    calibrate.add_argument("--seed", type=int, default=8, help="seed of the identity split and the degradation sample (default 8)")
+    calibrate.add_argument("--holdout", type=float, default=1 / 3, help="share of each set's identities held out, never fitted (default 1/3)")
+    calibrate.add_argument("--degrade-photos", type=int, default=200, help="in-the-wild photos given synthetic degradations (default 200)")
+    calibrate.add_argument("--degrade-per-photo", type=int, default=3, help="degradations per such photo (default 3)")
+    calibrate.add_argument("--dark-per-identity", type=int, default=30, help="lighting conditions sampled per dark/ identity (default 30)")
+    calibrate.add_argument("--cache", default=None, help="analysis cache file (default build/calib-cache/<model>.pkl)")
+    calibrate.add_argument("--no-cache", action="store_true", help="analyse every photo again, keep nothing")
     calibrate.set_defaults(func=cmd_calibrate)
     return parser
 

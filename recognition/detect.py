@@ -23,9 +23,14 @@ import numpy as np
 import torch
 from torchvision.ops import batched_nms
 
+from recognition.face_choice import landmark_box, outside_share
+
 log = logging.getLogger("frood.detect")
 # A face box wider or taller than this share of the image is a tight crop (see finish_detections).
 TIGHT_CROP_SHARE = 0.7
+# An image whose short side is at most this (in detector pixels) may be a face crop that MTCNN reads as a
+# part of a face (a mouth box on a 150 px crop): it is also searched inside a padded copy.
+SMALL_IMAGE_SIDE = 256
 # Same-size images detected in one pass; bounds the summed-area tables' memory (N×3×H×W ints).
 DETECT_CHUNK = 16
 
@@ -39,6 +44,8 @@ class Detection:
     bbox: np.ndarray
     score: float
     landmarks: np.ndarray  # 5×2
+    # Share of the landmark box outside the image: a face cut by the border (see face_choice).
+    outside: float = 0.0
 
     @property
     def width(self) -> float:
@@ -204,6 +211,23 @@ def mtcnn_detect(images: torch.Tensor, mtcnn: torch.nn.Module) -> list[tuple[np.
     return [(boxes_np[ids_np == index], points_np[ids_np == index]) for index in range(batch)]
 
 
+def _largest_area(raw: list[RawFace]) -> float:
+    return max(((box[2] - box[0]) * (box[3] - box[1]) for box, _, _ in raw), default=0.0)
+
+
+def choose_padded(raw: list[RawFace], padded: list[RawFace], tight: bool) -> list[RawFace]:
+    """Keep the better of a plain and a padded detection: on a tight crop the padded one (whole-face
+    landmarks); on a small image the padded one only when it finds a clearly larger face (the whole
+    face where the plain pass saw a part of it)."""
+    if not padded:
+        return raw
+    if not raw or tight:
+        if raw:
+            log.warning("Tight face crop: landmarks taken from a re-detection inside a padded border")
+        return padded
+    return padded if _largest_area(padded) > 1.5 * _largest_area(raw) else raw
+
+
 def finish_detections(
     small: np.ndarray,
     raw: list[RawFace],
@@ -216,22 +240,25 @@ def finish_detections(
     A face that fills most of the frame (a tight crop) gets poor MTCNN landmarks, and sometimes no
     detection at all: then we detect again inside a grey border of a quarter of the image's side,
     which brought a 0.2-expanded crop's feature from cosine 0.77–0.93 to 0.96–0.99 of the full photo's.
+    Small images (a 150 px face crop MTCNN may read as a mouth) are also searched padded; see ``choose_padded``.
     ``redetect(small, pad)`` runs the detector on ``small`` inside a grey border of ``pad`` pixels.
     """
     height, width = size
     small_h, small_w = small.shape[:2]
     tight = not raw or any((box[2] - box[0]) > TIGHT_CROP_SHARE * small_w or (box[3] - box[1]) > TIGHT_CROP_SHARE * small_h for box, _, _ in raw)
-    if tight:
-        padded = redetect(small, max(small_h, small_w) // 4)
-        if padded and raw:
-            log.warning("Tight face crop: landmarks taken from a re-detection inside a padded border")
-        raw = padded or raw
+    if tight or min(small_h, small_w) <= SMALL_IMAGE_SIDE:
+        # A quarter of the side suffices for most crops; faces cropped inside the hairline and
+        # chin (Yale B) need half before MTCNN sees a whole head (6 → 15 of 24 found).
+        side = max(small_h, small_w)
+        padded = redetect(small, side // 4) or redetect(small, side // 2)
+        raw = choose_padded(raw, padded, tight)
     faces: list[Detection] = []
     for box, prob, landmark in raw:
+        outside = outside_share(landmark_box(landmark), (small_h, small_w))
         bbox = box / scale
         bbox[[0, 2]] = np.clip(bbox[[0, 2]], 0, width)
         bbox[[1, 3]] = np.clip(bbox[[1, 3]], 0, height)
-        faces.append(Detection(bbox, prob, landmark / scale))
+        faces.append(Detection(bbox, prob, landmark / scale, outside))
     faces.sort(key=lambda face: face.area, reverse=True)
     return faces
 

@@ -27,6 +27,7 @@ from recognition.align import align_face
 from recognition.decode import DecodedImage, ImageInput, decode_image
 from recognition.detect import Detection, MTCNNDetector
 from recognition.errors import AlignmentError, FroodError, ImageDecodeError, NoFaceError
+from recognition.face_choice import order_by_main_face
 from recognition.models import create_embedder, get_spec
 from schemas import analysis_json, compare_json
 from settings import Settings, get_settings
@@ -56,7 +57,7 @@ class FaceResult:
 
 @dataclass
 class AnalysisResult:
-    """All faces of one image, largest first, with per-stage timings in milliseconds.
+    """All faces of one image, main face first (area and centrality), with per-stage timings in milliseconds.
 
     From a batch, ``timings_ms`` are the whole batch's stage times and ``batch_size`` says how many
     images shared them.
@@ -269,6 +270,8 @@ class FacePipeline:
 
         mark = time.perf_counter()
         detections = self.detector.detect_batch(rgbs)
+        # Main face first (area and centrality, see recognition/face_choice.py); every face stays listed.
+        detections = [order_by_main_face(found, [det.bbox for det in found], rgb.shape[:2]) for found, rgb in zip(detections, rgbs)]
         timings["detect"] = (time.perf_counter() - mark) * 1000
 
         mark = time.perf_counter()
@@ -324,7 +327,7 @@ class FacePipeline:
         return results
 
     def analyze(self, image: ImageInput | DecodedImage, name: str = "", thorough: bool = False) -> AnalysisResult:
-        """Every face in one image, largest first, each with feature, quality, reasons and pose (a batch of one)."""
+        """Every face in one image, main face first, each with feature, quality, reasons and pose (a batch of one)."""
         result = self.analyze_batch([image], [name], thorough=thorough)[0]
         if isinstance(result, FroodError):
             raise result
@@ -359,7 +362,7 @@ class FacePipeline:
         return results
 
     def compare(self, image_a: ImageInput | AnalysisResult, image_b: ImageInput | AnalysisResult, thorough: bool = False) -> CompareResult:
-        """Similarity of the largest face of each image, both qualities, and a settings-driven decision."""
+        """Similarity of the main face of each image, both qualities, and a settings-driven decision."""
         pending = [image for image in (image_a, image_b) if not isinstance(image, AnalysisResult)]
         analysed = iter(self.analyze_batch(pending, [""] * len(pending), thorough=thorough)) if pending else iter(())
         a, b = (image if isinstance(image, AnalysisResult) else next(analysed) for image in (image_a, image_b))

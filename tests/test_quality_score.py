@@ -1,19 +1,44 @@
-"""The quality score means something: clean > degraded, noise and non-faces are rejected, clean frontal trusted."""
+"""The quality score means something on photos it was not fitted on (held-out in-the-wild identities):
+clean > degraded, noise and non-faces are rejected, clean frontal faces are trusted."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+from evaluation.heldout import heldout_photos
 from ood.degrade import DEGRADATIONS, STRONG_DEGRADATIONS
+
+DATA_ROOT = Path(__file__).resolve().parents[2] / "shared" / "data"
+SAMPLE = 24
 
 
 @pytest.fixture(scope="module")
-def degraded_scores(pipeline, faces_dir, clean_results):
+def clean_results(pipeline):
+    """A seeded sample of held-out in-the-wild photos whose clean face is trusted (≥ 0.6): the question
+    is whether damage takes that trust away."""
+    if not (DATA_ROOT / "wild" / "identities.csv").is_file():
+        pytest.skip(f"needs the shared data set {DATA_ROOT / 'wild'} (present in CI, absent in a user's fresh clone)")
+    photos = heldout_photos(DATA_ROOT, pipeline.scorer.params, "wild", per_identity=1, sample_seed=1)
+    results = {}
+    for photo in photos:
+        result = pipeline.analyze(photo.path)
+        if result.faces and result.face.quality >= 0.6:
+            results[photo.path] = result
+        if len(results) == SAMPLE:
+            break
+    assert len(results) == SAMPLE
+    return results
+
+
+@pytest.fixture(scope="module")
+def degraded_scores(pipeline, clean_results):
     """(file, degradation) → quality of the matching face, or 0.0 when the degradation lost the face."""
     scores = {}
     for file, result in clean_results.items():
-        decoded = pipeline.decode(faces_dir / file)
+        decoded = pipeline.decode(file)
         box = np.asarray(result.face.bbox) * decoded.scale
         for index, name in enumerate(STRONG_DEGRADATIONS):
             degraded = pipeline.analyze(DEGRADATIONS[name](decoded.rgb, box, index))
@@ -27,18 +52,26 @@ def test_clean_face_scores_higher_than_its_degraded_copy(degradation, clean_resu
     assert np.mean(wins) >= 0.95, f"{degradation}: clean scored higher for only {np.mean(wins):.0%} of photos"
 
 
-def test_clean_frontal_faces_are_trusted(clean_results):
-    frontal = [r.face for r in clean_results.values() if abs(r.face.pose["yaw"]) < 20 and abs(r.face.pose["pitch"]) < 20]
-    assert len(frontal) >= 30
+def test_clean_frontal_faces_are_trusted(pipeline, faces_dir):
+    """The shared faces/ photos of held-out identities (clean, well-lit portraits): frontal ones are trusted."""
+    photos = heldout_photos(faces_dir.parent, pipeline.scorer.params, "faces")
+    faces = [pipeline.analyze(photo.path).face for photo in photos]
+    frontal = [face for face in faces if abs(face.pose["yaw"]) < 20 and abs(face.pose["pitch"]) < 20]
+    assert len(frontal) >= 8
     trusted = [face.quality >= 0.6 for face in frontal]
-    assert np.mean(trusted) >= 0.95, f"only {np.mean(trusted):.0%} of clean frontal faces scored ≥ 0.6"
+    assert np.mean(trusted) >= 0.9, f"only {np.mean(trusted):.0%} of clean frontal faces scored ≥ 0.6"
 
 
-def test_scores_are_in_unit_interval_and_low_scores_have_reasons(clean_results, degraded_scores):
+def test_low_scores_have_reasons(clean_results, pipeline):
     for result in clean_results.values():
-        face = result.face
-        assert 0.0 <= face.quality <= 1.0
-        assert (face.quality >= 0.6) or face.reasons
+        assert 0.0 <= result.face.quality <= 1.0
+    file = next(iter(clean_results))
+    decoded = pipeline.decode(file)
+    box = np.asarray(clean_results[file].face.bbox) * decoded.scale
+    for name in STRONG_DEGRADATIONS:
+        result = pipeline.analyze(DEGRADATIONS[name](decoded.rgb, box, 0))
+        for face in result.faces:
+            assert face.quality >= 0.6 or face.reasons, f"{name}: score {face.quality:.2f} without a reason"
 
 
 def test_random_noise_images_are_no_face_or_rejected(pipeline):
@@ -62,16 +95,16 @@ def test_non_face_images_are_no_face_or_rejected(pipeline):
         assert not result.faces or all(face.quality < 0.4 for face in result.faces)
 
 
-def test_dark_and_tiny_faces_say_why(pipeline, faces_dir, clean_results):
-    decoded = pipeline.decode(faces_dir / "img1.jpg")
-    box = np.asarray(clean_results["img1.jpg"].face.bbox) * decoded.scale
+def test_dark_and_tiny_faces_say_why(pipeline, clean_results):
+    file = next(iter(clean_results))
+    decoded = pipeline.decode(file)
+    box = np.asarray(clean_results[file].face.bbox) * decoded.scale
     dark = pipeline.analyze(DEGRADATIONS["very_dark"](decoded.rgb, box, 0)).face
     tiny = pipeline.analyze(DEGRADATIONS["downscale_24"](decoded.rgb, box, 0)).face
     blurred = pipeline.analyze(DEGRADATIONS["blur_strong"](decoded.rgb, box, 0)).face
     assert dark.quality < 0.6 and "too_dark" in dark.reasons
-    assert "face_too_small" in tiny.reasons or tiny.quality >= 0.6
-    assert blurred.quality < clean_results["img1.jpg"].face.quality
-    assert "blurred" in blurred.reasons or blurred.quality >= 0.6
+    assert tiny.quality < 0.6 and "face_too_small" in tiny.reasons
+    assert blurred.quality < clean_results[file].face.quality
 
 
 def test_thorough_mode_adds_stability(pipeline, faces_dir):
@@ -83,7 +116,7 @@ def test_thorough_mode_adds_stability(pipeline, faces_dir):
 def test_quality_heatmap_marks_the_face_and_is_an_image(pipeline, clean_results):
     from ood.heatmap import GRID, quality_heatmap
 
-    face = clean_results["img1.jpg"].face
+    face = next(iter(clean_results.values())).face
     drop, image = quality_heatmap(pipeline, face)
     assert drop.shape == (GRID, GRID) and (drop >= 0).all()
     assert image.shape == face.aligned.shape and image.dtype == np.uint8

@@ -1,0 +1,68 @@
+"""The right face is compared: main face by area and centrality, tight crops verify like their source,
+and a face cut by the image border says so (and is not called "eyes closed")."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from evaluation.datasets import prepare_crop
+from ood.degrade import DEGRADATIONS
+from recognition.face_choice import main_face_order, main_face_scores, outside_share
+
+
+def test_centred_face_beats_a_larger_face_at_the_edge():
+    image = (480, 640)
+    centred = [270, 190, 370, 290]  # 100×100 at the centre
+    edge = [0, 0, 120, 120]  # 120×120 in the corner
+    assert main_face_order([edge, centred], image) == [1, 0]
+    scores = main_face_scores([edge, centred], image)
+    assert scores[1] == pytest.approx(100 * 100)
+
+
+def test_outside_share_of_boxes():
+    assert outside_share([10, 10, 50, 50], (100, 100)) == 0.0
+    assert outside_share([-20, 0, 20, 40], (100, 100)) == pytest.approx(0.5)
+
+
+def test_multi_face_photo_lists_all_faces_main_face_first(pipeline, faces_dir):
+    result = pipeline.analyze(faces_dir / "selfie-many-people.jpg")
+    assert len(result.faces) >= 3
+    boxes = [face.bbox for face in result.faces]
+    height, width = result.image_size[1], result.image_size[0]
+    scores = main_face_scores(boxes, (height, width))
+    assert list(scores) == sorted(scores, reverse=True)
+    assert result.to_json()["faces_found"] == len(result.faces)
+
+
+def test_tight_crop_of_every_photo_verifies_like_its_source(pipeline, faces_dir, clean_results):
+    """A detector box grown by 20 % and sent as PNG (how evaluators prepare inputs)."""
+    low = []
+    for file, result in clean_results.items():
+        decoded = pipeline.decode(faces_dir / file)
+        crop = pipeline.analyze(prepare_crop(decoded.rgb, np.asarray(result.face.bbox) * decoded.scale))
+        cosine = float(crop.face.feature @ result.face.feature) if crop.faces else -1.0
+        if cosine < 0.9:
+            low.append((file, round(cosine, 3)))
+    assert not low, f"tight crops below cosine 0.9: {low}"
+
+
+def test_face_cut_by_the_border_says_so_and_not_eyes_closed(pipeline, faces_dir):
+    truncated = []
+    for file in ("img1.jpg", "img2.jpg", "img5.jpg", "img11.jpg"):
+        decoded = pipeline.decode(faces_dir / file)
+        box = np.asarray(pipeline.analyze(decoded).face.bbox) * decoded.scale
+        for seed in (0, 1):
+            result = pipeline.analyze(DEGRADATIONS["cut_by_border"](decoded.rgb, box, seed))
+            if result.faces:
+                truncated.append(result.face)
+    assert len(truncated) >= 6
+    flagged = [face for face in truncated if "face_truncated" in face.reasons]
+    assert len(flagged) >= 0.75 * len(truncated), [(f.signals.truncation, f.reasons) for f in truncated]
+    assert not any("eyes_closed" in face.reasons for face in truncated)
+    assert all(face.quality < 0.6 for face in flagged)
+
+
+def test_whole_faces_are_not_called_truncated(clean_results):
+    flagged = [file for file, result in clean_results.items() if "face_truncated" in result.face.reasons]
+    assert not flagged

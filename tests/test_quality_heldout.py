@@ -1,0 +1,106 @@
+"""The quality score on data its calibration never saw (held-out identities/subjects of the split recorded
+in the params file): recaptures, real dark and masked faces, and in-the-wild photos against baselines.
+
+Each set is subsampled with a fixed seed so the whole file costs about two CPU-minutes.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from evaluation.heldout import BASELINES, dark_summary, heldout_photos, masked_summary, recapture_summary, score_photos, wild_edc
+
+DATA_ROOT = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def data_set(name: str) -> Path:
+    folder = DATA_ROOT / name
+    if not folder.is_dir():
+        pytest.skip(f"needs the shared data set {folder} (present in CI, absent in a user's fresh clone)")
+    return DATA_ROOT
+
+
+@pytest.fixture(scope="module")
+def params(pipeline):
+    return pipeline.scorer.params
+
+
+@pytest.fixture(scope="module")
+def spoof(pipeline, params):
+    photos = heldout_photos(data_set("spoof"), params, "spoof", per_identity=16, sample_seed=0)
+    return recapture_summary(score_photos(pipeline, photos), pipeline) | {"identities": sorted({p.identity for p in photos})}
+
+
+def test_held_out_sets_were_not_fitted(params):
+    split = params.metadata["split"]
+    for name in ("wild", "spoof", "dark", "masked"):
+        entry = split["sets"][name]
+        assert entry["held_out_identities"], f"{name}: no held-out identities recorded"
+        assert entry["held_out_photos"] < entry["photos"]
+
+
+def test_printed_photo_recaptures_score_low(spoof):
+    assert spoof["print"] >= 40 and spoof["live"] >= 40
+    assert spoof["print_below_0_4"] >= 0.95, f"only {spoof['print_below_0_4']:.0%} of print frames scored < 0.4"
+    assert spoof["print_below_0_25"] >= 0.80, f"only {spoof['print_below_0_25']:.0%} of print frames scored < 0.25"
+    assert spoof["print_with_recapture_reason"] >= 0.80, f"only {spoof['print_with_recapture_reason']:.0%} say suspected_recapture"
+
+
+def test_live_frames_are_trusted(spoof):
+    assert spoof["live_at_least_0_6"] >= 0.95, f"only {spoof['live_at_least_0_6']:.0%} of live frames scored ≥ 0.6"
+
+
+def test_no_print_is_matched_to_its_owner(spoof):
+    pairs = sum(spoof["print_live_pair_decisions"].values())
+    assert pairs >= 500
+    assert spoof["print_pairs_decided_match"] == 0, spoof["print_live_pair_decisions"]
+
+
+@pytest.fixture(scope="module")
+def wild(pipeline, params):
+    photos = heldout_photos(data_set("wild"), params, "wild", per_identity=6, sample_seed=0)
+    return score_photos(pipeline, photos)
+
+
+# Not met yet (issue 8): measured on all 443 held-out photos, EDC pAUC 0.0187 for our score against
+# 0.0172 (feature norm) and 0.0172 (detector score); it beats face size (0.0202) and sharpness (0.0215).
+# Strict: the day the score wins, this test fails as XPASS and the marker must go.
+@pytest.mark.xfail(strict=True, reason="issue 8: the fused score does not yet beat feature norm / detector score on wild EDC")
+def test_score_beats_every_single_baseline_on_wild_photos(wild):
+    edc = wild_edc(wild)
+    assert edc["genuine_pairs"] >= 500
+    ours = edc["pauc"]["quality"]
+    for name in BASELINES:
+        assert ours < edc["pauc"][name], f"EDC pAUC: ours {ours:.5f} vs {name} {edc['pauc'][name]:.5f}"
+
+
+def test_match_thresholds_hold_their_false_match_rate_on_held_out_identities(pipeline, params, wild):
+    kept = [s for s in wild if s.feature is not None]
+    features = np.stack([s.feature for s in kept])
+    labels = np.array([s.photo.identity for s in kept])
+    upper = np.triu_indices(len(kept), 1)
+    impostor = (features @ features.T)[upper][labels[upper[0]] != labels[upper[1]]]
+    assert impostor.size >= 30_000
+    # Sampling noise on ~40k pairs: a 1e-3 threshold may read up to ~2e-3, a 1e-4 one up to ~5e-4.
+    assert (impostor >= pipeline.match_threshold).mean() <= 2e-3
+    assert (impostor >= params.metadata["strict_match_threshold"]).mean() <= 5e-4
+
+
+def test_deep_shadow_scores_below_the_same_persons_lit_face(pipeline, params):
+    photos = heldout_photos(data_set("dark"), params, "dark", ("lit", "shadow"), per_identity=8, sample_seed=0)
+    summary = dark_summary(score_photos(pipeline, photos))
+    assert summary["pairs"] >= 30
+    assert summary["shadow_lower_share"] >= 0.9, summary
+
+
+# Not met yet (issue 8): masked faces score below the same person's unmasked ones in 73 % of pairs
+# (median 0.64 against 0.77). Strict: an XPASS fails, so the marker goes as soon as it holds.
+@pytest.mark.xfail(strict=True, reason="issue 8: masked < unmasked holds for 73 %, not 90 %")
+def test_masked_faces_score_below_unmasked(pipeline, params):
+    photos = heldout_photos(data_set("masked"), params, "masked", per_identity=8, sample_seed=0)
+    summary = masked_summary(score_photos(pipeline, photos))
+    assert summary["pairs"] >= 100
+    assert summary["masked_lower_share"] >= 0.9, summary
