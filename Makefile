@@ -60,7 +60,7 @@ supervise: setup
 	$(VENV)/bin/supervisord -c supervisord.conf
 
 calibrate: setup
-	$(VENV)/bin/frood calibrate --data ../shared/data/faces
+	$(VENV)/bin/frood calibrate --data-root ../shared/data
 
 bench: setup
 	$(PY) bench/pipeline.py
