@@ -23,7 +23,7 @@ from PIL import Image
 from api.routes import registry
 from dashboard import facegrid
 from dashboard.i18n import I18N, Locale, locale_of, reason_text, tr
-from dashboard.ui_common import error_markdown
+from dashboard.ui_common import clean_source, error_markdown
 from gallery import service as gallery_service
 from gallery.index import INDEX_TYPES
 from recognition import service
@@ -37,20 +37,17 @@ IDENTITIES_SHOWN = 200
 TOP_K = 5
 
 
-class _RememberingPipeline:
-    """The pipeline, remembering its last analysis: the tab shows the enrolled face without analysing twice."""
+class _RememberingRecorder:
+    """Counts each processed photo like Compare and Extract (a stats row, a webhook if rejected) and remembers
+    its analysis, so the tab shows the enrolled face without analysing the photo twice."""
 
-    def __init__(self, pipeline: Any) -> None:
-        self._pipeline = pipeline
-        self.last = None
+    def __init__(self, operation: str, source: str) -> None:
+        self.operation, self.source = operation, source
+        self.last: Any = None
 
-    def analyze(self, *args: Any, **kwargs: Any) -> Any:
-        self.last = None
-        self.last = self._pipeline.analyze(*args, **kwargs)
-        return self.last
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._pipeline, name)
+    def __call__(self, decoded: Any, analysis: Any, latency_ms: float) -> None:
+        self.last = analysis
+        service.record_analysis(self.operation, self.source, decoded, analysis, latency_ms)
 
 
 def _faces_dir(key: str) -> Path:
@@ -170,8 +167,17 @@ def _skip_reason(locale: Locale, english: str, analysis: Any, reject: float) -> 
     return f"质量 {face.quality:.2f} < {reject}（{reasons}）"
 
 
-def on_enrol(key: str | None, label: str, files: list[Any] | None, request: gr.Request, progress: gr.Progress = gr.Progress()):
-    """Enrol each photo of one person (quality-gated), with a progress bar and the per-image skipped reasons."""
+def on_enrol(
+    key: str | None,
+    label: str,
+    files: list[Any] | None,
+    source: str | None = None,
+    request: gr.Request | None = None,
+    progress: gr.Progress = gr.Progress(),
+):
+    """Enrol each photo of one person (quality-gated), with a progress bar and the per-image skipped reasons.
+
+    ``source`` defaults to None so clients written before it existed keep working."""
     locale = locale_of(request)
     if not key:
         return f"**⚠️ {tr(locale, 'gallery_none')}**", gr.HTML(), gr.Dropdown(), gr.File()
@@ -183,7 +189,8 @@ def on_enrol(key: str | None, label: str, files: list[Any] | None, request: gr.R
     if not clean or not paths:
         return f"**⚠️ {tr(locale, 'enrol_need')}**", gr.HTML(), gr.Dropdown(), gr.File()
     try:
-        pipeline = _RememberingPipeline(service.get_pipeline())
+        record = _RememberingRecorder("gallery_enrol", clean_source(source))
+        pipeline = service.get_pipeline()
         reject = pipeline.settings.reject_threshold
         folder = _faces_dir(key)
         folder.mkdir(parents=True, exist_ok=True)
@@ -192,12 +199,13 @@ def on_enrol(key: str | None, label: str, files: list[Any] | None, request: gr.R
             gallery = registry.get(key)
             for path in progress.tqdm(paths, desc=clean):
                 name = Path(path).name
-                result = gallery_service.enrol(pipeline, gallery, [(path, clean, name)])
+                record.last = None
+                result = gallery_service.enrol(pipeline, gallery, [(path, clean, name)], record=record)
                 if result.ids:
                     enrolled += 1
-                    Image.fromarray(np.ascontiguousarray(pipeline.last.face.aligned)).save(folder / f"{result.ids[0]}.png")
+                    Image.fromarray(np.ascontiguousarray(record.last.face.aligned)).save(folder / f"{result.ids[0]}.png")
                 for item in result.skipped:
-                    skipped.append((name, _skip_reason(locale, item["reason"], pipeline.last, reject)))
+                    skipped.append((name, _skip_reason(locale, item["reason"], record.last, reject)))
             registry.save(key)
     except Exception as error:
         return error_markdown(error, locale), gr.HTML(), gr.Dropdown(), gr.File()
@@ -243,7 +251,7 @@ def identified_markdown(faces: list[gallery_service.IdentifiedFace], locale: Loc
     return "\n".join(rows)
 
 
-def on_identify(key: str | None, image: str | None, request: gr.Request):
+def on_identify(key: str | None, image: str | None, source: str | None = None, request: gr.Request | None = None):
     """Every face of the photo against the gallery: boxes, names and scores drawn; unknown faces marked."""
     locale = locale_of(request)
     if not key:
@@ -251,10 +259,11 @@ def on_identify(key: str | None, image: str | None, request: gr.Request):
     if image is None:
         return f"**⚠️ {tr(locale, 'need_one')}**", None
     try:
+        record = _RememberingRecorder("gallery_identify", clean_source(source))
         pipeline = service.get_pipeline()
         decoded = pipeline.decode(image)
         with registry.lock:  # GalleryIndex is not thread-safe: searches wait for adds and removes
-            faces = gallery_service.identify(pipeline, registry.get(key), decoded, top_k=TOP_K)
+            faces = gallery_service.identify(pipeline, registry.get(key), decoded, top_k=TOP_K, record=record)
         drawn = gallery_service.annotate(decoded.rgb, faces, scale=decoded.scale)
     except Exception as error:
         return error_markdown(error, locale), None
@@ -272,6 +281,7 @@ def build_gallery_tab() -> None:
             new_name = gr.Textbox(label=I18N("gallery_name"), max_lines=1, elem_id="gallery-new-name", scale=3)
             index_type = gr.Radio(list(INDEX_TYPES), value="Flat", label=I18N("gallery_type"), scale=2)
             create = gr.Button(I18N("gallery_create"), elem_id="gallery-create", scale=1)
+        source = gr.Textbox(label=I18N("source"), max_lines=1, elem_id="gallery-source")
         status = gr.Markdown(elem_id="gallery-status")
         with gr.Row():
             with gr.Column():
@@ -296,6 +306,6 @@ def build_gallery_tab() -> None:
         reload.click(on_reload, [pick], refreshed, api_name="gallery_list")
         pick.input(on_reload, [pick], refreshed, api_name=False)
         create.click(on_create, [new_name, index_type], refreshed, api_name="gallery_create")
-        enrol.click(on_enrol, [pick, label, files], [status, listing, remove_pick, files], api_name="gallery_enrol")
+        enrol.click(on_enrol, [pick, label, files, source], [status, listing, remove_pick, files], api_name="gallery_enrol")
         remove.click(on_remove, [pick, remove_pick], [status, listing, remove_pick], api_name="gallery_remove")
-        identify.click(on_identify, [pick, photo], [identified, drawn], api_name="gallery_identify")
+        identify.click(on_identify, [pick, photo, source], [identified, drawn], api_name="gallery_identify")

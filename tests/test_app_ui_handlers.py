@@ -75,3 +75,28 @@ def test_monitor_of_an_empty_store_and_of_one_source(attached_store):
     assert list(table["Source"]) == ["gate-2", "gate-1"] and list(table["Top reasons"]) == ["Blurred", ""]
     assert [value for _, value in sources.choices] == ["", "gate-1", "gate-2"]
     assert "source must be at most 64" in app.on_monitor("24h", "no spaces please", ENGLISH)[0]
+
+
+def test_gallery_tab_counts_every_photo_under_its_source(attached_store, faces_dir, tmp_path, monkeypatch):
+    """Enrolment and identification in the Gallery tab write one stats row per photo, under the operator's source."""
+    import datetime as dt
+
+    from api.routes import registry
+    from dashboard import gallery_tab
+    from gallery import service as gallery_service
+    from settings import get_settings
+
+    monkeypatch.setattr(get_settings(), "data_dir", tmp_path / "data")
+    key = registry.create(gallery_service.new_gallery(service.get_pipeline()))
+    no_progress = SimpleNamespace(tqdm=lambda items, desc=None: items)
+    photos = [str(faces_dir / "img1.jpg"), str(faces_dir / "img2.jpg")]
+    text = gallery_tab.on_enrol(key, "angelina", photos, "gate-9", ENGLISH, no_progress)[0]
+    assert "angelina" in text and len(registry.get(key)) == 2
+    assert list((tmp_path / "data" / "gallery-ui" / key).glob("*.png")), "the enrolled faces are shown"
+    markdown, drawn = gallery_tab.on_identify(key, str(faces_dir / "img4.jpg"), "gate-9", ENGLISH)
+    assert drawn is not None and "angelina" in markdown
+    since = dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)
+    assert attached_store.summary(since, source="gate-9")["count"] == 3
+    assert attached_store.summary(since, source="ui")["count"] == 0
+    bad = gallery_tab.on_enrol(key, "angelina", photos, "no spaces please", ENGLISH, no_progress)[0]
+    assert "source must be at most 64" in bad and len(registry.get(key)) == 2
