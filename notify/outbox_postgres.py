@@ -14,7 +14,6 @@ locked while it POSTs, then records the outcome and commits:
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
 import threading
 import time
@@ -23,7 +22,7 @@ from collections.abc import Iterable
 
 import requests
 
-from notify.webhook import EVENT_ID_HEADER, SIGNATURE_HEADER, sign_body
+from notify.webhook import post_event, stamped_body
 from storage.postgres import migrate, open_pool
 
 log = logging.getLogger("frood.webhook")
@@ -104,31 +103,18 @@ class PostgresOutbox:
         """Store one event for delivery; returns its ``event_id`` (None when no URL is configured)."""
         if not self.enabled:
             return None
-        event_id = payload.get("event_id") or uuid.uuid4().hex
-        payload = {"timestamp": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), **payload, "event_id": event_id}
+        event_id, body = stamped_body(payload)
         now = time.time()
         with self._pool.connection() as connection:
             connection.execute(
                 "INSERT INTO webhook_outbox (event_id, body, next_attempt_at, created_at) VALUES (%s, %s, %s, %s) ON CONFLICT (event_id) DO NOTHING",
-                (event_id, json.dumps(payload, separators=(",", ":"), default=str), now, now),
+                (event_id, body, now, now),
             )
         self._wake.set()
         return event_id
 
     def _attempt(self, event_id: str, body: str) -> tuple[bool, str]:
-        """One POST; any network error, timeout or non-2xx is a failed attempt, never an exception."""
-        data = body.encode()
-        headers = {"Content-Type": "application/json", EVENT_ID_HEADER: event_id}
-        if self.secret:
-            headers[SIGNATURE_HEADER] = sign_body(data, self.secret)
-        try:
-            with self._session.post(self.url, data=data, headers=headers, timeout=self.timeout_s) as response:
-                status = response.status_code
-        except requests.RequestException as error:
-            return False, _one_line(f"{type(error).__name__}: {error}")
-        if 200 <= status < 300:
-            return True, ""
-        return False, f"HTTP {status}"
+        return post_event(self._session, self.url, self.secret, self.timeout_s, event_id, body)
 
     def deliver_due(self, now: float | None = None) -> int:
         """One pass over events due at ``now`` (epoch seconds, default: the clock); returns how many were delivered."""

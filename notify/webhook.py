@@ -66,6 +66,30 @@ def _one_line(text: str, limit: int = 300) -> str:
     return " ".join(text.split())[:limit]
 
 
+def stamped_body(payload: dict) -> tuple[str, str]:
+    """The event id (the payload's, else a new one) and the JSON body sent for it, with its timestamp."""
+    event_id = payload.get("event_id") or uuid.uuid4().hex
+    stamped = {"timestamp": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), **payload, "event_id": event_id}
+    return event_id, json.dumps(stamped, separators=(",", ":"), default=str)
+
+
+def post_event(session: requests.Session, url: str, secret: str, timeout_s: float, event_id: str, body: str) -> tuple[bool, str]:
+    """One signed POST of an event (every outbox backend); a network error, timeout or non-2xx is a failed
+    attempt with a one-line reason, never an exception."""
+    data = body.encode()
+    headers = {"Content-Type": "application/json", EVENT_ID_HEADER: event_id}
+    if secret:
+        headers[SIGNATURE_HEADER] = sign_body(data, secret)
+    try:
+        with session.post(url, data=data, headers=headers, timeout=timeout_s) as response:
+            status = response.status_code
+    except requests.RequestException as error:
+        return False, _one_line(f"{type(error).__name__}: {error}")
+    if 200 <= status < 300:
+        return True, ""
+    return False, f"HTTP {status}"
+
+
 class WebhookOutbox:
     """Persistent outbox (SQLite, WAL) plus a daemon worker that POSTs due events with backoff."""
 
@@ -134,30 +158,17 @@ class WebhookOutbox:
         """Store one event for delivery; returns its ``event_id`` (None when no URL is configured)."""
         if not self.enabled:
             return None
-        event_id = payload.get("event_id") or uuid.uuid4().hex
-        payload = {"timestamp": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), **payload, "event_id": event_id}
+        event_id, body = stamped_body(payload)
         now = time.time()
         self._connection().execute(
             "INSERT OR IGNORE INTO outbox (event_id, body, next_attempt_at, created_at) VALUES (?, ?, ?, ?)",
-            (event_id, json.dumps(payload, separators=(",", ":"), default=str), now, now),
+            (event_id, body, now, now),
         )
         self._wake.set()
         return event_id
 
     def _attempt(self, event_id: str, body: str) -> tuple[bool, str]:
-        """One POST; any network error, timeout or non-2xx is a failed attempt, never an exception."""
-        data = body.encode()
-        headers = {"Content-Type": "application/json", EVENT_ID_HEADER: event_id}
-        if self.secret:
-            headers[SIGNATURE_HEADER] = sign_body(data, self.secret)
-        try:
-            with self._session.post(self.url, data=data, headers=headers, timeout=self.timeout_s) as response:
-                status = response.status_code
-        except requests.RequestException as error:
-            return False, _one_line(f"{type(error).__name__}: {error}")
-        if 200 <= status < 300:
-            return True, ""
-        return False, f"HTTP {status}"
+        return post_event(self._session, self.url, self.secret, self.timeout_s, event_id, body)
 
     def deliver_due(self, now: float | None = None) -> int:
         """One pass over events due at ``now`` (epoch seconds, default: the clock); returns how many were delivered."""
