@@ -108,7 +108,41 @@ class Store(Protocol):
     def stop(self) -> None: ...
 
 
-class SQLiteStore:
+class BackgroundPruning:
+    """``start_pruning``/``stop`` for a store that defines ``prune()``: one daemon thread (SQLite and PostgreSQL alike).
+
+    The store's ``__init__`` sets ``self._stop = threading.Event()`` and ``self._pruner = None``.
+    """
+
+    _stop: threading.Event
+    _pruner: threading.Thread | None
+
+    def start_pruning(self, interval_s: float = 3600.0) -> None:
+        """Prune now and then every ``interval_s`` in a daemon thread."""
+        if self._pruner is not None and self._pruner.is_alive():
+            return
+        self._stop.clear()
+
+        def loop() -> None:
+            while not self._stop.is_set():
+                try:
+                    self.prune()
+                except Exception:
+                    log.exception("Pruning the stats store failed")
+                self._stop.wait(interval_s)
+
+        self._pruner = threading.Thread(target=loop, name="stats-pruner", daemon=True)
+        self._pruner.start()
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        """Stop the pruning thread (an in-flight prune finishes its transaction first)."""
+        self._stop.set()
+        if self._pruner is not None:
+            self._pruner.join(timeout_s)
+            self._pruner = None
+
+
+class SQLiteStore(BackgroundPruning):
     """The default ``Store``: SQLite (WAL) + a folder of JPEG thumbnails."""
 
     def __init__(
@@ -237,31 +271,6 @@ class SQLiteStore:
                         part.unlink(missing_ok=True)
                 except FileNotFoundError:
                     pass
-
-    def start_pruning(self, interval_s: float = 3600.0) -> None:
-        """Prune now and then every ``interval_s`` in a daemon thread."""
-
-        if self._pruner is not None and self._pruner.is_alive():
-            return
-        self._stop.clear()
-
-        def loop() -> None:
-            while not self._stop.is_set():
-                try:
-                    self.prune()
-                except Exception:
-                    log.exception("Pruning the stats store failed")
-                self._stop.wait(interval_s)
-
-        self._pruner = threading.Thread(target=loop, name="stats-pruner", daemon=True)
-        self._pruner.start()
-
-    def stop(self, timeout_s: float = 5.0) -> None:
-        """Stop the pruning thread (an in-flight prune finishes its transaction first)."""
-        self._stop.set()
-        if self._pruner is not None:
-            self._pruner.join(timeout_s)
-            self._pruner = None
 
     # -- reads ------------------------------------------------------------------------------------
 

@@ -27,7 +27,7 @@ import pandas as pd
 from PIL import Image
 from psycopg.types.json import Jsonb
 
-from dashboard.store import THUMBNAIL_MAX_SIDE, Event, utcnow
+from dashboard.store import THUMBNAIL_MAX_SIDE, BackgroundPruning, Event, utcnow
 from storage.postgres import migrate, open_pool
 
 log = logging.getLogger("frood.store")
@@ -81,7 +81,7 @@ def encode_thumbnail(rgb: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-class PostgresStore:
+class PostgresStore(BackgroundPruning):
     """``Store`` over a PostgreSQL connection pool; safe to share between threads and replicas."""
 
     def __init__(
@@ -158,30 +158,6 @@ class PostgresStore:
                     path.unlink(missing_ok=True)
             except FileNotFoundError:
                 pass
-
-    def start_pruning(self, interval_s: float = 3600.0) -> None:
-        """Prune now and then every ``interval_s`` in a daemon thread."""
-        if self._pruner is not None and self._pruner.is_alive():
-            return
-        self._stop.clear()
-
-        def loop() -> None:
-            while not self._stop.is_set():
-                try:
-                    self.prune()
-                except Exception:
-                    log.exception("Pruning the stats store failed")
-                self._stop.wait(interval_s)
-
-        self._pruner = threading.Thread(target=loop, name="stats-pruner", daemon=True)
-        self._pruner.start()
-
-    def stop(self, timeout_s: float = 5.0) -> None:
-        """Stop the pruning thread (an in-flight prune finishes its transaction first)."""
-        self._stop.set()
-        if self._pruner is not None:
-            self._pruner.join(timeout_s)
-            self._pruner = None
 
     def close(self) -> None:
         """Stop pruning and close the connection pool (the store is unusable afterwards)."""
