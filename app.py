@@ -33,9 +33,9 @@ from dashboard.gallery_tab import build_gallery_tab
 from dashboard.i18n import I18N, Locale, locale_of, reason_text, tr
 from dashboard.pose_tab import build_pose_tab
 from dashboard.ui_common import clean_source, error_markdown
-from recognition import service
 from recognition.errors import FroodError
 from recognition.logs import configure_logging
+from service import faces as service
 from settings import get_settings
 from storage.factory import open_outbox, open_store
 

@@ -28,9 +28,9 @@ from pydantic import BaseModel, Field
 from api.security import ApiError, RateLimiter, authorize, check_identifier, check_ids, check_label, image_bytes, presented_key, shorten
 from gallery import service as gallery_service
 from gallery.index import TEMP_PREFIX, GalleryCorruptError, GalleryIndex, GalleryMismatchError
-from recognition import service
 from recognition.errors import FroodError
 from recognition.models import resolve_name
+from service import faces as service
 from settings import get_settings
 
 log = logging.getLogger("frood.api")

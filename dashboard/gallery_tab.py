@@ -26,8 +26,8 @@ from dashboard.i18n import I18N, Locale, locale_of, reason_text, tr
 from dashboard.ui_common import clean_source, error_markdown
 from gallery import service as gallery_service
 from gallery.index import INDEX_TYPES
-from recognition import service
 from recognition.errors import FroodError
+from service import faces as service
 from settings import get_settings
 
 log = logging.getLogger("frood.ui.gallery")

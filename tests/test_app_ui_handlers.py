@@ -10,7 +10,7 @@ from types import SimpleNamespace
 import pytest
 
 import app
-from recognition import service
+from service import faces as service
 
 ENGLISH = SimpleNamespace(headers={"accept-language": "en-US,en;q=0.9"})
 CHINESE = SimpleNamespace(headers={"accept-language": "zh-CN,zh;q=0.9"})

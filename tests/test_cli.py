@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def frood(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "recognition.cli", *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout
+        [sys.executable, "-m", "cli.frood", *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout
     )
 
 

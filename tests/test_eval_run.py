@@ -146,7 +146,7 @@ def test_prepare_crop_expands_bounds_and_is_lossless():
 
 
 def eval_parser() -> argparse.ArgumentParser:
-    """``frood``'s global options plus the eval sub-command, as recognition/cli.py wires it."""
+    """``frood``'s global options plus the eval sub-command, as cli/frood.py wires it."""
     from evaluation.cli import add_eval_parser
 
     parser = argparse.ArgumentParser(prog="frood")

@@ -124,7 +124,7 @@ def test_a_gallery_in_the_older_flat_layout_loads_and_is_upgraded_by_its_next_sa
 def test_a_failed_save_does_not_keep_serving_the_unsaved_change(tmp_path, monkeypatch, pipeline):
     from api import routes
     from api.security import ApiError
-    from recognition import service
+    from service import faces as service
     from settings import get_settings
 
     monkeypatch.setattr(get_settings(), "data_dir", tmp_path)

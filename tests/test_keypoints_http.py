@@ -89,7 +89,7 @@ def test_bad_requests_get_their_status_in_the_envelope(app, body, status, messag
 
 
 def frood(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "recognition.cli", *args], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    return subprocess.run([sys.executable, "-m", "cli.frood", *args], cwd=ROOT, capture_output=True, text=True, timeout=600)
 
 
 def test_cli_prints_json_and_draws_the_skeletons(tmp_path):

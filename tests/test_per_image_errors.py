@@ -9,8 +9,8 @@ import logging
 import numpy as np
 import pytest
 
+from cli import frood as cli
 from gallery import service as gallery_service
-from recognition import cli
 from recognition.errors import AlignmentError
 from recognition.logs import LOG_LINE_MAX, BoundedFormatter
 

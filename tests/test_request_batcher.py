@@ -60,7 +60,7 @@ class _GatedPipeline:
 
 def test_full_queue_answers_503_with_retry_after(pipeline, faces_dir, monkeypatch):
     from api import routes as api_routes
-    from recognition import service
+    from service import faces as service
 
     monkeypatch.setitem(service._pipelines, pipeline.model, pipeline)
     gated = _GatedPipeline(pipeline)

@@ -172,7 +172,7 @@ def test_frood_webhook_cli_lists_retries_and_drops(tmp_path):
     env = {**os.environ, "DATA_DIR": str(tmp_path), "LOG_DIR": str(tmp_path / "logs"), "WEBHOOK_URL": ""}
 
     def frood(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "recognition.cli", "webhook", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+        return subprocess.run([sys.executable, "-m", "cli.frood", "webhook", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
 
     listed = frood("stats")
     assert listed.returncode == 0, listed.stderr
@@ -183,6 +183,6 @@ def test_frood_webhook_cli_lists_retries_and_drops(tmp_path):
     refused = frood("drop")
     assert refused.returncode == 2 and "--all" in refused.stderr
     assert json.loads(frood("drop", "--all").stdout) == {"dropped": 1, "sent": 0, "pending": 1, "failed": 0}
-    missing = subprocess.run([sys.executable, "-m", "recognition.cli", "webhook", "stats"], cwd=ROOT, capture_output=True, text=True, timeout=60,
+    missing = subprocess.run([sys.executable, "-m", "cli.frood", "webhook", "stats"], cwd=ROOT, capture_output=True, text=True, timeout=60,
                              env={**env, "DATA_DIR": str(tmp_path / "nowhere")})
     assert missing.returncode == 2 and "no webhook outbox" in missing.stderr
