@@ -108,6 +108,16 @@ class Store(Protocol):
     def stop(self) -> None: ...
 
 
+def summary_from_row(row: tuple) -> dict:
+    """``summary``'s answer from its one SQL row (count, mean quality, low-quality rate, rejected), any backend."""
+    return {
+        "count": int(row[0]),
+        "mean_quality": float(row[1]) if row[1] is not None else None,
+        "low_quality_rate": float(row[2]) if row[2] is not None else None,
+        "rejected": int(row[3] or 0),
+    }
+
+
 class BackgroundPruning:
     """``start_pruning``/``stop`` for a store that defines ``prune()``: one daemon thread (SQLite and PostgreSQL alike).
 
@@ -303,13 +313,7 @@ class SQLiteStore(BackgroundPruning):
             query += " AND source = ?"
             params.append(source)
         row = self._connection().execute(query, params).fetchone()
-        count = int(row[0])
-        return {
-            "count": count,
-            "mean_quality": float(row[1]) if row[1] is not None else None,
-            "low_quality_rate": float(row[2]) if row[2] is not None else None,
-            "rejected": int(row[3] or 0),
-        }
+        return summary_from_row(row)
 
     def hourly(
         self, since: dt.datetime, until: dt.datetime, low_quality_threshold: float = 0.4, *, source: str | None = None

@@ -27,7 +27,7 @@ import pandas as pd
 from PIL import Image
 from psycopg.types.json import Jsonb
 
-from dashboard.store import THUMBNAIL_MAX_SIDE, BackgroundPruning, Event, utcnow
+from dashboard.store import THUMBNAIL_MAX_SIDE, BackgroundPruning, Event, summary_from_row, utcnow
 from storage.postgres import migrate, open_pool
 
 log = logging.getLogger("frood.store")
@@ -180,12 +180,7 @@ class PostgresStore(BackgroundPruning):
             f"SELECT COUNT(*), AVG(quality), AVG({LOW_FLAG}), SUM(rejected::int) FROM events WHERE ts >= %(since)s{_source_clause(source)}",
             {"threshold": low_quality_threshold, "since": _utc(since), "source": source},
         )[0]
-        return {
-            "count": int(row[0]),
-            "mean_quality": float(row[1]) if row[1] is not None else None,
-            "low_quality_rate": float(row[2]) if row[2] is not None else None,
-            "rejected": int(row[3] or 0),
-        }
+        return summary_from_row(row)
 
     def hourly(
         self, since: dt.datetime, until: dt.datetime, low_quality_threshold: float = 0.4, *, source: str | None = None
