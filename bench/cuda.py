@@ -97,6 +97,7 @@ def main() -> None:
     parser.add_argument("--batch-sizes", default="64,256,512")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--decode-workers", type=int, default=8)
+    parser.add_argument("--profile", default="", help="write torch.profiler's table for one batch of 256 decoded photos here")
     args = parser.parse_args()
     if not torch.cuda.is_available():
         sys.exit("bench/cuda.py needs a CUDA device")
@@ -133,6 +134,15 @@ def main() -> None:
         report["batch_from_decoded"][str(size)] = throughput(engine, decoded, size, args.repeats)
         print(json.dumps({size: report["batch_from_jpeg_bytes"][str(size)], "decoded": report["batch_from_decoded"][str(size)]}), flush=True)
     report["recognizer_ceiling"] = {precision: ceiling(engine, crops) for precision, engine in engines.items()}
+    if args.profile:
+        from torch.profiler import ProfilerActivity, profile
+
+        batch = [decoded[index % len(decoded)] for index in range(256)]
+        with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as profiler:
+            engine.analyze_batch(batch)
+            torch.cuda.synchronize()
+        table = profiler.key_averages().table(sort_by="cpu_time_total", row_limit=40)
+        Path(args.profile).write_text(table)
     print(json.dumps(report, indent=2))
 
 
