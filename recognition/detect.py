@@ -144,30 +144,68 @@ def _bbreg(boxes: torch.Tensor, reg: torch.Tensor) -> torch.Tensor:
     return boxes
 
 
-def _pnet_padded(pnet: torch.nn.Module, levels: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-    """P-Net over images of different sizes in one pass: each padded to the largest, with exactly the
-    outputs it would get alone.
+def _pyramid_levels(min_side: int, m: float, factor: float) -> int:
+    """How many pyramid levels ``detect_face`` builds for an image of this short side (its own loop)."""
+    count, side = 0, min_side * m
+    while side >= 12:
+        count, side = count + 1, side * factor
+    return count
+
+
+def resample_many(table: torch.Tensor, ids: torch.Tensor, sizes: torch.Tensor, out_sizes: torch.Tensor) -> torch.Tensor:
+    """Whole images of different sizes, each resampled ("area" mode) to its own output size, in one gather.
+
+    ``table``: summed-area tables of the canvas holding every image in its top-left corner; ``sizes``
+    and ``out_sizes``: K×(height, width). Returns K×3×H×W (H, W the largest output size), each image's
+    pixels equal to ``interpolate(image, out_size, mode="area")`` to float rounding, grey (127.5) beyond.
+    One call for a whole pyramid level instead of one ``interpolate`` per image (which, on CUDA, made
+    three quarters of the detector's time).
+    """
+    device = table.device
+    out_h, out_w = int(out_sizes[:, 0].max()), int(out_sizes[:, 1].max())
+
+    def bins(length: torch.Tensor, out: torch.Tensor, count: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        steps = torch.arange(count, device=device)[None, :]
+        inside = steps < out[:, None]
+        lower = (steps * length[:, None]) // out[:, None]
+        upper = ((steps + 1) * length[:, None] + out[:, None] - 1) // out[:, None]
+        return torch.where(inside, lower, 0), torch.where(inside, upper, 1), inside
+
+    row_lo, row_hi, row_in = bins(sizes[:, 0], out_sizes[:, 0], out_h)
+    col_lo, col_hi, col_in = bins(sizes[:, 1], out_sizes[:, 1], out_w)
+    index = ids[:, None, None]
+
+    def corner(rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+        return table[index, :, rows[:, :, None], cols[:, None, :]]  # K×H×W×3
+
+    sums = corner(row_hi, col_hi) - corner(row_lo, col_hi) - corner(row_hi, col_lo) + corner(row_lo, col_lo)
+    counts = (row_hi - row_lo)[:, :, None] * (col_hi - col_lo)[:, None, :]
+    means = (sums.double() / counts[..., None].double()).float()
+    inside = (row_in[:, :, None] & col_in[:, None, :])[..., None]
+    return torch.where(inside, means, torch.full_like(means, 127.5)).permute(0, 3, 1, 2)
+
+
+def _pnet_padded(pnet: torch.nn.Module, batch: torch.Tensor, sizes: list[tuple[int, int]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """P-Net over images of different sizes in one pass, each padded to the largest (``batch``, K×3×H×W,
+    image ``k`` in the top-left ``sizes[k]``), with exactly the outputs it would get alone.
 
     P-Net is fully convolutional with unpadded convolutions, so a padded image's outputs over its own
     area are its own, except where the 2×2 ceil-mode pooling meets its right/bottom edge: there the
     padding would enter the max. Conv1 outputs outside each image are set to −∞ before pooling, so
     the max sees what it sees alone; outputs outside each image get probability 0.
     """
-    height = max(level.shape[2] for level in levels)
-    width = max(level.shape[3] for level in levels)
-    batch = torch.zeros(len(levels), 3, height, width, device=levels[0].device, dtype=levels[0].dtype)
-    inside = torch.zeros(len(levels), 1, height - 2, width - 2, dtype=torch.bool, device=batch.device)
-    for slot, level in enumerate(levels):
-        batch[slot, :, : level.shape[2], : level.shape[3]] = level[0]
-        inside[slot, :, : level.shape[2] - 2, : level.shape[3] - 2] = True
+    height, width = batch.shape[2], batch.shape[3]
+    inside = torch.zeros(len(sizes), 1, height - 2, width - 2, dtype=torch.bool, device=batch.device)
+    for slot, (image_height, image_width) in enumerate(sizes):
+        inside[slot, :, : image_height - 2, : image_width - 2] = True
     hidden = pnet.prelu1(pnet.conv1(batch))
     hidden = pnet.pool1(hidden.masked_fill(~inside, float("-inf")))
     hidden = pnet.prelu3(pnet.conv3(pnet.prelu2(pnet.conv2(hidden))))
     probs = pnet.softmax4_1(pnet.conv4_1(hidden))[:, 1]
     reg = pnet.conv4_2(hidden)
     valid = torch.zeros_like(probs, dtype=torch.bool)
-    for slot, level in enumerate(levels):
-        valid[slot, : -(-(level.shape[2] - 2) // 2) - 4, : -(-(level.shape[3] - 2) // 2) - 4] = True
+    for slot, (image_height, image_width) in enumerate(sizes):
+        valid[slot, : -(-(image_height - 2) // 2) - 4, : -(-(image_width - 2) // 2) - 4] = True
     return reg, torch.where(valid & torch.isfinite(probs), probs, torch.zeros_like(probs))
 
 
@@ -194,6 +232,10 @@ def mtcnn_detect(
         scales.append(scale)
         scale, min_side = scale * factor, min_side * factor
 
+    if sizes is not None:
+        real = torch.tensor(sizes, device=device, dtype=torch.long)  # N×(height, width)
+        table = _summed_area(imgs)
+        level_counts = [_pyramid_levels(min(size), m, factor) for size in sizes]
     candidates, image_ids, picks, offset = [], [], [], 0
     for level, scale in enumerate(scales):
         if sizes is None:
@@ -201,17 +243,15 @@ def mtcnn_detect(
             reg, probs = mtcnn.pnet(data)
             boxes_scale, ids_scale = generateBoundingBox(reg, probs[:, 1], scale, threshold[0])
         else:
-            members = [index for index, size in enumerate(sizes) if min(size) * m * factor**level >= 12]
+            members = [index for index, count in enumerate(level_counts) if count > level]
             if not members:
                 break
-            levels = []
-            for index in members:
-                image_height, image_width = sizes[index]
-                own = imgs[index : index + 1, :, :image_height, :image_width]
-                levels.append(imresample(own, (int(image_height * scale + 1), int(image_width * scale + 1))))
-            reg, probs = _pnet_padded(mtcnn.pnet, [(level_image - 127.5) * 0.0078125 for level_image in levels])
-            boxes_scale, member_ids = generateBoundingBox(reg, probs, scale, threshold[0])
-            ids_scale = torch.tensor(members, device=device)[member_ids]
+            out_sizes = [(int(sizes[index][0] * scale + 1), int(sizes[index][1] * scale + 1)) for index in members]
+            member_ids = torch.tensor(members, device=device)
+            data = resample_many(table, member_ids, real[member_ids], torch.tensor(out_sizes, device=device))
+            reg, probs = _pnet_padded(mtcnn.pnet, (data - 127.5) * 0.0078125, out_sizes)
+            boxes_scale, slots = generateBoundingBox(reg, probs, scale, threshold[0])
+            ids_scale = member_ids[slots]
         candidates.append(boxes_scale)
         image_ids.append(ids_scale)
         picks.append(batched_nms(boxes_scale[:, :4], boxes_scale[:, 4], ids_scale, 0.5) + offset)
@@ -225,10 +265,10 @@ def mtcnn_detect(
         [boxes[:, 0] + boxes[:, 5] * regw, boxes[:, 1] + boxes[:, 6] * regh, boxes[:, 2] + boxes[:, 7] * regw, boxes[:, 3] + boxes[:, 8] * regh, boxes[:, 4]]
     ).permute(1, 0)
     boxes = _rerec(boxes)
-    table = _summed_area(imgs) if len(boxes) else None
+    if sizes is None:
+        table = _summed_area(imgs) if len(boxes) else None
 
     if sizes is not None:
-        real = torch.tensor(sizes, device=device, dtype=torch.long)  # N×(height, width)
         image_height, image_width = real[:, 0], real[:, 1]
     else:
         image_height = image_width = None

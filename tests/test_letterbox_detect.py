@@ -44,12 +44,34 @@ def test_padded_pnet_gives_each_image_its_own_outputs(pipeline):
 
     pnet = pipeline.detector._mtcnn.pnet
     generator = torch.Generator().manual_seed(3)
-    levels = [torch.rand(1, 3, height, width, generator=generator) * 2 - 1 for height, width in ((31, 47), (64, 40), (19, 23))]
+    sizes = [(31, 47), (64, 40), (19, 23)]
+    levels = [torch.rand(1, 3, height, width, generator=generator) * 2 - 1 for height, width in sizes]
+    batch = torch.zeros(len(levels), 3, 64, 47)
+    for slot, level in enumerate(levels):
+        batch[slot, :, : level.shape[2], : level.shape[3]] = level[0]
     with torch.inference_mode():
-        reg, probs = _pnet_padded(pnet, levels)
+        reg, probs = _pnet_padded(pnet, batch, sizes)
         for slot, level in enumerate(levels):
             own_reg, own_probs = pnet(level)
             height, width = own_probs.shape[2:]
             assert torch.allclose(probs[slot, :height, :width], own_probs[0, 1], atol=1e-6)
             assert torch.allclose(reg[slot, :, :height, :width], own_reg[0], atol=1e-5)
             assert not probs[slot, height:, :].any() and not probs[slot, :, width:].any()
+
+
+def test_one_gather_resamples_images_of_different_sizes_like_interpolate():
+    import torch
+
+    from recognition.detect import _summed_area, resample_many
+
+    generator = torch.Generator().manual_seed(5)
+    sizes = [(37, 53), (60, 29), (12, 12)]
+    canvas = torch.full((len(sizes), 3, 60, 53), 127.0)
+    for slot, (height, width) in enumerate(sizes):
+        canvas[slot, :, :height, :width] = torch.randint(0, 256, (3, height, width), generator=generator).float()
+    out_sizes = [(23, 31), (35, 18), (7, 9)]
+    resampled = resample_many(_summed_area(canvas), torch.arange(3), torch.tensor(sizes), torch.tensor(out_sizes))
+    for slot, ((height, width), (out_h, out_w)) in enumerate(zip(sizes, out_sizes)):
+        expected = torch.nn.functional.interpolate(canvas[slot : slot + 1, :, :height, :width], size=(out_h, out_w), mode="area")[0]
+        assert torch.allclose(resampled[slot, :, :out_h, :out_w], expected, atol=1e-3)
+        assert (resampled[slot, :, out_h:, :] == 127.5).all() and (resampled[slot, :, :, out_w:] == 127.5).all()
