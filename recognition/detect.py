@@ -425,8 +425,8 @@ class MTCNNDetector:
     def detect(self, rgb: np.ndarray) -> list[Detection]:
         return self.detect_batch([rgb])[0]
 
-    def _stack(self, images: list[np.ndarray], indices: list[int]) -> torch.Tensor:
-        if not self.letterbox:
+    def _stack(self, images: list[np.ndarray], indices: list[int], letterbox: bool) -> torch.Tensor:
+        if not letterbox:
             return torch.from_numpy(np.stack([images[i] for i in indices])).to(self.device)
         height = max(images[i].shape[0] for i in indices)
         width = max(images[i].shape[1] for i in indices)
@@ -446,8 +446,10 @@ class MTCNNDetector:
         for indices in groups.values():
             for start in range(0, len(indices), self.chunk):
                 chunk = indices[start : start + self.chunk]
-                stacked = self._stack(images, chunk)
-                sizes = [images[i].shape[:2] for i in chunk] if self.letterbox else None
+                # One image needs no canvas: the plain pass gives it the same faces (to float rounding).
+                letterbox = self.letterbox and len(chunk) > 1
+                stacked = self._stack(images, chunk, letterbox)
+                sizes = [images[i].shape[:2] for i in chunk] if letterbox else None
                 with torch.inference_mode():
                     outputs = mtcnn_detect(stacked, self._mtcnn, sizes)
                 for index, (boxes, points) in zip(chunk, outputs):
