@@ -29,11 +29,15 @@ def get_engine() -> KeypointEngine:
                 input_size=settings.keypoints_input_size,
                 refine=settings.keypoints_refine,
                 tiles=settings.keypoints_tiles,
+                detector=settings.keypoints_detector,
                 max_bytes=settings.max_upload_bytes,
                 max_pixels=settings.max_image_pixels,
                 max_width=settings.max_image_width,
             )
-            log.info("Keypoint models loaded on %s (input %d, refine %s)", _engine.device, _engine.input_size, _engine.refiner is not None)
+            log.info(
+                "Keypoint models loaded on %s (input %d, refine %s, person detector %s)",
+                _engine.device, _engine.input_size, _engine.refine, _engine.detector is not None,
+            )
         return _engine
 
 

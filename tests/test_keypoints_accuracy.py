@@ -1,6 +1,7 @@
 """Keypoints on the annotated people of ../shared/data/keypoints (OCHuman + PoseTrack18), at the defaults a
-user gets (settings: input 384, tiles, Thunder refinement, detThreshold 0.25 = the MoveNet default
-of TF.js pose-detection), and photos with nobody in them.
+user gets (settings: input 384, tiles, the CenterNet person detector, Thunder top-down keypoints,
+detThreshold 0.5 on the calibrated score, where 0.5 is each model's documented default), and photos with
+nobody in them.
 
 "Mostly visible" = at least 12 of the person's COCO keypoints labelled (PoseTrack's head_bottom/head_top are
 not COCO's eyes and are left out). A person is found when one detection, matched one-to-one by box IoU, has
@@ -23,14 +24,16 @@ MOSTLY_VISIBLE = 12
 GRADIO_IMAGES = Path(__import__("gradio").__file__).parent / "media_assets" / "images"
 
 # (image file, annotation index) → why the engine misses that person today (see docs/keypoints.md).
-OVERLAP = "two people overlap almost completely: MultiPose decodes one person centre for the pair"
-SMALL = "a small person in a crowd of 11 (1920×1080 frame): its person score stays under the default 0.25"
+# The two small people of the 11-person crowd (000000.jpg@012834 #6 and #10) were misses before the
+# person detector; it finds them, so they are no longer listed.
+OVERLAP = (
+    "two people overlap almost completely: MultiPose decodes one person centre and CenterNet one box "
+    "for the pair (its heatmap has one peak), so nothing proposes the person behind"
+)
 KNOWN_MISSES = {
     ("000817.jpg", 1): OVERLAP,
     ("003896.jpg", 0): OVERLAP,
     ("000000.jpg@009473", 0): OVERLAP,
-    ("000000.jpg@012834", 6): SMALL,
-    ("000000.jpg@012834", 10): SMALL,
 }
 
 
@@ -131,7 +134,12 @@ def test_batch_gives_the_same_people_as_one_by_one_and_keeps_errors_in_place(eng
         single = engine.detect(path, det_threshold=0.25)
         assert len(single.persons) == len(result.persons) > 0
         for a, b in zip(single.persons, result.persons):
-            # batched convolutions sum in another order: the same people to a small fraction of a pixel
-            np.testing.assert_allclose(a.keypoints[:, :2], b.keypoints[:, :2], atol=0.05)
-            np.testing.assert_allclose(a.keypoints[:, 2], b.keypoints[:, 2], atol=1e-3)
+            # Batched convolutions sum in another order: the same people to a small fraction of a pixel,
+            # except that a near-tie in Thunder's 64 × 64 heatmap may pick the neighbouring cell (one cell
+            # = 1.25 × the box's longer side / 64) for a joint or two.
+            cell = 1.25 * max(a.bbox[2] - a.bbox[0], a.bbox[3] - a.bbox[1]) / 64
+            difference = np.abs(a.keypoints[:, :2] - b.keypoints[:, :2]).max(axis=1)
+            score_difference = np.abs(a.keypoints[:, 2] - b.keypoints[:, 2])
+            assert (difference <= cell + 0.05).all() and (score_difference <= 0.05).all(), (difference, score_difference)
+            assert ((difference <= 0.05) & (score_difference <= 1e-3)).sum() >= 15, (difference, score_difference)
             np.testing.assert_allclose(a.bbox, b.bbox, atol=0.05)

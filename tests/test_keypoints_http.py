@@ -54,7 +54,7 @@ def test_envelope_persons_and_drawn_image(app):
         assert 0 <= x1 < x2 <= 665 and 0 <= y1 < y2 <= 1000
         kpts = np.array(person["kpts"])
         assert kpts.shape == (17, 3)
-        assert person["detScore"] >= 0.25  # the default detThreshold
+        assert person["detScore"] >= 0.5  # the default detThreshold
         assert person["kptScore"] == pytest.approx(kpts[:, 2].mean(), abs=1e-3)
         assert (x1 - 30 <= kpts[:, 0]).all() and (kpts[:, 0] <= x2 + 30).all()  # joints lie on their person
     with Image.open(io.BytesIO(base64.b64decode(body["result"]["image"]))) as drawn:
