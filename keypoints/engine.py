@@ -49,6 +49,8 @@ PERSON_CLASS = 0
 # Each model's documented default minimum score, mapped to 0.5 on the reported scale (see calibrated_score):
 MOVENET_DEFAULT_SCORE = 0.25  # TF.js pose-detection, MoveNet DEFAULT_MIN_POSE_SCORE
 CENTERNET_DEFAULT_SCORE = 0.2  # Human's default config.object.minConfidence for centernet
+MIN_TORSO_KEYPOINT_SCORE = 0.2  # MoveNet's MIN_CROP_KEYPOINT_SCORE: the joint score its cropping trusts
+TORSO_RULE = "either"  # a detector-only person needs a shoulder and a hip ("either") or all four ("all")
 DETECTOR_NMS_IOU = 0.5  # the detector's own duplicate suppression (Human's 0.4 lost 4 AP on PoseTrack, see docs)
 
 
@@ -185,6 +187,25 @@ def _iou(a: tuple[float, float, float, float], b: tuple[float, float, float, flo
     inter = width * height
     union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
     return inter / union if union > 0 else 0.0
+
+
+def torso_visible(person: Person, margin: float = 0.1) -> bool:
+    """Whether the top-down keypoints show a body in the box: a shoulder and a hip (``TORSO_RULE``
+    "either"; "all": both of each) scoring above MoveNet's ``MIN_CROP_KEYPOINT_SCORE`` and lying in the
+    box (``margin`` of its size around it).
+
+    Why: MoveNet's own cropping (TF.js pose-detection ``torsoVisible``) trusts a crop only when it shows a
+    torso; a detector box on a boot or a bag, inside someone else's box, does not.
+    """
+    x1, y1, x2, y2 = person.bbox
+    mx, my = margin * (x2 - x1), margin * (y2 - y1)
+    points = person.keypoints
+    inside = (points[:, 0] >= x1 - mx) & (points[:, 0] <= x2 + mx) & (points[:, 1] >= y1 - my) & (points[:, 1] <= y2 + my)
+    ok = inside & (points[:, 2] > MIN_TORSO_KEYPOINT_SCORE)
+    shoulders, hips = ok[[5, 6]], ok[[11, 12]]
+    if TORSO_RULE == "all":
+        return bool(shoulders.all() and hips.all())
+    return bool(shoulders.any() and hips.any())
 
 
 def merge_detections(persons: list[Person], boxes: list[Person], iou_threshold: float = 0.5) -> list[Person]:
@@ -365,6 +386,7 @@ class KeypointEngine:
                 persons = merge_detections(persons, next(boxes))
             if self.refiner is not None and persons:
                 self._refine(image, [p for p in persons if self.refine or p.from_detector])
+                persons = [p for p in persons if not p.from_detector or torso_visible(p)]
             results[index] = KeypointResult(persons, image.original_size[0], image.original_size[1], image.name, image)
         return results
 
