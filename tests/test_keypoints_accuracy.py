@@ -143,3 +143,32 @@ def test_batch_gives_the_same_people_as_one_by_one_and_keeps_errors_in_place(eng
             assert (difference <= cell + 0.05).all() and (score_difference <= 0.05).all(), (difference, score_difference)
             assert ((difference <= 0.05) & (score_difference <= 1e-3)).sum() >= 15, (difference, score_difference)
             np.testing.assert_allclose(a.bbox, b.bbox, atol=0.05)
+
+
+def test_scores_share_one_scale_where_each_models_default_is_half():
+    from keypoints.engine import CENTERNET_DEFAULT_SCORE, MOVENET_DEFAULT_SCORE, calibrated_score, raw_threshold
+
+    for default in (MOVENET_DEFAULT_SCORE, CENTERNET_DEFAULT_SCORE):
+        raw = np.linspace(0, 1, 41)
+        mapped = [calibrated_score(value, default) for value in raw]
+        assert calibrated_score(default, default) == 0.5 and mapped[0] == 0 and mapped[-1] == 1
+        assert all(b > a for a, b in zip(mapped, mapped[1:]))  # the order within a model is kept
+        assert all(abs(raw_threshold(m, default) - r) < 1e-9 for m, r in zip(mapped, raw))
+
+
+def test_detector_boxes_add_missed_people_and_only_raise_matched_scores():
+    from keypoints.engine import Person, merge_detections
+
+    def person(box, score, cut=False, detector=False):
+        return Person(box, np.full((17, 3), 7.0, np.float32), score, cut=cut, from_detector=detector)
+
+    walker = person((100, 100, 200, 400), 0.6)
+    boxes = [
+        person((102, 98, 198, 405), 0.8, detector=True),  # the walker again: raises its score only
+        person((400, 100, 480, 380), 0.7, detector=True),  # someone MultiPose missed
+        person((140, 110, 240, 410), 0.55, detector=True),  # the person just behind the walker (IoU 0.4)
+        person((100, 100, 200, 230), 0.9, cut=True, detector=True),  # the walker's upper half from a tile
+    ]
+    merged = merge_detections([walker], boxes)
+    assert merged[0] is walker and walker.det_score == 0.8 and (walker.keypoints == 7).all()
+    assert [p.bbox for p in merged[1:]] == [(400, 100, 480, 380), (140, 110, 240, 410)]
