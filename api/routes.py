@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Literal
 
 import faiss
-from fastapi import APIRouter, FastAPI, File, Form, Request, UploadFile
+from fastapi import APIRouter, FastAPI, File, Form, Query, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from PIL import Image
@@ -311,9 +311,11 @@ def infer(body: InferRequest, request: Request) -> JSONResponse:
 
 @router.post("/extract")
 def extract(
-    request: Request, image: UploadFile = File(...), model_name: str = Form("default"), source: str | None = Form(None)
+    request: Request, image: UploadFile = File(...), model_name: str = Form("default"), source: str | None = Form(None),
+    person_box: bool | None = Form(None), person_box_query: bool | None = Query(None, alias="person_box"),
 ) -> JSONResponse:
-    """InsightFace-evaluation style: multipart ``image`` + ``model_name`` (+ optional ``source`` id) → feature and quality."""
+    """InsightFace-evaluation style: multipart ``image`` + ``model_name`` (+ optional ``source`` id) → feature and quality.
+    ``person_box`` (form or query; default FACE_PERSON_BOX) adds the face's person box from the keypoint engine."""
     settings = get_settings()
     allowed = [model["name"] for model in service.usable_models()]
     check_identifier(model_name, "model_name")
@@ -332,6 +334,12 @@ def extract(
     if not result.faces:
         return JSONResponse({"model_name": name, "feature": [], "quality_score": 0.0, "message": "no face found", "faces_found": 0})
     payload = result.to_json()
+    link = {}  # issue 10: the person box of the face (keypoint engine on the same image), only when asked
+    if next((flag for flag in (person_box, person_box_query) if flag is not None), settings.face_person_box):
+        from keypoints.service import person_boxes_for_faces
+        from schemas.faces import person_box_json
+
+        link = person_box_json(person_boxes_for_faces(data, [result.faces[0].bbox])[0])
     return JSONResponse(
         {
             "model_name": name,
@@ -340,6 +348,7 @@ def extract(
             "faces_found": payload["faces_found"],
             "bbox": payload["bbox"],
             "reasons": payload["reasons"],
+            **link,
             "latency_ms": round((time.perf_counter() - start) * 1000, 1),
         }
     )
