@@ -48,6 +48,9 @@ class FaceRecord:
     bbox: list[float]
     feature: np.ndarray
     signals: QualitySignals
+    # The aligned face (main face only): signals computed from it alone can be added to cached records
+    # without analysing the photos again (see :func:`refresh_crop_signals`).
+    aligned: np.ndarray | None = None
 
 
 @dataclass
@@ -204,7 +207,10 @@ class RecordCache:
 def record_from(photo: Photo, variant: str, result) -> ImageRecord:
     """An :class:`ImageRecord` from an ``AnalysisResult`` (faces already main-face first)."""
     width, height = result.image_size
-    faces = [FaceRecord([float(v) for v in face.bbox], face.feature.astype(np.float32), face.signals) for face in result.faces]
+    faces = [
+        FaceRecord([float(v) for v in face.bbox], face.feature.astype(np.float32), face.signals, face.aligned.copy() if rank == 0 else None)
+        for rank, face in enumerate(result.faces)
+    ]
     return ImageRecord(photo, variant, (height, width), faces)
 
 
@@ -234,40 +240,67 @@ def degradation_plan(photos: list[Photo], count: int, per_photo: int, seed: int)
     return plan
 
 
-def collect_records(pipeline, photos: list[Photo], cache: RecordCache, plan: list[tuple[Photo, str]], progress: bool = True) -> list[ImageRecord]:
-    """Analyse (thorough mode: with feature stability) every photo and every planned degradation; cached."""
+def collect_records(
+    pipeline, photos: list[Photo], cache: RecordCache, plan: list[tuple[Photo, str]], progress: bool = True, batch_size: int = 16
+) -> list[ImageRecord]:
+    """Analyse (thorough mode: with feature stability) every photo and every planned degradation; cached.
+
+    Uncached photos go through the batched engine (``analyze_stream``; per image its results equal
+    ``analyze``'s), ``batch_size`` at a time, decoding the next batch while the models run.
+    """
     from tqdm import tqdm
 
     from ood.degrade import DEGRADATIONS
     from recognition.errors import FroodError
 
-    records: list[ImageRecord] = []
     clean: dict[str, ImageRecord] = {}
-    for photo in tqdm(photos, desc="photos", disable=not progress):
+    missing = [photo for photo in photos if cache.get(photo, "clean") is None]
+    with tqdm(total=len(missing), desc="photos", disable=not progress) as bar:
+        stream = pipeline.analyze_stream([photo.path for photo in missing], [str(photo.path) for photo in missing], batch_size, thorough=True)
+        offset = 0
+        for results in stream:
+            for photo, result in zip(missing[offset : offset + len(results)], results):
+                if isinstance(result, FroodError):
+                    log.warning("Skipped %s: %s", photo.path, result)
+                else:
+                    cache.put(record_from(photo, "clean", result))
+            offset += len(results)
+            bar.update(len(results))
+    records: list[ImageRecord] = []
+    for photo in photos:
         record = cache.get(photo, "clean")
-        if record is None:
-            try:
-                record = record_from(photo, "clean", pipeline.analyze(photo.path, thorough=True))
-            except FroodError as error:
-                log.warning("Skipped %s: %s", photo.path, error)
-                continue
-            cache.put(record)
-        records.append(record)
-        clean[str(photo.path)] = record
-    for photo, variant in tqdm(plan, desc="degraded copies", disable=not progress):
+        if record is not None:
+            records.append(record)
+            clean[str(photo.path)] = record
+
+    todo = [(photo, variant) for photo, variant in plan if cache.get(photo, variant) is None]
+    todo = [(photo, variant) for photo, variant in todo if (source := clean.get(str(photo.path))) is not None and source.face is not None]
+    with tqdm(total=len(todo), desc="degraded copies", disable=not progress) as bar:
+        for start in range(0, len(todo), batch_size):
+            chunk = todo[start : start + batch_size]
+            images, boxes = [], []
+            for photo, variant in chunk:
+                decoded = pipeline.decode(photo.path)
+                box = np.asarray(clean[str(photo.path)].face.bbox) * decoded.scale
+                images.append(DEGRADATIONS[variant](decoded.rgb, box, zlib.crc32(f"{photo.path.name}{variant}".encode())))
+                boxes.append((box / decoded.scale, images[-1].shape[1] / decoded.rgb.shape[1]))
+            for (photo, variant), image, (target, factor), result in zip(chunk, images, boxes, pipeline.analyze_batch(images, thorough=True)):
+                if isinstance(result, FroodError):
+                    log.warning("Skipped %s (%s): %s", photo.path, variant, result)
+                    continue
+                record = record_from(photo, variant, result)
+                if variant != "cut_by_border" and len(record.faces) > 1:
+                    # The face the degradation was built around, not whichever the main-face rule picks.
+                    record.faces.sort(key=lambda face: -_iou(np.asarray(face.bbox) / factor, target))
+                    for rank, face in enumerate(record.faces):
+                        if rank > 0:
+                            face.aligned = None
+                    main = next(face for face in result.faces if list(map(float, face.bbox)) == record.faces[0].bbox)
+                    record.faces[0].aligned = main.aligned.copy()
+                cache.put(record)
+            bar.update(len(chunk))
+    for photo, variant in plan:
         record = cache.get(photo, variant)
-        source = clean.get(str(photo.path))
-        if record is None and source is not None and source.face is not None:
-            decoded = pipeline.decode(photo.path)
-            box = np.asarray(source.face.bbox) * decoded.scale
-            degraded = DEGRADATIONS[variant](decoded.rgb, box, zlib.crc32(f"{photo.path.name}{variant}".encode()))
-            result = pipeline.analyze(degraded, thorough=True)
-            record = record_from(photo, variant, result)
-            if variant != "cut_by_border" and len(record.faces) > 1:
-                factor = degraded.shape[1] / decoded.rgb.shape[1]
-                target = box / decoded.scale
-                record.faces.sort(key=lambda face: -_iou(np.asarray(face.bbox) / factor * 1.0, target))
-            cache.put(record)
         if record is not None:
             records.append(record)
     cache.save()
