@@ -240,10 +240,25 @@ def degradation_plan(photos: list[Photo], count: int, per_photo: int, seed: int)
     return plan
 
 
+def in_thorough_share(photo: Photo, variant: str, share: float) -> bool:
+    """Whether this photo (variant) is also analysed in thorough mode: a fixed, seeded-by-name share.
+
+    Thorough mode (8 perturbed copies through the recognizer) costs several times the default analysis,
+    and only the thorough model's ``instability`` term needs it, so a share of the photos is enough."""
+    return zlib.crc32(f"{Path(photo.path).name}|{variant}".encode()) % 10_000 < share * 10_000
+
+
 def collect_records(
-    pipeline, photos: list[Photo], cache: RecordCache, plan: list[tuple[Photo, str]], progress: bool = True, batch_size: int = 16
+    pipeline,
+    photos: list[Photo],
+    cache: RecordCache,
+    plan: list[tuple[Photo, str]],
+    progress: bool = True,
+    batch_size: int = 16,
+    thorough_share: float = 0.1,
 ) -> list[ImageRecord]:
-    """Analyse (thorough mode: with feature stability) every photo and every planned degradation; cached.
+    """Analyse every photo and every planned degradation (a ``thorough_share`` of them in thorough mode,
+    with feature stability); cached.
 
     Uncached photos go through the batched engine (``analyze_stream``; per image its results equal
     ``analyze``'s), ``batch_size`` at a time, decoding the next batch while the models run.
@@ -256,16 +271,20 @@ def collect_records(
     clean: dict[str, ImageRecord] = {}
     missing = [photo for photo in photos if cache.get(photo, "clean") is None]
     with tqdm(total=len(missing), desc="photos", disable=not progress) as bar:
-        stream = pipeline.analyze_stream([photo.path for photo in missing], [str(photo.path) for photo in missing], batch_size, thorough=True)
-        offset = 0
-        for results in stream:
-            for photo, result in zip(missing[offset : offset + len(results)], results):
-                if isinstance(result, FroodError):
-                    log.warning("Skipped %s: %s", photo.path, result)
-                else:
-                    cache.put(record_from(photo, "clean", result))
-            offset += len(results)
-            bar.update(len(results))
+        # Set by set (the order only decides which records a partial cache holds first), each in two streams.
+        order = {name: rank for rank, name in enumerate(("masked", "wild", "spoof", "dark", "faces"))}
+        set_names = sorted({photo.set for photo in missing}, key=lambda name: order.get(name, len(order)))
+        for set_name, thorough in [(name, flag) for name in set_names for flag in (True, False)]:
+            part = [photo for photo in missing if photo.set == set_name and in_thorough_share(photo, "clean", thorough_share) == thorough]
+            offset = 0
+            for results in pipeline.analyze_stream([photo.path for photo in part], [str(photo.path) for photo in part], batch_size, thorough=thorough):
+                for photo, result in zip(part[offset : offset + len(results)], results):
+                    if isinstance(result, FroodError):
+                        log.warning("Skipped %s: %s", photo.path, result)
+                    else:
+                        cache.put(record_from(photo, "clean", result))
+                offset += len(results)
+                bar.update(len(results))
     records: list[ImageRecord] = []
     for photo in photos:
         record = cache.get(photo, "clean")
@@ -284,7 +303,12 @@ def collect_records(
                 box = np.asarray(clean[str(photo.path)].face.bbox) * decoded.scale
                 images.append(DEGRADATIONS[variant](decoded.rgb, box, zlib.crc32(f"{photo.path.name}{variant}".encode())))
                 boxes.append((box / decoded.scale, images[-1].shape[1] / decoded.rgb.shape[1]))
-            for (photo, variant), image, (target, factor), result in zip(chunk, images, boxes, pipeline.analyze_batch(images, thorough=True)):
+            results: list = [None] * len(chunk)
+            for thorough in (True, False):
+                positions = [i for i, (photo, variant) in enumerate(chunk) if in_thorough_share(photo, variant, thorough_share) == thorough]
+                for position, result in zip(positions, pipeline.analyze_batch([images[i] for i in positions], thorough=thorough) if positions else []):
+                    results[position] = result
+            for (photo, variant), (target, factor), result in zip(chunk, boxes, results):
                 if isinstance(result, FroodError):
                     log.warning("Skipped %s (%s): %s", photo.path, variant, result)
                     continue

@@ -15,6 +15,7 @@ The preprocessing of each helper model mirrors the package's ``lib/*.js``.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -29,6 +30,7 @@ IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
 POSE_BINS = torch.arange(66, dtype=torch.float32)
 LIVENESS_SCALE = 2.7
+log = logging.getLogger("frood.signals")
 
 
 def liveness_context(bbox: np.ndarray | list[float], image_size: tuple[int, int]) -> float:
@@ -120,6 +122,44 @@ def exposure_signals(aligned: np.ndarray) -> dict[str, float]:
     }
 
 
+class FrozenPerShape:
+    """A module traced and frozen (``torch.jit``) once per input shape, checked against the eager module on
+    that first input; the eager module answers whenever a trace fails, disagrees, or too many shapes came.
+
+    onnx2torch's graphs bake some shapes in (a flatten to the traced batch size), so one trace per shape
+    is the safe form; single photos reuse one or two shapes forever."""
+
+    def __init__(self, module: torch.nn.Module, name: str, max_shapes: int = 8, tolerance: float = 1e-3):
+        self.module = module.eval()
+        self.name = name
+        self.max_shapes = max_shapes
+        self.tolerance = tolerance
+        self.traced: dict[tuple[int, ...], torch.jit.ScriptModule | None] = {}
+
+    def __call__(self, batch: torch.Tensor):
+        shape = tuple(batch.shape)
+        if shape not in self.traced:
+            if len(self.traced) >= self.max_shapes:
+                return self.module(batch)
+            eager = self.module(batch)
+            self.traced[shape] = self._trace(batch, eager)
+            return eager
+        traced = self.traced[shape]
+        return self.module(batch) if traced is None else traced(batch)
+
+    def _trace(self, batch: torch.Tensor, eager) -> torch.jit.ScriptModule | None:
+        try:
+            traced = torch.jit.optimize_for_inference(torch.jit.freeze(torch.jit.trace(self.module, batch, check_trace=False)))
+            outputs = traced(batch)
+            pairs = zip(eager, outputs) if isinstance(eager, (list, tuple)) else [(eager, outputs)]
+            if all(float((a - b).abs().max()) <= self.tolerance for a, b in pairs):
+                return traced
+            log.warning("%s: the traced net disagrees with the eager one on %s; running it eagerly", self.name, tuple(batch.shape))
+        except Exception as error:  # a torch that cannot trace this graph: the eager module works the same
+            log.warning("%s: not traced (%s); running it eagerly", self.name, type(error).__name__)
+        return None
+
+
 class SignalExtractor:
     """Runs the helper models (pose, liveness, landmarks, eyes) once over every face of a batch of images.
 
@@ -136,6 +176,19 @@ class SignalExtractor:
         self.landmark = onnx_to_torch(folder / "fr_landmark.onnx", cache_dir).to(self.device)
         self.eye = onnx_to_torch(folder / "fr_eye.onnx", cache_dir).to(self.device)
         self._bins = POSE_BINS.to(self.device)
+        self._speed_up_on_cpu()
+
+    def _speed_up_on_cpu(self) -> None:
+        """CPU only: the pose, liveness and eye nets run traced and frozen (onnx2torch's reshapes, splits
+        and PReLUs fused; the pose net ~1.5× faster, the liveness net ~1.4×), the liveness net in
+        channels_last. Outputs move by float rounding only (the quality score by < 1e-4; see
+        tests/test_quality_speedup.py)."""
+        if self.device.type != "cpu":
+            return
+        self.liveness = self.liveness.to(memory_format=torch.channels_last)
+        self.pose = FrozenPerShape(self.pose, "fr_pose")
+        self.liveness = FrozenPerShape(self.liveness, "fr_liveness")
+        self.eye = FrozenPerShape(self.eye, "fr_eye")
 
     def _tensor(self, batch: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(np.ascontiguousarray(batch)).to(self.device)
@@ -144,8 +197,8 @@ class SignalExtractor:
     def head_pose(self, crops: np.ndarray) -> np.ndarray:
         """N×3 (yaw, pitch, roll) in degrees. fr_pose.js swaps R and B before ImageNet normalisation: so do we."""
         bgr = crops[..., ::-1].astype(np.float32) / 255.0
-        normalised = ((bgr - IMAGENET_MEAN) / IMAGENET_STD).transpose(0, 3, 1, 2)
-        outputs = self.pose(self._tensor(normalised.astype(np.float32)))
+        normalised = ((bgr - IMAGENET_MEAN) / IMAGENET_STD).astype(np.float32)
+        outputs = self.pose(self._tensor(normalised).permute(0, 3, 1, 2))  # an NCHW view in channels_last order
         angles = [(torch.softmax(out, dim=1) * self._bins).sum(dim=1) * 3 - 99 for out in outputs]
         return torch.stack(angles, dim=1).cpu().numpy()
 
@@ -156,7 +209,8 @@ class SignalExtractor:
         The pixels go in BGR order (as in the Silent-Face models this one descends from): measured on
         our real photos, BGR gives P(real) ≈ 0.998 on every one, RGB flags a fifth of them.
         """
-        logits = self.liveness(self._tensor(crops[..., ::-1].transpose(0, 3, 1, 2).astype(np.float32)))
+        # NHWC pixels viewed as NCHW are already channels_last: no transposing copy.
+        logits = self.liveness(self._tensor(crops[..., ::-1].astype(np.float32)).permute(0, 3, 1, 2))
         return torch.softmax(logits, dim=1)[:, 0].cpu().numpy()
 
     @torch.inference_mode()
