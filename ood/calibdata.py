@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ood.signals import QualitySignals, liveness_context
+from ood.signals import QualitySignals, liveness_context, lower_face_signals
 
 log = logging.getLogger("frood.calibrate")
 SET_NAMES = ("wild", "faces", "spoof", "dark", "masked")
@@ -81,11 +81,17 @@ def load_identities_set(folder: Path, set_name: str) -> list[Photo]:
     return [Photo(set_name, folder / row["file"], f"{set_name}:{row['identity']}") for row in rows]
 
 
-def load_spoof(folder: Path) -> list[Photo]:
+def load_spoof(folder: Path, per_subject: int | None = None, seed: int = DEFAULT_SEED) -> list[Photo]:
+    """Webcam frames of live faces and printed photos; ``per_subject``: a seeded sample of each
+    subject's frames of each kind (consecutive frames are near duplicates)."""
+    rng = np.random.default_rng([seed, 2])
     photos = []
     for kind in ("live", "print"):
-        for path in sorted((folder / kind).glob("*/*.jpg")):
-            photos.append(Photo("spoof", path, f"spoof:{path.parent.name}", kind, reference=kind == "live"))
+        for subject in sorted(p for p in (folder / kind).iterdir() if p.is_dir()):
+            paths = sorted(subject.glob("*.jpg"))
+            if per_subject is not None and len(paths) > per_subject:
+                paths = [paths[i] for i in sorted(rng.choice(len(paths), per_subject, replace=False))]
+            photos += [Photo("spoof", path, f"spoof:{subject.name}", kind, reference=kind == "live") for path in paths]
     return photos
 
 
@@ -125,7 +131,9 @@ def load_masked(folder: Path) -> list[Photo]:
     return photos
 
 
-def discover(root: Path | None = None, data: Path | None = None, dark_per_identity: int | None = 30, seed: int = DEFAULT_SEED) -> list[Photo]:
+def discover(
+    root: Path | None = None, data: Path | None = None, dark_per_identity: int | None = 30, seed: int = DEFAULT_SEED, spoof_per_subject: int | None = None
+) -> list[Photo]:
     """All photos under ``root`` (a folder holding any of wild/ faces/ spoof/ dark/ masked/) and ``data``
     (one more folder with ``identities.csv``)."""
     photos: list[Photo] = []
@@ -135,7 +143,7 @@ def discover(root: Path | None = None, data: Path | None = None, dark_per_identi
             if (root / name / "identities.csv").is_file():
                 photos += load_identities_set(root / name, name)
         if (root / "spoof" / "live").is_dir():
-            photos += load_spoof(root / "spoof")
+            photos += load_spoof(root / "spoof", spoof_per_subject, seed)
         if (root / "dark").is_dir():
             photos += load_dark(root / "dark", dark_per_identity, seed)
         if (root / "masked" / "masked").is_dir():
@@ -183,8 +191,11 @@ class RecordCache:
         record = self.records.get(self.key(photo, variant))
         if record is not None:
             record.photo = photo
-            for face in record.faces:  # records cached before this signal existed
+            for face in record.faces:  # records cached before these signals existed
                 face.signals.liveness_context = liveness_context(face.bbox, record.image_size)
+                if face.aligned is not None:
+                    for name, value in lower_face_signals(face.aligned).items():
+                        setattr(face.signals, name, value)
         return record
 
     def put(self, record: ImageRecord) -> None:

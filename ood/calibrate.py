@@ -202,6 +202,7 @@ TERM_BOUNDS: dict[str, tuple[float | None, float | None]] = {
     "spoof": (None, 0.0),
     "eyes_closed": (None, 0.0),
     "truncation": (None, 0.0),
+    "occlusion": (None, 0.0),
     "instability": (None, 0.0),
 }
 
@@ -448,10 +449,11 @@ def calibrate(
     degrade_per_photo: int = 3,
     dark_per_identity: int | None = 30,
     cache_path: Path | None = None,
+    spoof_per_subject: int | None = 16,
     progress: bool = True,
 ) -> QualityParams:
     """Run the whole calibration and write the params file (default ``ood/params/quality-<model>.json``)."""
-    photos = discover(root, data, dark_per_identity, seed)
+    photos = discover(root, data, dark_per_identity, seed, spoof_per_subject)
     if not photos:
         raise ValueError("no calibration photos found: give --data-root (wild/ spoof/ dark/ masked/ faces/) or --data (identities.csv)")
     holdout_ids = held_out(photos, seed, holdout)
@@ -460,7 +462,7 @@ def calibrate(
     records = collect_records(pipeline, photos, cache, plan, progress, thorough_share=THOROUGH_SHARE)
     return fit_from_records(records, photos, holdout_ids, pipeline.model, pipeline.settings.thorough_samples, output, root, data, seed, holdout,
                             {"degrade_photos": degrade_photos, "degrade_per_photo": degrade_per_photo, "dark_per_identity": dark_per_identity,
-                             "thorough_share": THOROUGH_SHARE})
+                             "spoof_per_subject": spoof_per_subject, "thorough_share": THOROUGH_SHARE})
 
 
 def fit_from_records(
