@@ -90,6 +90,39 @@ def ceiling(pipeline: FacePipeline, crops: np.ndarray, batch: int = 1024, repeat
     return {"faces_per_s": round(batch / min(times), 1), "batch": batch, "precision": pipeline.embedder.precision}
 
 
+def quality_parts(pipeline: FacePipeline, decoded: list, count: int = 512) -> dict:
+    """Where the quality stage's time goes on the device: each helper step over the same faces (ms)."""
+    import cv2
+
+    from ood import signals as quality_signals
+
+    rgbs = [item.rgb for item in decoded[:count]]
+    detections = pipeline.detector.detect_batch(rgbs)
+    pairs = [(rgb, found[:1]) for rgb, found in zip(rgbs, detections) if found]
+    faces = [(rgb, found[0]) for rgb, found in pairs]
+    aligned = np.stack([pipeline.align(rgb, [det])[0] for rgb, det in faces])
+    extractor = pipeline.signals
+    timings: dict[str, float] = {}
+
+    def timed(name: str, step) -> object:
+        torch.cuda.synchronize()
+        start = time.perf_counter()
+        value = step()
+        torch.cuda.synchronize()
+        timings[name] = round((time.perf_counter() - start) * 1000, 1)
+        return value
+
+    pose_crops = timed("pose_crops", lambda: np.stack([quality_signals.pose_crop(rgb, det.bbox) for rgb, det in faces]))
+    timed("pose_net", lambda: extractor.head_pose(pose_crops))
+    live_crops = timed("liveness_crops", lambda: np.stack([quality_signals.liveness_crop(rgb, det.bbox) for rgb, det in faces]))
+    timed("liveness_net", lambda: extractor.real_probability(live_crops))
+    grays = timed("grey_images", lambda: [cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY) for rgb, _ in faces])
+    timed("landmarks_and_eyes", lambda: extractor.eyes_open(grays, [det.bbox for _, det in faces], [det.landmarks[:2] for _, det in faces]))
+    timed("exposure_and_occlusion", lambda: [quality_signals.exposure_signals(face) | quality_signals.lower_face_signals(face) for face in aligned])
+    timed("extract_batch_total", lambda: extractor.extract_batch(pairs, aligned, np.ones(len(faces), np.float32)))
+    return {"faces": len(faces), "ms": timings}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--photos", required=True)
@@ -133,6 +166,8 @@ def main() -> None:
         report["batch_from_jpeg_bytes"][str(size)] = throughput(engine, data, size, args.repeats)
         report["batch_from_decoded"][str(size)] = throughput(engine, decoded, size, args.repeats)
         print(json.dumps({size: report["batch_from_jpeg_bytes"][str(size)], "decoded": report["batch_from_decoded"][str(size)]}), flush=True)
+    report["quality_parts"] = quality_parts(engine, decoded)
+    print(json.dumps(report["quality_parts"]), flush=True)
     report["recognizer_ceiling"] = {precision: ceiling(engine, crops) for precision, engine in engines.items()}
     if args.profile:
         from torch.profiler import ProfilerActivity, profile
