@@ -238,8 +238,8 @@ def collect_records(pipeline, photos: list[Photo], cache: RecordCache, plan: lis
     """Analyse (thorough mode: with feature stability) every photo and every planned degradation; cached."""
     from tqdm import tqdm
 
+    from errors import FroodError
     from ood.degrade import DEGRADATIONS
-    from recognition.errors import FroodError
 
     records: list[ImageRecord] = []
     clean: dict[str, ImageRecord] = {}
