@@ -87,6 +87,25 @@ def _area_bins(start: torch.Tensor, length: torch.Tensor, size: int) -> tuple[to
     return start[:, None] + lower, start[:, None] + upper
 
 
+def area_resize(table: torch.Tensor, height: int, width: int, out_height: int, out_width: int, channels_last: bool = False) -> torch.Tensor:
+    """``interpolate(images, (out_height, out_width), mode="area")`` from the images' summed-area table, bit for bit.
+
+    MTCNN's image pyramid was ~20 % of a photo's CPU time in PyTorch's adaptive-pooling loop. The pixels
+    are integers, so each bin's sum is exact (in the table and in float32), and dividing it by the bin's
+    height, then width, as PyTorch's kernel does, gives the same float32 values: two look-ups per bin
+    edge replace the per-pixel loop (2.5× faster at the pyramid's sizes).
+    """
+    zero = torch.zeros(1, dtype=torch.long, device=table.device)
+    row_lo, row_hi = _area_bins(zero, torch.tensor([height], device=table.device), out_height)
+    col_lo, col_hi = _area_bins(zero, torch.tensor([width], device=table.device), out_width)
+    row_lo, row_hi, col_lo, col_hi = row_lo[0], row_hi[0], col_lo[0], col_hi[0]
+    rows = table.index_select(2, row_hi) - table.index_select(2, row_lo)
+    sums = rows.index_select(3, col_hi) - rows.index_select(3, col_lo)
+    means = sums.float() / (row_hi - row_lo).float()[:, None] / (col_hi - col_lo).float()[None, :]
+    # interpolate() keeps its input's channels-last layout, and P-Net's convolutions round differently per layout
+    return means.contiguous(memory_format=torch.channels_last) if channels_last else means
+
+
 def crop_resample(
     table: torch.Tensor, image_ids: torch.Tensor, y0: torch.Tensor, y1: torch.Tensor, x0: torch.Tensor, x1: torch.Tensor, size: int
 ) -> torch.Tensor:
@@ -143,7 +162,7 @@ def mtcnn_detect(images: torch.Tensor, mtcnn: torch.nn.Module) -> list[tuple[np.
     The same three stages, thresholds and NMS; only the R-Net/O-Net crops are vectorised. Returns,
     per image, boxes K×5 (x1, y1, x2, y2, probability) and landmarks K×5×2, as numpy arrays.
     """
-    from facenet_pytorch.models.utils.detect_face import batched_nms_numpy, generateBoundingBox, imresample
+    from facenet_pytorch.models.utils.detect_face import batched_nms_numpy, generateBoundingBox
 
     device = images.device
     imgs = images.permute(0, 3, 1, 2).float()
@@ -156,9 +175,11 @@ def mtcnn_detect(images: torch.Tensor, mtcnn: torch.nn.Module) -> list[tuple[np.
         scales.append(scale)
         scale, min_side = scale * factor, min_side * factor
 
+    table = _summed_area(imgs)  # the pyramid's resampling and the R-Net/O-Net crops all read it
     candidates, image_ids, picks, offset = [], [], [], 0
     for scale in scales:
-        data = (imresample(imgs, (int(height * scale + 1), int(width * scale + 1))) - 127.5) * 0.0078125
+        size = (int(height * scale + 1), int(width * scale + 1))
+        data = (area_resize(table, height, width, *size, channels_last=imgs.is_contiguous(memory_format=torch.channels_last)) - 127.5) * 0.0078125
         reg, probs = mtcnn.pnet(data)
         boxes_scale, ids_scale = generateBoundingBox(reg, probs[:, 1], scale, threshold[0])
         candidates.append(boxes_scale)
@@ -174,7 +195,6 @@ def mtcnn_detect(images: torch.Tensor, mtcnn: torch.nn.Module) -> list[tuple[np.
         [boxes[:, 0] + boxes[:, 5] * regw, boxes[:, 1] + boxes[:, 6] * regh, boxes[:, 2] + boxes[:, 7] * regw, boxes[:, 3] + boxes[:, 8] * regh, boxes[:, 4]]
     ).permute(1, 0)
     boxes = _rerec(boxes)
-    table = _summed_area(imgs) if len(boxes) else None
 
     if len(boxes):  # R-Net
         y0, y1, x0, x1, valid = _box_windows(boxes, width, height)
