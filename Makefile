@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
 WEIGHTS := models/faceplugin/fr_feature.onnx
-KEYPOINT_WEIGHTS := models/human-models/movenet-multipose.pt
+KEYPOINT_WEIGHTS := models/human-models/centernet.pt
 TFJS_PARITY := build/tfjs-parity/node_modules/@tensorflow/tfjs-converter
 
 .PHONY: run test setup system-deps weights keypoint-weights lint bench calibrate supervise clean-venv

@@ -88,8 +88,10 @@ class Settings(BaseSettings):
     keypoints_input_size: int = Field(384, ge=128, le=1024, multiple_of=32)
     keypoints_tiles: bool = True  # also run square tiles of wide or tall photos (more and larger people)
     keypoints_refine: bool = True  # MoveNet Thunder top-down pass on each person's crop
-    keypoints_det_threshold: float = Field(0.25, ge=0.0, le=1.0)  # detThreshold when the request gives none
+    keypoints_detector: bool = True  # CenterNet person boxes added to MultiPose's people (keypoints/engine.py)
+    keypoints_det_threshold: float = Field(0.5, ge=0.0, le=1.0)  # detThreshold when the request gives none (calibrated score)
     keypoints_kpt_threshold: float = Field(0.3, ge=0.0, le=1.0)  # joints drawn at or above this score
+    face_person_box: bool = False  # /extract adds the face's person_box (runs the keypoint engine too); per request: person_box
 
     # Batched engine and request batcher (issue 9)
     precision: str = Field("auto", pattern="^(auto|fp32|fp16|bf16)$")  # auto: fp16 on CUDA, fp32 on CPU

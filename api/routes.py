@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Literal
 
 import faiss
-from fastapi import APIRouter, FastAPI, File, Form, Request, UploadFile
+from fastapi import APIRouter, FastAPI, File, Form, Query, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from PIL import Image
@@ -314,9 +314,11 @@ def infer(body: InferRequest, request: Request) -> JSONResponse:
     responses={status: {"model": schemas.DetailJSON} for status in (400, 401, 413, 503)},
 )
 def extract(
-    request: Request, image: UploadFile = File(...), model_name: str = Form("default"), source: str | None = Form(None)
+    request: Request, image: UploadFile = File(...), model_name: str = Form("default"), source: str | None = Form(None),
+    person_box: bool | None = Form(None), person_box_query: bool | None = Query(None, alias="person_box"),
 ) -> JSONResponse:
-    """InsightFace-evaluation style: multipart ``image`` + ``model_name`` (+ optional ``source`` id) → feature and quality."""
+    """InsightFace-evaluation style: multipart ``image`` + ``model_name`` (+ optional ``source`` id) → feature and quality.
+    ``person_box`` (form or query; default FACE_PERSON_BOX) adds the face's person box from the keypoint engine."""
     settings = get_settings()
     allowed = [model["name"] for model in service.usable_models()]
     check_identifier(model_name, "model_name")
@@ -331,7 +333,14 @@ def extract(
         raise ApiError(413, f"image larger than {settings.max_upload_bytes // 2**20} MiB")
     start = time.perf_counter()
     timed = service.extract(data, name=shorten(image.filename or "upload", 80), source="api", model=name, source_id=source)
-    return JSONResponse(schemas.extract_json(name, timed.value, (time.perf_counter() - start) * 1000))
+    result = timed.value
+    link = None  # issue 10: the person box of the face (keypoint engine on the same image), only when asked
+    if result.faces and next((flag for flag in (person_box, person_box_query) if flag is not None), settings.face_person_box):
+        from keypoints.service import person_boxes_for_faces
+        from schemas.faces import person_box_json
+
+        link = person_box_json(person_boxes_for_faces(data, [result.faces[0].bbox])[0])
+    return JSONResponse(schemas.extract_json(name, result, (time.perf_counter() - start) * 1000, person_box=link))
 
 
 @router.get("/models", response_model=schemas.ModelsJSON)

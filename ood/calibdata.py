@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ood.signals import QualitySignals, liveness_context
+from ood.signals import QualitySignals, liveness_context, lower_face_signals
 
 log = logging.getLogger("frood.calibrate")
 SET_NAMES = ("wild", "faces", "spoof", "dark", "masked")
@@ -48,6 +48,9 @@ class FaceRecord:
     bbox: list[float]
     feature: np.ndarray
     signals: QualitySignals
+    # The aligned face (main face only): signals computed from it alone can be added to cached records
+    # without analysing the photos again (see :func:`refresh_crop_signals`).
+    aligned: np.ndarray | None = None
 
 
 @dataclass
@@ -78,11 +81,17 @@ def load_identities_set(folder: Path, set_name: str) -> list[Photo]:
     return [Photo(set_name, folder / row["file"], f"{set_name}:{row['identity']}") for row in rows]
 
 
-def load_spoof(folder: Path) -> list[Photo]:
+def load_spoof(folder: Path, per_subject: int | None = None, seed: int = DEFAULT_SEED) -> list[Photo]:
+    """Webcam frames of live faces and printed photos; ``per_subject``: a seeded sample of each
+    subject's frames of each kind (consecutive frames are near duplicates)."""
+    rng = np.random.default_rng([seed, 2])
     photos = []
     for kind in ("live", "print"):
-        for path in sorted((folder / kind).glob("*/*.jpg")):
-            photos.append(Photo("spoof", path, f"spoof:{path.parent.name}", kind, reference=kind == "live"))
+        for subject in sorted(p for p in (folder / kind).iterdir() if p.is_dir()):
+            paths = sorted(subject.glob("*.jpg"))
+            if per_subject is not None and len(paths) > per_subject:
+                paths = [paths[i] for i in sorted(rng.choice(len(paths), per_subject, replace=False))]
+            photos += [Photo("spoof", path, f"spoof:{subject.name}", kind, reference=kind == "live") for path in paths]
     return photos
 
 
@@ -122,7 +131,9 @@ def load_masked(folder: Path) -> list[Photo]:
     return photos
 
 
-def discover(root: Path | None = None, data: Path | None = None, dark_per_identity: int | None = 30, seed: int = DEFAULT_SEED) -> list[Photo]:
+def discover(
+    root: Path | None = None, data: Path | None = None, dark_per_identity: int | None = 30, seed: int = DEFAULT_SEED, spoof_per_subject: int | None = None
+) -> list[Photo]:
     """All photos under ``root`` (a folder holding any of wild/ faces/ spoof/ dark/ masked/) and ``data``
     (one more folder with ``identities.csv``)."""
     photos: list[Photo] = []
@@ -132,7 +143,7 @@ def discover(root: Path | None = None, data: Path | None = None, dark_per_identi
             if (root / name / "identities.csv").is_file():
                 photos += load_identities_set(root / name, name)
         if (root / "spoof" / "live").is_dir():
-            photos += load_spoof(root / "spoof")
+            photos += load_spoof(root / "spoof", spoof_per_subject, seed)
         if (root / "dark").is_dir():
             photos += load_dark(root / "dark", dark_per_identity, seed)
         if (root / "masked" / "masked").is_dir():
@@ -180,8 +191,11 @@ class RecordCache:
         record = self.records.get(self.key(photo, variant))
         if record is not None:
             record.photo = photo
-            for face in record.faces:  # records cached before this signal existed
+            for face in record.faces:  # records cached before these signals existed
                 face.signals.liveness_context = liveness_context(face.bbox, record.image_size)
+                if face.aligned is not None:
+                    for name, value in lower_face_signals(face.aligned).items():
+                        setattr(face.signals, name, value)
         return record
 
     def put(self, record: ImageRecord) -> None:
@@ -204,7 +218,10 @@ class RecordCache:
 def record_from(photo: Photo, variant: str, result) -> ImageRecord:
     """An :class:`ImageRecord` from an ``AnalysisResult`` (faces already main-face first)."""
     width, height = result.image_size
-    faces = [FaceRecord([float(v) for v in face.bbox], face.feature.astype(np.float32), face.signals) for face in result.faces]
+    faces = [
+        FaceRecord([float(v) for v in face.bbox], face.feature.astype(np.float32), face.signals, face.aligned.copy() if rank == 0 else None)
+        for rank, face in enumerate(result.faces)
+    ]
     return ImageRecord(photo, variant, (height, width), faces)
 
 
@@ -234,40 +251,91 @@ def degradation_plan(photos: list[Photo], count: int, per_photo: int, seed: int)
     return plan
 
 
-def collect_records(pipeline, photos: list[Photo], cache: RecordCache, plan: list[tuple[Photo, str]], progress: bool = True) -> list[ImageRecord]:
-    """Analyse (thorough mode: with feature stability) every photo and every planned degradation; cached."""
+def in_thorough_share(photo: Photo, variant: str, share: float) -> bool:
+    """Whether this photo (variant) is also analysed in thorough mode: a fixed, seeded-by-name share.
+
+    Thorough mode (8 perturbed copies through the recognizer) costs several times the default analysis,
+    and only the thorough model's ``instability`` term needs it, so a share of the photos is enough."""
+    return zlib.crc32(f"{Path(photo.path).name}|{variant}".encode()) % 10_000 < share * 10_000
+
+
+def collect_records(
+    pipeline,
+    photos: list[Photo],
+    cache: RecordCache,
+    plan: list[tuple[Photo, str]],
+    progress: bool = True,
+    batch_size: int = 16,
+    thorough_share: float = 0.1,
+) -> list[ImageRecord]:
+    """Analyse every photo and every planned degradation (a ``thorough_share`` of them in thorough mode,
+    with feature stability); cached.
+
+    Uncached photos go through the batched engine (``analyze_stream``; per image its results equal
+    ``analyze``'s), ``batch_size`` at a time, decoding the next batch while the models run.
+    """
     from tqdm import tqdm
 
     from errors import FroodError
     from ood.degrade import DEGRADATIONS
 
-    records: list[ImageRecord] = []
     clean: dict[str, ImageRecord] = {}
-    for photo in tqdm(photos, desc="photos", disable=not progress):
+    missing = [photo for photo in photos if cache.get(photo, "clean") is None]
+    with tqdm(total=len(missing), desc="photos", disable=not progress) as bar:
+        # Set by set (the order only decides which records a partial cache holds first), each in two streams.
+        order = {name: rank for rank, name in enumerate(("masked", "wild", "spoof", "dark", "faces"))}
+        set_names = sorted({photo.set for photo in missing}, key=lambda name: order.get(name, len(order)))
+        for set_name, thorough in [(name, flag) for name in set_names for flag in (True, False)]:
+            part = [photo for photo in missing if photo.set == set_name and in_thorough_share(photo, "clean", thorough_share) == thorough]
+            offset = 0
+            for results in pipeline.analyze_stream([photo.path for photo in part], [str(photo.path) for photo in part], batch_size, thorough=thorough):
+                for photo, result in zip(part[offset : offset + len(results)], results):
+                    if isinstance(result, FroodError):
+                        log.warning("Skipped %s: %s", photo.path, result)
+                    else:
+                        cache.put(record_from(photo, "clean", result))
+                offset += len(results)
+                bar.update(len(results))
+    records: list[ImageRecord] = []
+    for photo in photos:
         record = cache.get(photo, "clean")
-        if record is None:
-            try:
-                record = record_from(photo, "clean", pipeline.analyze(photo.path, thorough=True))
-            except FroodError as error:
-                log.warning("Skipped %s: %s", photo.path, error)
-                continue
-            cache.put(record)
-        records.append(record)
-        clean[str(photo.path)] = record
-    for photo, variant in tqdm(plan, desc="degraded copies", disable=not progress):
+        if record is not None:
+            records.append(record)
+            clean[str(photo.path)] = record
+
+    todo = [(photo, variant) for photo, variant in plan if cache.get(photo, variant) is None]
+    todo = [(photo, variant) for photo, variant in todo if (source := clean.get(str(photo.path))) is not None and source.face is not None]
+    with tqdm(total=len(todo), desc="degraded copies", disable=not progress) as bar:
+        for start in range(0, len(todo), batch_size):
+            chunk = todo[start : start + batch_size]
+            images, boxes = [], []
+            for photo, variant in chunk:
+                decoded = pipeline.decode(photo.path)
+                box = np.asarray(clean[str(photo.path)].face.bbox) * decoded.scale
+                images.append(DEGRADATIONS[variant](decoded.rgb, box, zlib.crc32(f"{photo.path.name}{variant}".encode())))
+                boxes.append((box / decoded.scale, images[-1].shape[1] / decoded.rgb.shape[1]))
+            results: list = [None] * len(chunk)
+            for thorough in (True, False):
+                positions = [i for i, (photo, variant) in enumerate(chunk) if in_thorough_share(photo, variant, thorough_share) == thorough]
+                for position, result in zip(positions, pipeline.analyze_batch([images[i] for i in positions], thorough=thorough) if positions else []):
+                    results[position] = result
+            for (photo, variant), (target, factor), result in zip(chunk, boxes, results):
+                if isinstance(result, FroodError):
+                    log.warning("Skipped %s (%s): %s", photo.path, variant, result)
+                    continue
+                record = record_from(photo, variant, result)
+                if variant != "cut_by_border" and len(record.faces) > 1:
+                    # The face the degradation was built around, not whichever the main-face rule picks.
+                    record.faces.sort(key=lambda face: -_iou(np.asarray(face.bbox) / factor, target))
+                    for rank, face in enumerate(record.faces):
+                        if rank > 0:
+                            face.aligned = None
+                    main = next(face for face in result.faces if list(map(float, face.bbox)) == record.faces[0].bbox)
+                    record.faces[0].aligned = main.aligned.copy()
+                cache.put(record)
+            bar.update(len(chunk))
+    for photo, variant in plan:
         record = cache.get(photo, variant)
-        source = clean.get(str(photo.path))
-        if record is None and source is not None and source.face is not None:
-            decoded = pipeline.decode(photo.path)
-            box = np.asarray(source.face.bbox) * decoded.scale
-            degraded = DEGRADATIONS[variant](decoded.rgb, box, zlib.crc32(f"{photo.path.name}{variant}".encode()))
-            result = pipeline.analyze(degraded, thorough=True)
-            record = record_from(photo, variant, result)
-            if variant != "cut_by_border" and len(record.faces) > 1:
-                factor = degraded.shape[1] / decoded.rgb.shape[1]
-                target = box / decoded.scale
-                record.faces.sort(key=lambda face: -_iou(np.asarray(face.bbox) / factor * 1.0, target))
-            cache.put(record)
         if record is not None:
             records.append(record)
     cache.save()

@@ -17,11 +17,11 @@ import numpy as np
 
 from errors import FroodError
 from ood.geometry import is_truncated
-from ood.reasons import explain, eye_signal_trusted, liveness_trusted, suspected_recapture
+from ood.reasons import explain, eye_signal_trusted, liveness_trusted, occlusion_level, suspected_recapture
 from ood.signals import QualitySignals
 
 PARAMS_DIR = Path(__file__).resolve().parent / "params"
-BASE_TERMS = ("feature_norm", "small_face", "det_logit", "pose", "sharpness", "dark", "bright", "spoof", "eyes_closed", "truncation")
+BASE_TERMS = ("feature_norm", "small_face", "det_logit", "pose", "sharpness", "dark", "bright", "spoof", "eyes_closed", "truncation", "occlusion")
 THOROUGH_TERMS = (*BASE_TERMS, "instability")
 SMALL_FACE_PX = 64.0
 # A face the liveness model calls a recapture (P(real) below RECAPTURE_REAL_PROB) never scores above this:
@@ -53,6 +53,7 @@ def term_values(signals: QualitySignals) -> dict[str, float]:
         # term is neutral (0 = open) rather than a guess.
         "eyes_closed": (1.0 - signals.eyes_open) if eye_signal_trusted(signals) else 0.0,
         "truncation": signals.truncation,
+        "occlusion": occlusion_level(signals),
     }
     if signals.stability is not None:
         values["instability"] = 1.0 - signals.stability

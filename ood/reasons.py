@@ -27,6 +27,7 @@ REASONS: dict[str, Reason] = {
     for reason in (
         Reason("no_face", "No face found: use a photo with one clearly visible face", "未检测到人脸：请使用清晰可见单张人脸的照片"),
         Reason("face_truncated", "Face cut by the image border: keep the whole face inside the frame", "人脸被画面边缘截断：请让整张脸完整处于画面内"),
+        Reason("face_occluded", "Face partly covered (mask, hand, scarf): uncover nose and mouth", "人脸被部分遮挡（口罩、手、围巾）：请露出口鼻"),
         Reason("face_too_small", "Face too small: move closer or use a higher resolution", "人脸过小：请靠近镜头或使用更高分辨率"),
         Reason("too_dark", "Too dark: add light in front of the face", "光线过暗：请在人脸正面补光"),
         Reason("over_exposed", "Over-exposed: reduce light or avoid backlight and flash glare", "曝光过度：请减弱光线，避免逆光或闪光灯反光"),
@@ -53,6 +54,7 @@ TERM_REASONS = {
     "eyes_closed": "eyes_closed",
     "instability": "unstable_feature",
     "truncation": "face_truncated",
+    "occlusion": "face_occluded",
 }
 
 MIN_FACE_PX = 40
@@ -75,6 +77,13 @@ MIN_LIVENESS_CONTEXT = 1.2
 # box's width of the detector's eye points, the face is whole, large enough and not turned away.
 MAX_EYE_LANDMARK_ERROR = 0.08
 MIN_DET_SCORE = 0.9
+# Lower-face occlusion (see occlusion_level): the cheeks' skin chroma is typical within ~5 CrCb units of
+# the mouth/chin's, and the mouth/chin region has about the cheeks' texture (log ratio ≈ 0.1). The rule
+# fires at OCCLUDED_LEVEL: on the fit subjects it caught two thirds of masked faces and 3 % of clean
+# in-the-wild faces (the fitted term weighs every level; docs/quality.md).
+CHROMA_TYPICAL, CHROMA_SPREAD = 5.0, 4.0
+TEXTURE_TYPICAL, TEXTURE_SPREAD = 0.1, 0.6
+OCCLUDED_LEVEL = 4.0
 MIN_STABILITY = 0.8
 
 
@@ -85,6 +94,13 @@ def liveness_trusted(signals: QualitySignals) -> bool:
 def suspected_recapture(signals: QualitySignals) -> bool:
     """The liveness model, shown enough of the scene, calls this face a print or screen recapture."""
     return liveness_trusted(signals) and signals.real_prob < RECAPTURE_REAL_PROB
+
+
+def occlusion_level(signals: QualitySignals) -> float:
+    """How strongly the lower face looks covered: 0 = like skin, each unit one typical spread beyond."""
+    chroma = max(0.0, (signals.lower_face_chroma - CHROMA_TYPICAL) / CHROMA_SPREAD)
+    smooth = max(0.0, (TEXTURE_TYPICAL - signals.lower_face_texture) / TEXTURE_SPREAD)
+    return chroma + smooth
 
 
 def eye_signal_trusted(signals: QualitySignals) -> bool:
@@ -105,6 +121,8 @@ def rule_reasons(signals: QualitySignals) -> list[str]:
         codes.append("suspected_recapture")
     if is_truncated(signals.truncation):
         codes.append("face_truncated")
+    if occlusion_level(signals) >= OCCLUDED_LEVEL:
+        codes.append("face_occluded")
     if signals.face_px < MIN_FACE_PX:
         codes.append("face_too_small")
     if signals.brightness < DARK_BRIGHTNESS:

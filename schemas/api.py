@@ -34,6 +34,8 @@ class ExtractJSON(_Strict):
     faces_found: int
     bbox: list[float]
     reasons: list[Reason]
+    # issue 10: written only when the request (or FACE_PERSON_BOX) asks for it; null when no person holds the face
+    person_box: list[float] | None = None
     latency_ms: float
 
 
@@ -57,22 +59,29 @@ class ModelsJSON(_Strict):
     models: list[ModelJSON]
 
 
-def extract_json(model_name: str, result: Any, latency_ms: float) -> dict:
-    """The ``/extract`` answer for an ``AnalysisResult`` (its largest face, or the no-face answer)."""
+def extract_json(model_name: str, result: Any, latency_ms: float, person_box: dict | None = None) -> dict:
+    """The ``/extract`` answer for an ``AnalysisResult`` (its largest face, or the no-face answer).
+
+    ``person_box``: :func:`schemas.faces.person_box_json`'s dict when the person box was asked for, else None
+    (then the key is not written at all)."""
     from schemas.faces import analysis_json
 
     if not result.faces:
         return ExtractNoFaceJSON(model_name=model_name, feature=[], quality_score=0.0, message="no face found", faces_found=0).model_dump()
     face = analysis_json(result)
-    return ExtractJSON(
+    payload = ExtractJSON(
         model_name=model_name,
         feature=face["feature"],
         quality_score=face["quality_score"],
         faces_found=face["faces_found"],
         bbox=face["bbox"],
         reasons=face["reasons"],
+        person_box=(person_box or {}).get("person_box"),
         latency_ms=round(latency_ms, 1),
     ).model_dump()
+    if person_box is None:
+        payload.pop("person_box")
+    return payload
 
 
 def models_json(models: list[dict]) -> dict:

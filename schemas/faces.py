@@ -89,6 +89,16 @@ class EmbedLineJSON(_Strict):
     error_code: str | None = None  # only on a failed input (a no-face answer is not a failure)
 
 
+# Face ↔ person link (issue 10, optional, off by default): /extract adds this field when FACE_PERSON_BOX
+# or the request's person_box flag is on; the keypoint service finds the box (keypoints/service.py).
+class PersonBoxJSON(_Strict):
+    person_box: list[float] | None  # x1, y1, x2, y2 of the person whose box holds the face; null when none does
+
+
+def person_box_json(bbox: Any) -> dict:
+    return PersonBoxJSON(person_box=None if bbox is None else [round(float(v), 1) for v in bbox]).model_dump()
+
+
 def _feature(values: Any) -> list[float]:
     return [round(float(v), 6) for v in values]
 

@@ -1,6 +1,7 @@
 """Keypoints on the annotated people of ../shared/data/keypoints (OCHuman + PoseTrack18), at the defaults a
-user gets (settings: input 384, tiles, Thunder refinement, detThreshold 0.25 = the MoveNet default
-of TF.js pose-detection), and photos with nobody in them.
+user gets (settings: input 384, tiles, the CenterNet person detector, Thunder top-down keypoints,
+detThreshold 0.5 on the calibrated score, where 0.5 is each model's documented default), and photos with
+nobody in them.
 
 "Mostly visible" = at least 12 of the person's COCO keypoints labelled (PoseTrack's head_bottom/head_top are
 not COCO's eyes and are left out). A person is found when one detection, matched one-to-one by box IoU, has
@@ -23,14 +24,16 @@ MOSTLY_VISIBLE = 12
 GRADIO_IMAGES = Path(__import__("gradio").__file__).parent / "media_assets" / "images"
 
 # (image file, annotation index) → why the engine misses that person today (see docs/keypoints.md).
-OVERLAP = "two people overlap almost completely: MultiPose decodes one person centre for the pair"
-SMALL = "a small person in a crowd of 11 (1920×1080 frame): its person score stays under the default 0.25"
+# The two small people of the 11-person crowd (000000.jpg@012834 #6 and #10) were misses before the
+# person detector; it finds them, so they are no longer listed.
+OVERLAP = (
+    "two people overlap almost completely: MultiPose decodes one person centre and CenterNet one box "
+    "for the pair (its heatmap has one peak), so nothing proposes the person behind"
+)
 KNOWN_MISSES = {
     ("000817.jpg", 1): OVERLAP,
     ("003896.jpg", 0): OVERLAP,
     ("000000.jpg@009473", 0): OVERLAP,
-    ("000000.jpg@012834", 6): SMALL,
-    ("000000.jpg@012834", 10): SMALL,
 }
 
 
@@ -131,7 +134,41 @@ def test_batch_gives_the_same_people_as_one_by_one_and_keeps_errors_in_place(eng
         single = engine.detect(path, det_threshold=0.25)
         assert len(single.persons) == len(result.persons) > 0
         for a, b in zip(single.persons, result.persons):
-            # batched convolutions sum in another order: the same people to a small fraction of a pixel
-            np.testing.assert_allclose(a.keypoints[:, :2], b.keypoints[:, :2], atol=0.05)
-            np.testing.assert_allclose(a.keypoints[:, 2], b.keypoints[:, 2], atol=1e-3)
+            # Batched convolutions sum in another order: the same people to a small fraction of a pixel,
+            # except that a near-tie in Thunder's 64 × 64 heatmap may pick the neighbouring cell (one cell
+            # = 1.25 × the box's longer side / 64) for a joint or two.
+            cell = 1.25 * max(a.bbox[2] - a.bbox[0], a.bbox[3] - a.bbox[1]) / 64
+            difference = np.abs(a.keypoints[:, :2] - b.keypoints[:, :2]).max(axis=1)
+            score_difference = np.abs(a.keypoints[:, 2] - b.keypoints[:, 2])
+            assert (difference <= cell + 0.05).all() and (score_difference <= 0.05).all(), (difference, score_difference)
+            assert ((difference <= 0.05) & (score_difference <= 1e-3)).sum() >= 15, (difference, score_difference)
             np.testing.assert_allclose(a.bbox, b.bbox, atol=0.05)
+
+
+def test_scores_share_one_scale_where_each_models_default_is_half():
+    from keypoints.engine import CENTERNET_DEFAULT_SCORE, MOVENET_DEFAULT_SCORE, calibrated_score, raw_threshold
+
+    for default in (MOVENET_DEFAULT_SCORE, CENTERNET_DEFAULT_SCORE):
+        raw = np.linspace(0, 1, 41)
+        mapped = [calibrated_score(value, default) for value in raw]
+        assert calibrated_score(default, default) == 0.5 and mapped[0] == 0 and mapped[-1] == 1
+        assert all(b > a for a, b in zip(mapped, mapped[1:]))  # the order within a model is kept
+        assert all(abs(raw_threshold(m, default) - r) < 1e-9 for m, r in zip(mapped, raw))
+
+
+def test_detector_boxes_add_missed_people_and_only_raise_matched_scores():
+    from keypoints.engine import Person, merge_detections
+
+    def person(box, score, cut=False, detector=False):
+        return Person(box, np.full((17, 3), 7.0, np.float32), score, cut=cut, from_detector=detector)
+
+    walker = person((100, 100, 200, 400), 0.6)
+    boxes = [
+        person((102, 98, 198, 405), 0.8, detector=True),  # the walker again: raises its score only
+        person((400, 100, 480, 380), 0.7, detector=True),  # someone MultiPose missed
+        person((140, 110, 240, 410), 0.55, detector=True),  # the person just behind the walker (IoU 0.4)
+        person((100, 100, 200, 230), 0.9, cut=True, detector=True),  # the walker's upper half from a tile
+    ]
+    merged = merge_detections([walker], boxes)
+    assert merged[0] is walker and walker.det_score == 0.8 and (walker.keypoints == 7).all()
+    assert [p.bbox for p in merged[1:]] == [(400, 100, 480, 380), (140, 110, 240, 410)]

@@ -54,7 +54,7 @@ def test_envelope_persons_and_drawn_image(app):
         assert 0 <= x1 < x2 <= 665 and 0 <= y1 < y2 <= 1000
         kpts = np.array(person["kpts"])
         assert kpts.shape == (17, 3)
-        assert person["detScore"] >= 0.25  # the default detThreshold
+        assert person["detScore"] >= 0.5  # the default detThreshold
         assert person["kptScore"] == pytest.approx(kpts[:, 2].mean(), abs=1e-3)
         assert (x1 - 30 <= kpts[:, 0]).all() and (kpts[:, 0] <= x2 + 30).all()  # joints lie on their person
     with Image.open(io.BytesIO(base64.b64decode(body["result"]["image"]))) as drawn:
@@ -148,3 +148,47 @@ def test_pose_tab_in_a_browser_in_chinese(app, tmp_path):
         expect(page.locator("#pose-table")).to_contain_text("关键点 ≥ 0.3")
         page.screenshot(path=str(tmp_path / "pose.png"), full_page=True)
         browser.close()
+
+
+def _extract(app, **flags) -> dict:
+    data, params = {"model_name": "default"}, {}
+    if "form" in flags:
+        data["person_box"] = flags["form"]
+    if "query" in flags:
+        params["person_box"] = flags["query"]
+    response = requests.post(
+        f"{app.base_url}/extract", files={"image": ("walkers.jpg", photo().read_bytes(), "image/jpeg")}, data=data, params=params, timeout=300
+    )
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def test_extract_links_the_face_to_its_person_only_when_asked(app):
+    """Three people walk side by side in the photo: the largest face must get the box of the person it
+    belongs to (its centre inside, the box no wider than one person), and nothing changes by default."""
+    plain = _extract(app)
+    assert "person_box" not in plain and plain["faces_found"] >= 1  # FACE_PERSON_BOX is off by default
+    linked = _extract(app, form="true")
+    assert linked["feature"] == plain["feature"] and linked["bbox"] == plain["bbox"]
+    x1, y1, x2, y2 = linked["person_box"]
+    fx1, fy1, fx2, fy2 = linked["bbox"]
+    assert x1 <= (fx1 + fx2) / 2 <= x2 and y1 <= (fy1 + fy2) / 2 <= y2
+    assert y1 <= fy1 and y2 > fy2 + 3 * (fy2 - fy1)  # a whole person below the face, not a face-sized box
+    assert (x2 - x1) < 0.5 * Image.open(photo()).width  # one of the three walkers, not the group
+    assert _extract(app, query="true")["person_box"] == linked["person_box"]
+    assert "person_box" not in _extract(app, form="false", query="true")  # the form field wins when both are given
+
+
+def test_faces_are_matched_one_to_one_to_the_nearest_head():
+    from keypoints.engine import Person
+    from keypoints.service import match_faces_to_persons
+
+    def person(box, head_x, head_y, score=0.9):
+        keypoints = np.zeros((17, 3), np.float32)
+        keypoints[:5] = [head_x, head_y, 0.8]
+        return Person(box, keypoints, score)
+
+    front = person((100, 100, 300, 600), 150, 150)  # two overlapping people; heads at x 150 and 250
+    behind = person((120, 90, 320, 600), 250, 140, score=0.6)
+    faces = [[230, 120, 270, 160], [130, 130, 170, 170], [900, 900, 950, 950]]
+    assert match_faces_to_persons(faces, [front, behind], kpt_threshold=0.3) == [behind, front, None]

@@ -1,7 +1,8 @@
 """The converted MoveNet graphs against their original runtime: TensorFlow.js itself (tfjs-core + converter +
 the pure-JS CPU backend, installed by `make setup` into build/tfjs-parity), on a real photo.
 
-Parity here means the same output tensor (person rows / keypoint rows) to 1e-4, for both graphs we ship.
+Parity here means the same output tensor (person rows / keypoint rows) to 1e-4, for the three graphs we ship
+(MultiPose, Thunder, and the CenterNet person detector).
 Also checked: the weights' integrity guard and that a batch through the shared trunk equals one by one.
 """
 
@@ -34,14 +35,14 @@ def _photo(size: int) -> np.ndarray:
     return np.asarray(Image.open(PHOTO).convert("RGB").resize((size, size), Image.BILINEAR)).astype(np.int32)
 
 
-def _tfjs(graph: str, pixels: np.ndarray, tmp_path: Path) -> np.ndarray:
+def _tfjs(graph: str, pixels: np.ndarray, tmp_path: Path, dtype: str = "int32", output: str = "") -> np.ndarray:
     if shutil.which("node") is None or not (TFJS_MODULES / "@tensorflow" / "tfjs-converter").is_dir():
         pytest.skip("needs node and the TF.js reference runtime (`make setup` installs it into build/tfjs-parity)")
     raw = tmp_path / "input.bin"
-    pixels.astype(np.int32).tofile(raw)
+    pixels.astype(np.int32 if dtype == "int32" else np.float32).tofile(raw)
     model_json = weights_dir(get_settings().models_dir) / f"{graph}.json"
     done = subprocess.run(
-        ["node", str(RUNNER), str(model_json), str(raw), str(pixels.shape[0]), str(pixels.shape[1]), "int32"],
+        ["node", str(RUNNER), str(model_json), str(raw), str(pixels.shape[0]), str(pixels.shape[1]), dtype] + ([output] if output else []),
         capture_output=True, text=True, timeout=300, env={**os.environ, "NODE_PATH": str(TFJS_MODULES)},
     )
     assert done.returncode == 0, done.stderr[-2000:]
@@ -60,6 +61,23 @@ def test_converted_graph_matches_tfjs(graph, tmp_path):
     assert np.abs(ours - reference).max() < 1e-4, f"max |difference| {np.abs(ours - reference).max():.2e}"
     if graph == "movenet-multipose":  # and the photo's three people are really there (person score column)
         assert (reference[0, :, 55] > 0.3).sum() >= 2
+
+
+def test_converted_person_detector_matches_tfjs(tmp_path):
+    """CenterNet (the person detector): float 0–255 input at its fixed 512 × 512, as Human feeds it. The
+    class heatmaps must agree to 1e-4, and the decoded detections (top 100 by score) row by row where the
+    score is clear of ties (≥ 0.1): box corners to 1e-2 pixel, score and class exactly enough."""
+    pixels = _photo(512).astype(np.float32)
+    heatmap = _tfjs("centernet", pixels, tmp_path, dtype="float32", output="tower_0/keypoints")
+    detections = _tfjs("centernet", pixels, tmp_path, dtype="float32", output="tower_0/detections")
+    module = load_graph(get_settings().models_dir, "centernet")
+    with torch.inference_mode():
+        _, our_heatmap, our_detections = (tensor.numpy() for tensor in module(torch.from_numpy(pixels)[None]))
+    assert our_heatmap.shape == heatmap.shape and np.abs(our_heatmap - heatmap).max() < 1e-4, np.abs(our_heatmap - heatmap).max()
+    clear = detections[0, :, 4] >= 0.1
+    assert clear.sum() >= 3 and (detections[0, clear, 5] == 0).sum() >= 2  # the photo's people are there, as class 0
+    np.testing.assert_allclose(our_detections[0, clear, :4], detections[0, clear, :4], atol=1e-2)
+    np.testing.assert_allclose(our_detections[0, clear, 4:], detections[0, clear, 4:], atol=1e-4)
 
 
 def test_batched_trunk_equals_one_by_one():

@@ -50,7 +50,7 @@ def test_real_files_extract_convert_and_a_second_fetch_does_nothing(tmp_path):
         pytest.skip("needs the keypoint weights (`make keypoint-weights`)")
     extract_graphs(tarball({name: (source / name).read_bytes() for name in FILE_SHA256}), tmp_path)
     fetch_keypoint_weights(tmp_path, npm="/nonexistent/npm")  # files present: converts without npm
-    for graph in ("movenet-multipose", "movenet-thunder"):
+    for graph in ("movenet-multipose", "movenet-thunder", "centernet"):
         assert converted_path(tmp_path, graph).is_file()
     cached = torch.load(converted_path(tmp_path, "movenet-thunder"), weights_only=True)
     fresh = convert_graph(Path(tmp_path) / "human-models" / "movenet-thunder.json")

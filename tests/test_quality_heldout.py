@@ -65,16 +65,35 @@ def wild(pipeline, params):
     return score_photos(pipeline, photos)
 
 
-# Not met yet (issue 8): measured on all 443 held-out photos, EDC pAUC 0.0187 for our score against
-# 0.0172 (feature norm) and 0.0172 (detector score); it beats face size (0.0202) and sharpness (0.0215).
-# Strict: the day the score wins, this test fails as XPASS and the marker must go.
-@pytest.mark.xfail(strict=True, reason="issue 8: the fused score does not yet beat feature norm / detector score on wild EDC")
+# Not met yet (issue 8): on all 442 held-out photos with a face, EDC pAUC 0.0193 for our score against
+# 0.0172 (feature norm) and 0.0172 (detector score); on this file's sample 0.0224 vs 0.0215 / 0.0198. The
+# recapture rule ranks the ≈5 % of photos fr_liveness flags last on purpose; without them (the test below)
+# ours wins. Strict: the day the score wins on all photos, this test fails as XPASS and the marker must go.
+@pytest.mark.xfail(strict=True, reason="issue 8: with flagged recaptures ranked last, the score loses to feature norm / detector score on wild EDC")
 def test_score_beats_every_single_baseline_on_wild_photos(wild):
     edc = wild_edc(wild)
     assert edc["genuine_pairs"] >= 500
     ours = edc["pauc"]["quality"]
     for name in BASELINES:
         assert ours < edc["pauc"][name], f"EDC pAUC: ours {ours:.5f} vs {name} {edc['pauc'][name]:.5f}"
+
+
+def test_score_beats_every_single_baseline_on_wild_photos_not_flagged_as_recaptures(wild):
+    """The same comparison on the same held-out photos, less the few (≈3 %) that fr_liveness calls
+    recaptures: the recapture rule ranks those last on purpose (target 0) although most still verify,
+    so EDC, which only counts verification failures, cannot credit it. Every measure gets the same pairs."""
+    unflagged = [s for s in wild if "suspected_recapture" not in s.reasons]
+    assert len(unflagged) >= 0.9 * len(wild)
+    edc = wild_edc(unflagged)
+    assert edc["genuine_pairs"] >= 500
+    ours = edc["pauc"]["quality"]
+    for name in BASELINES:
+        assert ours < edc["pauc"][name], f"EDC pAUC without flagged recaptures: ours {ours:.5f} vs {name} {edc['pauc'][name]:.5f}"
+
+
+def test_face_occluded_is_rarely_said_of_clean_wild_photos(wild):
+    said = [s.photo.path.name for s in wild if "face_occluded" in s.reasons]
+    assert len(said) <= 0.03 * len(wild), f"face_occluded said of {len(said)} of {len(wild)} clean held-out photos: {said[:10]}"
 
 
 def test_match_thresholds_hold_their_false_match_rate_on_held_out_identities(pipeline, params, wild):
@@ -96,9 +115,10 @@ def test_deep_shadow_scores_below_the_same_persons_lit_face(pipeline, params):
     assert summary["shadow_lower_share"] >= 0.9, summary
 
 
-# Not met yet (issue 8): masked faces score below the same person's unmasked ones in 73 % of pairs
-# (median 0.64 against 0.77). Strict: an XPASS fails, so the marker goes as soon as it holds.
-@pytest.mark.xfail(strict=True, reason="issue 8: masked < unmasked holds for 73 %, not 90 %")
+# Not met yet (issue 8): with the occlusion term, masked faces score below the same person's unmasked ones
+# in 87.9 % of all 620 held-out pairs (was 74 %) and 89.1 % of this file's 256 (median 0.24 against 0.79).
+# Strict: an XPASS fails, so the marker goes as soon as it holds.
+@pytest.mark.xfail(strict=True, reason="issue 8: masked < unmasked holds for 88-89 %, not 90 %")
 def test_masked_faces_score_below_unmasked(pipeline, params):
     photos = heldout_photos(data_set("masked"), params, "masked", per_identity=8, sample_seed=0)
     summary = masked_summary(score_photos(pipeline, photos))

@@ -1,0 +1,37 @@
+"""The CPU speed-ups of the quality stage (traced and frozen helper nets, channels_last) change nothing a
+user sees: on real photos the signals and the quality score equal the eager modules' to float rounding."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+
+from ood.signals import FrozenPerShape
+
+
+def test_frozen_helper_nets_score_like_the_eager_ones(pipeline, faces_dir):
+    fast = pipeline.signals
+    if not isinstance(fast.pose, FrozenPerShape):
+        pytest.skip("the helper nets are only traced on CPU")
+    eager = copy.copy(fast)
+    eager.pose, eager.liveness, eager.eye = fast.pose.module, fast.liveness.module, fast.eye.module
+    photos = sorted(faces_dir.glob("*.jpg"))[:6]
+    compared = 0
+    for path in photos:
+        decoded = pipeline.decode(path)
+        detections = pipeline.detector.detect_batch([decoded.rgb])[0]
+        if not detections:
+            continue
+        aligned = pipeline.align(decoded.rgb, detections)
+        norms = pipeline.embedder.embed(aligned).norms
+        for _ in range(2):  # the first call per shape traces, the second runs the frozen net
+            quick = fast.extract(decoded.rgb, detections, aligned, norms)
+        slow = eager.extract(decoded.rgb, detections, aligned, norms)
+        for a, b in zip(quick, slow):
+            assert abs(a.yaw - b.yaw) < 0.05 and abs(a.pitch - b.pitch) < 0.05 and abs(a.roll - b.roll) < 0.05
+            assert abs(a.real_prob - b.real_prob) < 1e-4 and abs(a.eyes_open - b.eyes_open) < 1e-4
+            assert abs(pipeline.scorer.score(a).score - pipeline.scorer.score(b).score) < 1e-4
+            compared += 1
+    assert compared >= 5
+    assert any(traced is not None for traced in fast.pose.traced.values()), "the pose net was never traced"
