@@ -66,6 +66,11 @@ def test_extract_and_models_answer_in_their_documented_models(app, faces_dir, tm
     parsed = schemas.ExtractJSON.model_validate(face.json())
     assert len(parsed.feature) == 512 and parsed.faces_found >= 1
 
+    assert "person_box" not in face.json()  # written only when asked for (issue 10)
+    with open(faces_dir / "img1.jpg", "rb") as handle:
+        linked = requests.post(f"{app.base_url}/extract", files={"image": handle}, data={"person_box": "true"}, headers=KEY, timeout=300)
+    assert "person_box" in linked.json() and schemas.ExtractJSON.model_validate(linked.json()).feature == parsed.feature
+
     blank = tmp_path / "blank.png"
     Image.new("RGB", (160, 160), (30, 30, 30)).save(blank)
     with open(blank, "rb") as handle:
