@@ -30,6 +30,7 @@ from gallery import service as gallery_service
 from gallery.index import TEMP_PREFIX, GalleryCorruptError, GalleryIndex, GalleryMismatchError
 from recognition.errors import FroodError
 from recognition.models import resolve_name
+from schemas import api as schemas
 from service import faces as service
 from settings import get_settings
 
@@ -167,11 +168,23 @@ registry = IndexRegistry()
 
 
 def envelope(result: dict) -> JSONResponse:
-    return JSONResponse({"logId": str(uuid.uuid4()), "errorCode": 0, "errorMsg": "Success", "result": result})
+    return JSONResponse(schemas.envelope_json(str(uuid.uuid4()), result))
 
 
 def envelope_error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse({"logId": str(uuid.uuid4()), "errorCode": status, "errorMsg": message}, status_code=status, headers=headers)
+    return JSONResponse(schemas.envelope_error_json(str(uuid.uuid4()), status, message), status_code=status, headers=headers)
+
+
+_PADDLEX_ERRORS = {
+    status: {"model": schemas.ErrorEnvelope, "description": description}
+    for status, description in (
+        (400, "bad input"),
+        (401, "missing or wrong API key"),
+        (404, "unknown indexKey"),
+        (413, "too large"),
+        (503, "busy or storage error"),
+    )
+}
 
 
 def _check_client_fields(body: ClientRequest) -> None:
@@ -201,7 +214,7 @@ def _id_map(gallery: GalleryIndex) -> dict[str, str]:
     return {str(k): v for k, v in gallery.labels.items()}
 
 
-@router.post("/face-recognition-index-build")
+@router.post("/face-recognition-index-build", response_model=schemas.Envelope[schemas.IndexBuildJSON], responses=_PADDLEX_ERRORS)
 def index_build(body: BuildIndexRequest, request: Request) -> JSONResponse:
     authorize(get_settings(), limiter, request.headers, None)
     _check_client_fields(body)
@@ -212,7 +225,7 @@ def index_build(body: BuildIndexRequest, request: Request) -> JSONResponse:
             if registry.exists(key):  # a retried build: answer with what the first one did
                 gallery = registry.get(key)
                 done = gallery.recall_request(body.requestId) or {}
-                return envelope({"indexKey": key, "idMap": _id_map(gallery), "skipped": done.get("skipped", []), "replayed": True})
+                return envelope(schemas.index_build_json(key, _id_map(gallery), done.get("skipped", []), replayed=True))
     pipeline = service.get_pipeline()
     gallery = gallery_service.new_gallery(pipeline, body.indexType, body.metric)
     result = gallery_service.enrol(pipeline, gallery, items, _recorder("index_build", body.source))
@@ -222,13 +235,13 @@ def index_build(body: BuildIndexRequest, request: Request) -> JSONResponse:
         if body.requestId and registry.exists(key):  # a concurrent retry won the race: keep its gallery
             gallery = registry.get(key)
             done = gallery.recall_request(body.requestId) or {}
-            return envelope({"indexKey": key, "idMap": _id_map(gallery), "skipped": done.get("skipped", []), "replayed": True})
+            return envelope(schemas.index_build_json(key, _id_map(gallery), done.get("skipped", []), replayed=True))
         key = registry.create(gallery, key)
     log.info("Index %s built: %d enrolled, %d skipped", key, len(result.ids), len(result.skipped))
-    return envelope({"indexKey": key, "idMap": _id_map(gallery), "skipped": result.skipped})
+    return envelope(schemas.index_build_json(key, _id_map(gallery), result.skipped))
 
 
-@router.post("/face-recognition-index-add")
+@router.post("/face-recognition-index-add", response_model=schemas.Envelope[schemas.IndexAddJSON], responses=_PADDLEX_ERRORS)
 def index_add(body: AddRequest, request: Request) -> JSONResponse:
     authorize(get_settings(), limiter, request.headers, None)
     _check_client_fields(body)
@@ -239,7 +252,7 @@ def index_add(body: AddRequest, request: Request) -> JSONResponse:
     def replayed() -> JSONResponse | None:
         gallery = registry.get(body.indexKey)
         done = gallery.recall_request(body.requestId) if body.requestId else None
-        return None if done is None else envelope({"idMap": _id_map(gallery), "skipped": done.get("skipped", []), "replayed": True})
+        return None if done is None else envelope(schemas.index_add_json(_id_map(gallery), done.get("skipped", []), replayed=True))
 
     with registry.lock:
         if (answer := replayed()) is not None:  # a retry: no image is analysed again
@@ -253,10 +266,10 @@ def index_add(body: AddRequest, request: Request) -> JSONResponse:
         if body.requestId:
             gallery.remember_request(body.requestId, {"enrolled": len(result.ids), "skipped": result.skipped[:100]})
         registry.save(body.indexKey)
-    return envelope({"idMap": _id_map(gallery), "skipped": result.skipped})
+    return envelope(schemas.index_add_json(_id_map(gallery), result.skipped))
 
 
-@router.post("/face-recognition-index-remove")
+@router.post("/face-recognition-index-remove", response_model=schemas.Envelope[schemas.IndexRemoveJSON], responses=_PADDLEX_ERRORS)
 def index_remove(body: RemoveRequest, request: Request) -> JSONResponse:
     authorize(get_settings(), limiter, request.headers, None)
     _check_client_fields(body)
@@ -264,7 +277,7 @@ def index_remove(body: RemoveRequest, request: Request) -> JSONResponse:
     with registry.lock:
         gallery = registry.get(body.indexKey)
         if body.requestId and gallery.recall_request(body.requestId) is not None:
-            return envelope({"idMap": _id_map(gallery), "replayed": True})
+            return envelope(schemas.index_remove_json(_id_map(gallery), replayed=True))
         try:
             gallery.remove(body.ids)
         except KeyError as error:
@@ -273,10 +286,10 @@ def index_remove(body: RemoveRequest, request: Request) -> JSONResponse:
         if body.requestId:
             gallery.remember_request(body.requestId, {"removed": sorted(set(body.ids))})
         registry.save(body.indexKey)
-    return envelope({"idMap": _id_map(gallery)})
+    return envelope(schemas.index_remove_json(_id_map(gallery)))
 
 
-@router.post("/face-recognition-infer")
+@router.post("/face-recognition-infer", response_model=schemas.Envelope[schemas.InferJSON], responses=_PADDLEX_ERRORS)
 def infer(body: InferRequest, request: Request) -> JSONResponse:
     settings = get_settings()
     authorize(settings, limiter, request.headers, None)
@@ -292,24 +305,14 @@ def infer(body: InferRequest, request: Request) -> JSONResponse:
     drawn = gallery_service.annotate(decoded.rgb, faces, scale=decoded.scale)
     buffer = io.BytesIO()
     Image.fromarray(drawn).save(buffer, format="JPEG", quality=90)
-    return envelope(
-        {
-            "faces": [
-                {
-                    "bbox": [round(v, 1) for v in face.bbox],
-                    "recResults": [{"label": label, "score": round(score, 4)} for label, score in face.matches[:1]] if face.label != "unknown" else [],
-                    "score": round(face.det_score, 4),
-                    "qualityScore": round(face.quality, 4),
-                    "topK": [{"label": label, "score": round(score, 4)} for label, score in face.matches],
-                }
-                for face in faces
-            ],
-            "image": base64.b64encode(buffer.getvalue()).decode("ascii"),
-        }
-    )
+    return envelope(schemas.infer_json(faces, base64.b64encode(buffer.getvalue()).decode("ascii"), unknown=gallery_service.UNKNOWN))
 
 
-@router.post("/extract")
+@router.post(
+    "/extract",
+    response_model=schemas.ExtractJSON | schemas.ExtractNoFaceJSON,
+    responses={status: {"model": schemas.DetailJSON} for status in (400, 401, 413, 503)},
+)
 def extract(
     request: Request, image: UploadFile = File(...), model_name: str = Form("default"), source: str | None = Form(None),
     person_box: bool | None = Form(None), person_box_query: bool | None = Query(None, alias="person_box"),
@@ -331,32 +334,18 @@ def extract(
     start = time.perf_counter()
     timed = service.extract(data, name=shorten(image.filename or "upload", 80), source="api", model=name, source_id=source)
     result = timed.value
-    if not result.faces:
-        return JSONResponse({"model_name": name, "feature": [], "quality_score": 0.0, "message": "no face found", "faces_found": 0})
-    payload = result.to_json()
-    link = {}  # issue 10: the person box of the face (keypoint engine on the same image), only when asked
-    if next((flag for flag in (person_box, person_box_query) if flag is not None), settings.face_person_box):
+    link = None  # issue 10: the person box of the face (keypoint engine on the same image), only when asked
+    if result.faces and next((flag for flag in (person_box, person_box_query) if flag is not None), settings.face_person_box):
         from keypoints.service import person_boxes_for_faces
         from schemas.faces import person_box_json
 
         link = person_box_json(person_boxes_for_faces(data, [result.faces[0].bbox])[0])
-    return JSONResponse(
-        {
-            "model_name": name,
-            "feature": payload["feature"],
-            "quality_score": payload["quality_score"],
-            "faces_found": payload["faces_found"],
-            "bbox": payload["bbox"],
-            "reasons": payload["reasons"],
-            **link,
-            "latency_ms": round((time.perf_counter() - start) * 1000, 1),
-        }
-    )
+    return JSONResponse(schemas.extract_json(name, result, (time.perf_counter() - start) * 1000, person_box=link))
 
 
-@router.get("/models")
+@router.get("/models", response_model=schemas.ModelsJSON)
 def models() -> JSONResponse:
-    return JSONResponse({"models": service.usable_models()})
+    return JSONResponse(schemas.models_json(service.usable_models()))
 
 
 def install(app: FastAPI) -> None:
@@ -367,7 +356,7 @@ def install(app: FastAPI) -> None:
     def respond(request: Request, status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
         if request.url.path.startswith(PADDLEX_PATHS):
             return envelope_error(status, message, headers)
-        return JSONResponse({"detail": message}, status_code=status, headers=headers)
+        return JSONResponse(schemas.detail_json(message), status_code=status, headers=headers)
 
     @app.exception_handler(ApiError)
     async def api_error(request: Request, error: ApiError) -> JSONResponse:

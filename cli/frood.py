@@ -310,7 +310,7 @@ def build_parser() -> argparse.ArgumentParser:
     index.add_argument("--index-type", default="Flat", choices=["Flat", "IVF", "HNSW32"])
     index.add_argument("--metric", default="IP", choices=["IP", "L2"])
     index.add_argument("--ids", nargs="*", default=[], help="remove: the ids to remove")
-    index.set_defaults(func=cmd_index)
+    index.set_defaults(func=cmd_index, json=True)  # its answer is always JSON on stdout: log lines go to stderr
 
     identify = sub.add_parser("identify", help="identify every face of an image against a gallery")
     identify.add_argument("image")

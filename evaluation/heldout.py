@@ -24,6 +24,7 @@ import numpy as np
 
 from evaluation import metrics
 from ood.calibdata import Photo, discover, held_out
+from recognition.errors import FroodError
 
 BASELINES = ("feature_norm", "det_score", "face_px", "sharpness")
 EDC_FMR = 1e-2
@@ -68,23 +69,27 @@ def heldout_photos(
     return result
 
 
-def score_photos(pipeline: Any, photos: list[Photo], progress: bool = False) -> list[Scored]:
+def score_photos(pipeline: Any, photos: list[Photo], progress: bool = False, batch_size: int = 16) -> list[Scored]:
+    """Every photo through the batched engine (``analyze_stream``); a photo the engine refuses scores 0 with its error code."""
     from tqdm import tqdm
 
     out = []
-    for photo in tqdm(photos, desc="held-out photos", file=sys.stderr, disable=not progress):
-        result = pipeline.analyze(photo.path)
-        if not result.faces:
-            out.append(Scored(photo, 0.0, None, {name: math.nan for name in BASELINES}, ["no_face"]))
-            continue
-        face = result.face
-        values = {
-            "feature_norm": face.signals.feature_norm,
-            "det_score": face.det_score,
-            "face_px": face.signals.face_px,
-            "sharpness": face.signals.sharpness,
-        }
-        out.append(Scored(photo, float(face.quality), np.asarray(face.feature), values, list(face.reasons)))
+    with tqdm(total=len(photos), desc="held-out photos", file=sys.stderr, disable=not progress) as bar:
+        results = (result for chunk in pipeline.analyze_stream([p.path for p in photos], batch_size=batch_size) for result in chunk)
+        for photo, result in zip(photos, results):
+            bar.update(1)
+            if isinstance(result, FroodError) or not result.faces:
+                reason = result.code if isinstance(result, FroodError) else "no_face"
+                out.append(Scored(photo, 0.0, None, {name: math.nan for name in BASELINES}, [reason]))
+                continue
+            face = result.face
+            values = {
+                "feature_norm": face.signals.feature_norm,
+                "det_score": face.det_score,
+                "face_px": face.signals.face_px,
+                "sharpness": face.signals.sharpness,
+            }
+            out.append(Scored(photo, float(face.quality), np.asarray(face.feature), values, list(face.reasons)))
     return out
 
 

@@ -20,6 +20,7 @@ from gallery.index import GalleryIndex
 from recognition.decode import DecodedImage, ImageInput
 from recognition.errors import FroodError
 from recognition.pipeline import AnalysisResult, FacePipeline
+from schemas.api import enrol_json, identified_face_json
 from storage import factory as storage_factory
 
 UNKNOWN = "unknown"
@@ -61,7 +62,7 @@ class EnrolResult:
     skipped: list[dict] = field(default_factory=list)  # {"image", "label", "reason"}
 
     def as_dict(self) -> dict:
-        return {"enrolled": len(self.ids), "id_map": dict(zip(self.ids, self.labels)), "skipped": self.skipped}
+        return enrol_json(self.ids, self.labels, self.skipped)
 
 
 @dataclass
@@ -74,14 +75,7 @@ class IdentifiedFace:
     label: str  # best label, or "unknown"
 
     def as_dict(self) -> dict:
-        return {
-            "bbox": [round(v, 1) for v in self.bbox],
-            "det_score": round(self.det_score, 4),
-            "quality_score": round(self.quality, 4),
-            "reasons": self.reasons,
-            "label": self.label,
-            "matches": [{"label": label, "score": round(score, 4)} for label, score in self.matches],
-        }
+        return identified_face_json(self)
 
 
 def new_gallery(pipeline: FacePipeline, index_type: str = "Flat", metric: str = "IP") -> GalleryIndex:

@@ -276,8 +276,8 @@ def collect_records(
     """
     from tqdm import tqdm
 
+    from errors import FroodError
     from ood.degrade import DEGRADATIONS
-    from recognition.errors import FroodError
 
     clean: dict[str, ImageRecord] = {}
     missing = [photo for photo in photos if cache.get(photo, "clean") is None]

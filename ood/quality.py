@@ -15,10 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
+from errors import FroodError
+from ood.geometry import is_truncated
 from ood.reasons import explain, eye_signal_trusted, liveness_trusted, occlusion_level, suspected_recapture
 from ood.signals import QualitySignals
-from recognition.errors import FroodError
-from recognition.face_choice import is_truncated
 
 PARAMS_DIR = Path(__file__).resolve().parent / "params"
 BASE_TERMS = ("feature_norm", "small_face", "det_logit", "pose", "sharpness", "dark", "bright", "spoof", "eyes_closed", "truncation", "occlusion")

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ood.geometry import is_truncated
 from ood.signals import QualitySignals
-from recognition.face_choice import is_truncated
 
 
 @dataclass(frozen=True)

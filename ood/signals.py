@@ -17,15 +17,13 @@ from __future__ import annotations
 
 import logging
 import warnings
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from pathlib import Path
+from typing import Protocol
 
 import cv2
 import numpy as np
 import torch
-
-from recognition.detect import Detection
-from recognition.weights import faceplugin_dir, onnx_to_torch
 
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
@@ -39,6 +37,27 @@ def liveness_context(bbox: np.ndarray | list[float], image_size: tuple[int, int]
     height, width = image_size
     box_w, box_h = max(float(bbox[2] - bbox[0]), 1.0), max(float(bbox[3] - bbox[1]), 1.0)
     return float(min((height - 1) / box_h, (width - 1) / box_w, LIVENESS_SCALE))
+HELPER_MODELS = ("fr_pose", "fr_liveness", "fr_landmark", "fr_eye")
+ModuleLoader = Callable[[str], torch.nn.Module]
+"""Builds one helper model by name (``HELPER_MODELS``), a fresh copy per call: the pipeline passes one that
+converts the packaged ONNX files (``recognition.weights``), so ``ood`` imports nothing from ``recognition``."""
+
+
+class Detection(Protocol):
+    """What the quality stage reads of a detected face (``recognition.detect.Detection`` has it)."""
+
+    bbox: np.ndarray  # [x1, y1, x2, y2] in image pixels
+    score: float
+    landmarks: np.ndarray  # 5×2
+    outside: float  # share of the landmark box outside the image (ood.geometry)
+
+    @property
+    def width(self) -> float: ...
+
+    @property
+    def height(self) -> float: ...
+
+
 HELPER_BATCH = 64  # faces per helper-model call (bounds the 224×224 pose batch's memory)
 
 
@@ -58,7 +77,7 @@ class QualitySignals:
     real_prob: float
     eyes_open: float
     stability: float | None = None
-    # Share of the landmark box outside the image (a face cut by the border); see recognition/face_choice.py.
+    # Share of the landmark box outside the image (a face cut by the border); see ood/geometry.py.
     truncation: float = 0.0
     # Distance between fr_landmark's eye centres and the detector's eye points, in face-box widths: the
     # eye-state signal is trusted only when the two landmark models agree (see ood/reasons.py).
@@ -204,18 +223,17 @@ class FrozenPerShape:
 class SignalExtractor:
     """Runs the helper models (pose, liveness, landmarks, eyes) once over every face of a batch of images.
 
-    Each extractor owns its modules (``onnx_to_torch`` hands out copies), so extractors on different
+    Each extractor owns its modules (``load`` hands out copies), so extractors on different
     devices in one process never move each other's weights. The helpers stay in fp32 on every device:
     the quality score is calibrated on their fp32 outputs.
     """
 
-    def __init__(self, models_dir: Path, device: str = "cpu", cache_dir: Path | None = None):
-        folder = faceplugin_dir(models_dir)
+    def __init__(self, load: ModuleLoader, device: str = "cpu"):
         self.device = torch.device(device)
-        self.pose = onnx_to_torch(folder / "fr_pose.onnx", cache_dir).to(self.device)
-        self.liveness = onnx_to_torch(folder / "fr_liveness.onnx", cache_dir).to(self.device)
-        self.landmark = onnx_to_torch(folder / "fr_landmark.onnx", cache_dir).to(self.device)
-        self.eye = onnx_to_torch(folder / "fr_eye.onnx", cache_dir).to(self.device)
+        self.pose = load("fr_pose").to(self.device)
+        self.liveness = load("fr_liveness").to(self.device)
+        self.landmark = load("fr_landmark").to(self.device)
+        self.eye = load("fr_eye").to(self.device)
         self._bins = POSE_BINS.to(self.device)
         self._imagenet_mean = torch.from_numpy(IMAGENET_MEAN).to(self.device)
         self._imagenet_std = torch.from_numpy(IMAGENET_STD).to(self.device)

@@ -74,7 +74,8 @@ def _pil_to_rgb(image: Image.Image) -> np.ndarray:
         return _array_to_rgb(np.asarray(image, dtype=np.float32))
     if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
         return _array_to_rgb(np.asarray(image.convert("RGBA")))
-    return np.ascontiguousarray(np.asarray(image.convert("RGB")))
+    # An RGB image is read as it is: convert("RGB") would copy it once more before numpy copies it again.
+    return np.ascontiguousarray(np.asarray(image if image.mode == "RGB" else image.convert("RGB")))
 
 
 def _check_pixels(width: int, height: int, max_pixels: int) -> None:

@@ -90,6 +90,25 @@ def _area_bins(start: torch.Tensor, length: torch.Tensor, size: int) -> tuple[to
     return start[:, None] + lower, start[:, None] + upper
 
 
+def area_resize(table: torch.Tensor, height: int, width: int, out_height: int, out_width: int, channels_last: bool = False) -> torch.Tensor:
+    """``interpolate(images, (out_height, out_width), mode="area")`` from the images' summed-area table, bit for bit.
+
+    MTCNN's image pyramid was ~20 % of a photo's CPU time in PyTorch's adaptive-pooling loop. The pixels
+    are integers, so each bin's sum is exact (in the table and in float32), and dividing it by the bin's
+    height, then width, as PyTorch's kernel does, gives the same float32 values: two look-ups per bin
+    edge replace the per-pixel loop (2.5× faster at the pyramid's sizes).
+    """
+    zero = torch.zeros(1, dtype=torch.long, device=table.device)
+    row_lo, row_hi = _area_bins(zero, torch.tensor([height], device=table.device), out_height)
+    col_lo, col_hi = _area_bins(zero, torch.tensor([width], device=table.device), out_width)
+    row_lo, row_hi, col_lo, col_hi = row_lo[0], row_hi[0], col_lo[0], col_hi[0]
+    rows = table.index_select(2, row_hi) - table.index_select(2, row_lo)
+    sums = rows.index_select(3, col_hi) - rows.index_select(3, col_lo)
+    means = sums.float() / (row_hi - row_lo).float()[:, None] / (col_hi - col_lo).float()[None, :]
+    # interpolate() keeps its input's channels-last layout, and P-Net's convolutions round differently per layout
+    return means.contiguous(memory_format=torch.channels_last) if channels_last else means
+
+
 def crop_resample(
     table: torch.Tensor, image_ids: torch.Tensor, y0: torch.Tensor, y1: torch.Tensor, x0: torch.Tensor, x1: torch.Tensor, size: int
 ) -> torch.Tensor:
@@ -219,7 +238,7 @@ def mtcnn_detect(
     ``sizes``: each image's own (height, width) when it was letterboxed into the top-left corner of
     the canvas; R-Net/O-Net windows are then clipped to the image, as they would be without the canvas.
     """
-    from facenet_pytorch.models.utils.detect_face import batched_nms_numpy, generateBoundingBox, imresample
+    from facenet_pytorch.models.utils.detect_face import batched_nms_numpy, generateBoundingBox
 
     device = images.device
     imgs = images.permute(0, 3, 1, 2).float()
@@ -232,14 +251,16 @@ def mtcnn_detect(
         scales.append(scale)
         scale, min_side = scale * factor, min_side * factor
 
+    table = _summed_area(imgs)  # the pyramid's resampling and the R-Net/O-Net crops all read it
+    channels_last = imgs.is_contiguous(memory_format=torch.channels_last)
     if sizes is not None:
         real = torch.tensor(sizes, device=device, dtype=torch.long)  # N×(height, width)
-        table = _summed_area(imgs)
         level_counts = [_pyramid_levels(min(size), m, factor) for size in sizes]
     candidates, image_ids, picks, offset = [], [], [], 0
     for level, scale in enumerate(scales):
         if sizes is None:
-            data = (imresample(imgs, (int(height * scale + 1), int(width * scale + 1))) - 127.5) * 0.0078125
+            size = (int(height * scale + 1), int(width * scale + 1))
+            data = (area_resize(table, height, width, *size, channels_last=channels_last) - 127.5) * 0.0078125
             reg, probs = mtcnn.pnet(data)
             boxes_scale, ids_scale = generateBoundingBox(reg, probs[:, 1], scale, threshold[0])
         else:
@@ -265,8 +286,6 @@ def mtcnn_detect(
         [boxes[:, 0] + boxes[:, 5] * regw, boxes[:, 1] + boxes[:, 6] * regh, boxes[:, 2] + boxes[:, 7] * regw, boxes[:, 3] + boxes[:, 8] * regh, boxes[:, 4]]
     ).permute(1, 0)
     boxes = _rerec(boxes)
-    if sizes is None:
-        table = _summed_area(imgs) if len(boxes) else None
 
     if sizes is not None:
         image_height, image_width = real[:, 0], real[:, 1]

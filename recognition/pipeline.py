@@ -29,6 +29,7 @@ from recognition.detect import Detection, MTCNNDetector
 from recognition.errors import AlignmentError, FroodError, ImageDecodeError, NoFaceError
 from recognition.face_choice import order_by_main_face
 from recognition.models import create_embedder, get_spec
+from recognition.weights import packaged_model_loader
 from schemas import analysis_json, compare_json
 from settings import Settings, get_settings
 
@@ -150,7 +151,7 @@ class FacePipeline:
             cache_dir=cache_dir,
         )
         self.detector = MTCNNDetector(device=self.device, max_side=self.settings.detect_max_side)
-        self.signals = SignalExtractor(models_dir, device=self.device, cache_dir=cache_dir)
+        self.signals = SignalExtractor(packaged_model_loader(models_dir, cache_dir), device=self.device)
         self._decode_pool: ThreadPoolExecutor | None = None
         self.scorer: QualityScorer | None = None
         if with_quality:

@@ -23,6 +23,7 @@ import shutil
 import subprocess
 import tarfile
 import tempfile
+from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -263,6 +264,16 @@ def onnx_to_torch(path: Path, cache_dir: Path | None = None) -> torch.nn.Module:
         raise FileNotFoundError(path)
     shared = _load_cached(str(path.resolve()), path.stat().st_mtime, str(cache_dir) if cache_dir else None)
     return copy.deepcopy(shared)
+
+
+def packaged_model_loader(models_dir: Path, cache_dir: Path | None = None) -> Callable[[str], torch.nn.Module]:
+    """``name → module`` for the packaged ONNX models (``fr_pose``...), each call a caller-owned copy.
+
+    The quality stage (``ood.signals.SignalExtractor``) takes this instead of importing the converter:
+    ``ood`` imports nothing from ``recognition``.
+    """
+    folder = faceplugin_dir(models_dir)
+    return lambda name: onnx_to_torch(folder / f"{name}.onnx", cache_dir)
 
 
 def main() -> None:

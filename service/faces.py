@@ -25,6 +25,7 @@ from recognition.decode import DecodedImage, ImageInput
 from recognition.errors import NoFaceError
 from recognition.models import available_models, resolve_name
 from recognition.pipeline import AnalysisResult, CompareResult, FacePipeline, FaceResult
+from schemas.api import reject_webhook_json
 from settings import get_settings
 
 log = logging.getLogger("frood.service")
@@ -167,15 +168,8 @@ def _record(
         except Exception:  # the user's answer must not fail because the stats store did
             log.exception("Could not record a stats event")
     if rejected and _outbox is not None:
-        payload = {
-            "quality_score": round(float(quality), 4),
-            "reasons": list(reasons),
-            "source": source_id or source,
-            "channel": source,
-            "operation": operation,
-            "model": result.model,
-            "image": _png_base64(_shrink(decoded.rgb, WEBHOOK_IMAGE_MAX_SIDE)),
-        }
+        image = _png_base64(_shrink(decoded.rgb, WEBHOOK_IMAGE_MAX_SIDE))
+        payload = reject_webhook_json(quality, reasons, source_id or source, source, operation, result.model, image)
         event_id = _outbox.enqueue(payload)
         if event_id:
             log.info("Rejected image queued for the webhook (event %s, OOD: %.2f)", event_id, quality)

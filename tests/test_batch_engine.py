@@ -110,10 +110,13 @@ def test_each_pipeline_owns_its_modules(pipeline):
     other = FacePipeline(model="default", device="cpu", with_quality=False)
     assert other.embedder.module is not pipeline.embedder.module
     assert other.signals.pose is not pipeline.signals.pose
+    def eager(net):  # on CPU the helper nets are wrapped in ood.signals.FrozenPerShape
+        return getattr(net, "module", net)
+
     other.embedder.module.to(torch.float64)
-    other.signals.eye.to(torch.float64)
+    eager(other.signals.eye).to(torch.float64)
     assert next(pipeline.embedder.module.parameters()).dtype == torch.float32
-    assert next(pipeline.signals.eye.parameters()).dtype == torch.float32
+    assert next(eager(pipeline.signals.eye).parameters()).dtype == torch.float32
 
 
 def test_reduced_precision_path_keeps_the_feature(pipeline, clean_results):
@@ -172,3 +175,26 @@ def test_equal_size_images_detected_together_match_one_by_one(pipeline):
         for a, b in zip(faces_together, faces_alone):
             assert np.abs(a.bbox - b.bbox).max() < 0.05
             assert a.score == pytest.approx(b.score, abs=1e-4)
+
+
+@pytest.mark.parametrize("layout", ["channels_last", "contiguous"])
+def test_pyramid_resampling_equals_torch_area_interpolation_bit_for_bit(layout):
+    """MTCNN's image pyramid is read from the summed-area table: the same float32 values and memory layout
+    as ``interpolate(mode="area")``, so P-Net sees exactly what it saw before (detections bit-identical)."""
+    from torch.nn.functional import interpolate
+
+    from recognition.detect import _summed_area, area_resize
+
+    generator = torch.Generator().manual_seed(3)
+    pixels = torch.randint(0, 256, (2, 331, 517, 3), dtype=torch.uint8, generator=generator)
+    images = pixels.permute(0, 3, 1, 2).float()
+    if layout == "contiguous":
+        images = images.contiguous()
+    table = _summed_area(images)
+    channels_last = layout == "channels_last"
+    for scale in (0.6, 0.6 * 0.709, 0.6 * 0.709**4, 0.05, 1.3):
+        size = (int(331 * scale + 1), int(517 * scale + 1))
+        expected = interpolate(images, size=size, mode="area")
+        resized = area_resize(table, 331, 517, *size, channels_last=channels_last)
+        assert torch.equal(resized, expected), (scale, (resized - expected).abs().max())
+        assert resized.is_contiguous(memory_format=torch.channels_last) == expected.is_contiguous(memory_format=torch.channels_last)

@@ -257,3 +257,28 @@ def test_remote_mode_matches_local_crop_mode(faces_dir: Path, pipeline, tmp_path
             bad_model.post(png, "x.png")
     finally:
         app.stop()
+
+
+@pytest.mark.shared_data
+@pytest.mark.parametrize("crops", [False, True], ids=["full-image", "prepared-crops"])
+def test_batched_eval_extraction_equals_image_by_image(faces_dir: Path, pipeline, tmp_path: Path, crops: bool):
+    """``frood eval`` feeds the batched engine: the same features, measures and per-image errors as one by one."""
+    from evaluation.run import LocalExtractor
+
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    blank = tmp_path / "blank.png"
+    cv2.imwrite(str(blank), np.full((120, 160, 3), 40, np.uint8))
+    paths = [faces_dir / "img1.jpg", broken, faces_dir / "couple.jpg", blank, faces_dir / "img20.jpg"]
+    extractor = LocalExtractor(pipeline, crops=crops)
+    batched = [result for chunk in extractor.extract_stream(paths, batch_size=3) for result in chunk]
+    assert [result.path for result in batched] == paths
+    for one, many in zip((extractor.extract(path) for path in paths), batched):
+        assert (one.feature is None) == (many.feature is None), one.path
+        assert one.error == many.error, one.path
+        if one.feature is not None:
+            assert float(one.feature @ many.feature) >= 0.9999, one.path
+            assert many.values["quality"] == pytest.approx(one.values["quality"], abs=1e-4)
+            assert many.bbox == pytest.approx(one.bbox, abs=0.01)
+        assert many.seconds > 0
+    assert batched[1].error and "decode" in batched[1].error.lower() and batched[3].error == "no face found"
