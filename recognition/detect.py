@@ -176,7 +176,7 @@ def resample_many(table: torch.Tensor, ids: torch.Tensor, sizes: torch.Tensor, o
 
     ``table``: summed-area tables of the canvas holding every image in its top-left corner; ``sizes``
     and ``out_sizes``: K×(height, width). Returns K×3×H×W (H, W the largest output size), each image's
-    pixels equal to ``interpolate(image, out_size, mode="area")`` to float rounding, grey (127.5) beyond.
+    pixels equal to ``interpolate(image, out_size, mode="area")``, grey (127.5) beyond.
     One call for a whole pyramid level instead of one ``interpolate`` per image (which, on CUDA, made
     three quarters of the detector's time).
     """
@@ -198,8 +198,8 @@ def resample_many(table: torch.Tensor, ids: torch.Tensor, sizes: torch.Tensor, o
         return table[index, :, rows[:, :, None], cols[:, None, :]]  # K×H×W×3
 
     sums = corner(row_hi, col_hi) - corner(row_lo, col_hi) - corner(row_hi, col_lo) + corner(row_lo, col_lo)
-    counts = (row_hi - row_lo)[:, :, None] * (col_hi - col_lo)[:, None, :]
-    means = (sums.double() / counts[..., None].double()).float()
+    # Divide by the bin's height, then its width, as PyTorch's kernel does: the same float32 values (see area_resize).
+    means = sums.float() / (row_hi - row_lo).float()[:, :, None, None] / (col_hi - col_lo).float()[:, None, :, None]
     inside = (row_in[:, :, None] & col_in[:, None, :])[..., None]
     return torch.where(inside, means, torch.full_like(means, 127.5)).permute(0, 3, 1, 2)
 

@@ -73,5 +73,5 @@ def test_one_gather_resamples_images_of_different_sizes_like_interpolate():
     resampled = resample_many(_summed_area(canvas), torch.arange(3), torch.tensor(sizes), torch.tensor(out_sizes))
     for slot, ((height, width), (out_h, out_w)) in enumerate(zip(sizes, out_sizes)):
         expected = torch.nn.functional.interpolate(canvas[slot : slot + 1, :, :height, :width], size=(out_h, out_w), mode="area")[0]
-        assert torch.allclose(resampled[slot, :, :out_h, :out_w], expected, atol=1e-3)
+        assert torch.equal(resampled[slot, :, :out_h, :out_w], expected)
         assert (resampled[slot, :, out_h:, :] == 127.5).all() and (resampled[slot, :, :, out_w:] == 127.5).all()
