@@ -41,9 +41,10 @@ def _main_faces(results) -> dict[int, object]:
 
 
 def test_cuda_batch_equals_single(cuda_pipeline, photos):
-    """On CUDA, cuDNN picks its convolution kernels per shape, so a batch and a single photo differ by
-    float rounding, which MTCNN's cascade can amplify for a few photos (a box moved by 0.4 px gave one
-    photo cosine 0.987 on an H100). Most photos must agree to 1e-4, none may drift far."""
+    """On CUDA, cuDNN picks its convolution kernels per shape, so a batch and a single photo may differ by
+    float rounding, which MTCNN's cascade can amplify. With cuDNN's TF32 convolutions on (its default)
+    15 % of photos fell below cosine 0.9999 on an H100 (one to 0.946) and this test failed; the detector
+    now turns TF32 off and it passes. Most photos must agree to 1e-4, none may drift far."""
     batch = _main_faces(cuda_pipeline.analyze_batch(photos))
     single = _main_faces([cuda_pipeline.analyze(path) for path in photos])
     assert batch.keys() == single.keys()
