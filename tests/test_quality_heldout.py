@@ -65,17 +65,20 @@ def wild(pipeline, params):
     return score_photos(pipeline, photos)
 
 
+def assert_beats_every_baseline(edc: dict, label: str) -> None:
+    assert edc["genuine_pairs"] >= 500
+    ours = edc["pauc"]["quality"]
+    for name in BASELINES:
+        assert ours < edc["pauc"][name], f"{label}: ours {ours:.5f} vs {name} {edc['pauc'][name]:.5f}"
+
+
 # Not met yet (issue 8): on all 442 held-out photos with a face, EDC pAUC 0.0193 for our score against
 # 0.0172 (feature norm) and 0.0172 (detector score); on this file's sample 0.0224 vs 0.0215 / 0.0198. The
 # recapture rule ranks the ≈5 % of photos fr_liveness flags last on purpose; without them (the test below)
 # ours wins. Strict: the day the score wins on all photos, this test fails as XPASS and the marker must go.
 @pytest.mark.xfail(strict=True, reason="issue 8: with flagged recaptures ranked last, the score loses to feature norm / detector score on wild EDC")
 def test_score_beats_every_single_baseline_on_wild_photos(wild):
-    edc = wild_edc(wild)
-    assert edc["genuine_pairs"] >= 500
-    ours = edc["pauc"]["quality"]
-    for name in BASELINES:
-        assert ours < edc["pauc"][name], f"EDC pAUC: ours {ours:.5f} vs {name} {edc['pauc'][name]:.5f}"
+    assert_beats_every_baseline(wild_edc(wild), "EDC pAUC")
 
 
 def test_score_beats_every_single_baseline_on_wild_photos_not_flagged_as_recaptures(wild):
@@ -84,11 +87,7 @@ def test_score_beats_every_single_baseline_on_wild_photos_not_flagged_as_recaptu
     so EDC, which only counts verification failures, cannot credit it. Every measure gets the same pairs."""
     unflagged = [s for s in wild if "suspected_recapture" not in s.reasons]
     assert len(unflagged) >= 0.9 * len(wild)
-    edc = wild_edc(unflagged)
-    assert edc["genuine_pairs"] >= 500
-    ours = edc["pauc"]["quality"]
-    for name in BASELINES:
-        assert ours < edc["pauc"][name], f"EDC pAUC without flagged recaptures: ours {ours:.5f} vs {name} {edc['pauc'][name]:.5f}"
+    assert_beats_every_baseline(wild_edc(unflagged), "EDC pAUC without flagged recaptures")
 
 
 def test_face_occluded_is_rarely_said_of_clean_wild_photos(wild):
