@@ -1,6 +1,6 @@
 """Benchmark (not a test): the engine on CUDA against the same engine on the CPU, same photos; prints JSON.
 
-    python bench/cuda.py --photos DIR [--parity 64] [--batch-sizes 64,256,512] [--decode-workers 8]
+    python bench/gpu_engine.py --photos DIR [--parity 64] [--batch-sizes 64,256,512] [--decode-workers 8]
 
 Reports:
 - parity: CUDA fp16 / bf16 / fp32 against the CPU fp32 engine on the same photos (main face's cosine,
@@ -133,7 +133,7 @@ def main() -> None:
     parser.add_argument("--profile", default="", help="write torch.profiler's table for one batch of 256 decoded photos here")
     args = parser.parse_args()
     if not torch.cuda.is_available():
-        sys.exit("bench/cuda.py needs a CUDA device")
+        sys.exit("bench/gpu_engine.py needs a CUDA device")
     paths = sorted(Path(args.photos).rglob("*.jpg"))
     data = [path.read_bytes() for path in paths]
     report: dict = {
