@@ -15,7 +15,7 @@ def test_frozen_helper_nets_score_like_the_eager_ones(pipeline, faces_dir):
     if not isinstance(fast.pose, FrozenPerShape):
         pytest.skip("the helper nets are only traced on CPU")
     eager = copy.copy(fast)
-    eager.pose, eager.liveness, eager.eye = fast.pose.module, fast.liveness.module, fast.eye.module
+    eager.pose, eager.liveness, eager.eye, eager.landmark = fast.pose.module, fast.liveness.module, fast.eye.module, fast.landmark.module
     photos = sorted(faces_dir.glob("*.jpg"))[:6]
     compared = 0
     for path in photos:
@@ -31,7 +31,9 @@ def test_frozen_helper_nets_score_like_the_eager_ones(pipeline, faces_dir):
         for a, b in zip(quick, slow):
             assert abs(a.yaw - b.yaw) < 0.05 and abs(a.pitch - b.pitch) < 0.05 and abs(a.roll - b.roll) < 0.05
             assert abs(a.real_prob - b.real_prob) < 1e-4 and abs(a.eyes_open - b.eyes_open) < 1e-4
+            assert abs(a.eye_landmark_error - b.eye_landmark_error) < 1e-4
             assert abs(pipeline.scorer.score(a).score - pipeline.scorer.score(b).score) < 1e-4
             compared += 1
     assert compared >= 5
     assert any(traced is not None for traced in fast.pose.traced.values()), "the pose net was never traced"
+    assert any(traced is not None for traced in fast.landmark.traced.values()), "the landmark net was never traced"
