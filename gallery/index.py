@@ -72,6 +72,21 @@ def ivf_nlist(n: int) -> int:
     return max(1, min(round(math.sqrt(n)), n // _IVF_MIN_POINTS_PER_LIST))
 
 
+def check_vectors(dim: int, vectors: np.ndarray) -> np.ndarray:
+    """C-contiguous float32 ``[n, dim]`` (one 1-d vector is accepted as ``n = 1``), finite, or ValueError.
+
+    Every gallery backend checks its inputs with this one function, so they refuse the same inputs alike."""
+    x = np.asarray(vectors, dtype=np.float32)
+    if x.ndim == 1:
+        x = x[None, :]
+    if x.ndim != 2 or x.shape[1] != dim:
+        raise ValueError(f"expected vectors of shape [n, {dim}], got {list(np.shape(vectors))}")
+    bad = ~np.isfinite(x).all(axis=1)
+    if bad.any():
+        raise ValueError(f"vectors contain NaN or infinite values (rows {np.flatnonzero(bad)[:10].tolist()})")
+    return np.ascontiguousarray(x)
+
+
 class GalleryIndex:
     """A searchable set of (id, label, feature vector); see the module docstring for the index strategies."""
 
@@ -137,7 +152,7 @@ class GalleryIndex:
 
     def add(self, vectors: np.ndarray, labels: Sequence[str]) -> list[int]:
         """Add ``n`` vectors (shape ``[n, dim]``) with their labels; returns their new ids (never reused)."""
-        x = self._check_vectors(vectors)
+        x = check_vectors(self.dim, vectors)
         labels = list(labels)
         if len(labels) != len(x):
             raise ValueError(f"got {len(x)} vectors but {len(labels)} labels")
@@ -187,7 +202,7 @@ class GalleryIndex:
 
     def search(self, queries: np.ndarray, k: int = 5) -> list[list[SearchHit]]:
         """The ``k`` best (id, label, score) per query (shape ``[m, dim]``), best first; empty lists when empty."""
-        q = self._check_vectors(queries)
+        q = check_vectors(self.dim, queries)
         if k < 1:
             raise ValueError(f"k must be at least 1, got {k}")
         if self._count == 0 or len(q) == 0:
@@ -310,18 +325,6 @@ class GalleryIndex:
         return gallery
 
     # ------------------------------------------------------------------ internals
-
-    def _check_vectors(self, vectors: np.ndarray) -> np.ndarray:
-        """C-contiguous float32 ``[n, dim]`` (one 1-d vector is accepted as ``n = 1``), finite, or ValueError."""
-        x = np.asarray(vectors, dtype=np.float32)
-        if x.ndim == 1:
-            x = x[None, :]
-        if x.ndim != 2 or x.shape[1] != self.dim:
-            raise ValueError(f"expected vectors of shape [n, {self.dim}], got {list(np.shape(vectors))}")
-        bad = ~np.isfinite(x).all(axis=1)
-        if bad.any():
-            raise ValueError(f"vectors contain NaN or infinite values (rows {np.flatnonzero(bad)[:10].tolist()})")
-        return np.ascontiguousarray(x)
 
     def _append(self, x: np.ndarray, ids: np.ndarray) -> None:
         """Append to the stored vectors, doubling capacity so that adding one face at a time stays O(1) amortised."""

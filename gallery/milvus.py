@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from gallery.index import INDEX_TYPES, INFO_FILE, METRICS, GalleryCorruptError, GalleryMismatchError, SearchHit
+from gallery.index import INDEX_TYPES, INFO_FILE, METRICS, GalleryCorruptError, GalleryMismatchError, SearchHit, check_vectors
 
 FORMAT_VERSION = 1
 BACKEND = "milvus"
@@ -251,7 +251,7 @@ class MilvusGallery:
 
     def add(self, vectors: np.ndarray, labels: Sequence[str]) -> list[int]:
         """Add ``n`` vectors (shape ``[n, dim]``) with their labels; returns their new ids (never reused)."""
-        x = self._check_vectors(vectors)
+        x = check_vectors(self.dim, vectors)
         labels = list(labels)
         if len(labels) != len(x):
             raise ValueError(f"got {len(x)} vectors but {len(labels)} labels")
@@ -295,7 +295,7 @@ class MilvusGallery:
 
     def search(self, queries: np.ndarray, k: int = 5) -> list[list[SearchHit]]:
         """The ``k`` best (id, label, score) per query (shape ``[m, dim]``), best first; empty lists when empty."""
-        q = self._check_vectors(queries)
+        q = check_vectors(self.dim, queries)
         if k < 1:
             raise ValueError(f"k must be at least 1, got {k}")
         if len(q) == 0:
@@ -343,15 +343,3 @@ class MilvusGallery:
         index_params.add_index("vector", index_type=milvus_type, metric_type=self.metric, params=params)
         self._client.create_index(self.collection, index_params)
         self._client.load_collection(self.collection)
-
-    def _check_vectors(self, vectors: np.ndarray) -> np.ndarray:
-        """C-contiguous float32 ``[n, dim]`` (one 1-d vector is accepted as ``n = 1``), finite, or ValueError."""
-        x = np.asarray(vectors, dtype=np.float32)
-        if x.ndim == 1:
-            x = x[None, :]
-        if x.ndim != 2 or x.shape[1] != self.dim:
-            raise ValueError(f"expected vectors of shape [n, {self.dim}], got {list(np.shape(vectors))}")
-        bad = ~np.isfinite(x).all(axis=1)
-        if bad.any():
-            raise ValueError(f"vectors contain NaN or infinite values (rows {np.flatnonzero(bad)[:10].tolist()})")
-        return np.ascontiguousarray(x)
