@@ -15,14 +15,11 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import threading
 import time
 import uuid
 from collections.abc import Iterable
 
-import requests
-
-from notify.webhook import post_event, stamped_body
+from notify.webhook import OutboxDelivery, stamped_body
 from storage.postgres import migrate, open_pool
 
 log = logging.getLogger("frood.webhook")
@@ -52,12 +49,7 @@ MIGRATIONS = [
 ]
 
 
-def _one_line(text: str, limit: int = 300) -> str:
-    """Error text for the log and the table: one line, bounded length."""
-    return " ".join(text.split())[:limit]
-
-
-class PostgresOutbox:
+class PostgresOutbox(OutboxDelivery):
     """Persistent outbox in PostgreSQL plus a daemon worker per replica; see the module docstring."""
 
     def __init__(
@@ -75,29 +67,14 @@ class PostgresOutbox:
         manage_only: bool = False,
     ):
         """``manage_only``: open the table without a webhook URL, for operator commands (stats, retry, drop, prune)."""
-        self.url = webhook_url
-        self.secret = secret
-        self.timeout_s = timeout_s
-        self.max_attempts = max_attempts
-        self.base_backoff_s = base_backoff_s
-        self.max_backoff_s = max_backoff_s
-        self.poll_interval_s = poll_interval_s
+        self._init_delivery(webhook_url, secret, timeout_s, max_attempts, base_backoff_s, max_backoff_s, poll_interval_s, PRUNE_INTERVAL_S)
         self.keep_delivered = dt.timedelta(days=keep_delivered_days)
         self.worker_name = f"{uuid.uuid4().hex[:8]}"
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._worker: threading.Thread | None = None
-        self._session = requests.Session()
         self._pool = None
         self._has_store = self.enabled or manage_only
         if self._has_store:
             self._pool = open_pool(url, max_size=pool_size, name="frood-outbox")
             self.schema_version = migrate(self._pool, COMPONENT, MIGRATIONS)
-
-    @property
-    def enabled(self) -> bool:
-        """False when no webhook URL is configured: nothing is stored or sent."""
-        return bool(self.url)
 
     def enqueue(self, payload: dict) -> str | None:
         """Store one event for delivery; returns its ``event_id`` (None when no URL is configured)."""
@@ -112,13 +89,6 @@ class PostgresOutbox:
             )
         self._wake.set()
         return event_id
-
-    def _attempt(self, event_id: str, body: str) -> tuple[bool, str]:
-        return post_event(self._session, self.url, self.secret, self.timeout_s, event_id, body)
-
-    def deliver_due(self, now: float | None = None) -> int:
-        """One pass over events due at ``now`` (epoch seconds, default: the clock); returns how many were delivered."""
-        return self._deliver(now, interruptible=False)
 
     def _deliver(self, now: float | None, interruptible: bool) -> int:
         if not self.enabled:
@@ -232,36 +202,6 @@ class PostgresOutbox:
         if count:
             log.info("Dropped %d failed webhook events", count)
         return int(count)
-
-    def start(self) -> None:
-        """Deliver in a daemon thread until ``stop``; a local enqueue wakes it at once, others' within a poll."""
-        if not self.enabled or self._worker is not None:
-            return
-        self._stop.clear()
-
-        def loop() -> None:
-            last_prune = 0.0
-            while not self._stop.is_set():
-                try:
-                    self._deliver(None, interruptible=True)
-                    if time.time() - last_prune >= PRUNE_INTERVAL_S:  # every replica may prune: deleting twice is harmless
-                        last_prune = time.time()
-                        self.prune()
-                except Exception:
-                    log.exception("Webhook worker pass failed")
-                self._wake.wait(self.poll_interval_s)
-                self._wake.clear()
-
-        self._worker = threading.Thread(target=loop, name="webhook-outbox", daemon=True)
-        self._worker.start()
-
-    def stop(self, timeout_s: float = 5.0) -> None:
-        """Stop the worker; pending events stay in the table for any replica."""
-        self._stop.set()
-        self._wake.set()
-        if self._worker is not None:
-            self._worker.join(timeout_s)
-            self._worker = None
 
     def close(self) -> None:
         """Stop the worker and close the connection pool."""

@@ -90,7 +90,85 @@ def post_event(session: requests.Session, url: str, secret: str, timeout_s: floa
     return False, f"HTTP {status}"
 
 
-class WebhookOutbox:
+class OutboxDelivery:
+    """What every outbox backend shares: the delivery settings, the signed POST of one event, and the daemon
+    worker that delivers due events and prunes old ones until ``stop``. A backend stores the events and
+    implements ``enqueue``, ``_deliver(now, interruptible)`` and ``prune``."""
+
+    def _init_delivery(
+        self,
+        url: str,
+        secret: str,
+        timeout_s: float,
+        max_attempts: int,
+        base_backoff_s: float,
+        max_backoff_s: float,
+        poll_interval_s: float,
+        prune_interval_s: float,
+    ) -> None:
+        self.url = url
+        self.secret = secret
+        self.timeout_s = timeout_s
+        self.max_attempts = max_attempts
+        self.base_backoff_s = base_backoff_s
+        self.max_backoff_s = max_backoff_s
+        self.poll_interval_s = poll_interval_s
+        self.prune_interval_s = prune_interval_s
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._worker: threading.Thread | None = None
+        self._session = requests.Session()
+
+    @property
+    def enabled(self) -> bool:
+        """False when no URL is configured: nothing is stored or sent."""
+        return bool(self.url)
+
+    def _attempt(self, event_id: str, body: str) -> tuple[bool, str]:
+        return post_event(self._session, self.url, self.secret, self.timeout_s, event_id, body)
+
+    def _deliver(self, now: float | None, interruptible: bool) -> int:
+        raise NotImplementedError
+
+    def prune(self, now: float | None = None) -> int:
+        raise NotImplementedError
+
+    def deliver_due(self, now: float | None = None) -> int:
+        """One pass over events due at ``now`` (epoch seconds, default: the clock); returns how many were delivered."""
+        return self._deliver(now, interruptible=False)
+
+    def start(self) -> None:
+        """Deliver in a daemon thread until ``stop``; a local enqueue wakes it at once, other processes' within a poll."""
+        if not self.enabled or self._worker is not None:
+            return
+        self._stop.clear()
+
+        def loop() -> None:
+            next_prune = 0.0
+            while not self._stop.is_set():
+                try:
+                    self._deliver(None, interruptible=True)
+                    if time.monotonic() >= next_prune:  # with replicas every one may prune: deleting twice is harmless
+                        self.prune()
+                        next_prune = time.monotonic() + self.prune_interval_s
+                except Exception:
+                    log.exception("Webhook worker pass failed")
+                self._wake.wait(self.poll_interval_s)
+                self._wake.clear()
+
+        self._worker = threading.Thread(target=loop, name="webhook-outbox", daemon=True)
+        self._worker.start()
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        """Stop the worker; events still pending stay stored for the next start (or another replica)."""
+        self._stop.set()
+        self._wake.set()
+        if self._worker is not None:
+            self._worker.join(timeout_s)
+            self._worker = None
+
+
+class WebhookOutbox(OutboxDelivery):
     """Persistent outbox (SQLite, WAL) plus a daemon worker that POSTs due events with backoff."""
 
     def __init__(
@@ -111,34 +189,19 @@ class WebhookOutbox:
 
         settings = get_settings()
         self.keep_delivered_days = settings.webhook_keep_delivered_days if keep_delivered_days is None else keep_delivered_days
-        self.prune_interval_s = settings.prune_interval_s if prune_interval_s is None else prune_interval_s
+        prune_interval_s = settings.prune_interval_s if prune_interval_s is None else prune_interval_s
+        self._init_delivery(url, secret, timeout_s, max_attempts, base_backoff_s, max_backoff_s, poll_interval_s, prune_interval_s)
         self.manage_only = manage_only
-        self.url = url
-        self.secret = secret
-        self.timeout_s = timeout_s
-        self.max_attempts = max_attempts
-        self.base_backoff_s = base_backoff_s
-        self.max_backoff_s = max_backoff_s
-        self.poll_interval_s = poll_interval_s
         self.db_path = Path(db_path)
         self.db_path.parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._worker: threading.Thread | None = None
         self._deliver_lock = threading.Lock()  # one pass at a time: the worker and a manual call never send the same event twice
-        self._session = requests.Session()
         if self.enabled or (manage_only and self.db_path.is_file()):
             connection = self._connection()
             connection.executescript(SCHEMA)
             columns = {row[1] for row in connection.execute("PRAGMA table_info(outbox)")}
             if "delivered_at" not in columns:  # a file written before pruning existed
                 connection.execute("ALTER TABLE outbox ADD COLUMN delivered_at REAL")
-
-    @property
-    def enabled(self) -> bool:
-        """False when no URL is configured: nothing is stored or sent."""
-        return bool(self.url)
 
     @property
     def _has_store(self) -> bool:
@@ -166,13 +229,6 @@ class WebhookOutbox:
         )
         self._wake.set()
         return event_id
-
-    def _attempt(self, event_id: str, body: str) -> tuple[bool, str]:
-        return post_event(self._session, self.url, self.secret, self.timeout_s, event_id, body)
-
-    def deliver_due(self, now: float | None = None) -> int:
-        """One pass over events due at ``now`` (epoch seconds, default: the clock); returns how many were delivered."""
-        return self._deliver(now, interruptible=False)
 
     def _deliver(self, now: float | None, interruptible: bool) -> int:
         """The pass itself; the worker's pass (``interruptible``) ends early on ``stop``, leaving the rest pending."""
@@ -265,33 +321,3 @@ class WebhookOutbox:
         counts = {"sent": 0, "pending": 0, "failed": 0}
         counts.update({status: int(count) for status, count in rows})
         return counts
-
-    def start(self) -> None:
-        """Deliver in a daemon thread until ``stop``; a new enqueue wakes it at once."""
-        if not self.enabled or self._worker is not None:
-            return
-        self._stop.clear()
-
-        def loop() -> None:
-            next_prune = 0.0
-            while not self._stop.is_set():
-                try:
-                    self._deliver(None, interruptible=True)
-                    if time.monotonic() >= next_prune:
-                        self.prune()
-                        next_prune = time.monotonic() + self.prune_interval_s
-                except Exception:
-                    log.exception("Webhook worker pass failed")
-                self._wake.wait(self.poll_interval_s)
-                self._wake.clear()
-
-        self._worker = threading.Thread(target=loop, name="webhook-outbox", daemon=True)
-        self._worker.start()
-
-    def stop(self, timeout_s: float = 5.0) -> None:
-        """Stop the worker; events still pending stay in the DB for the next start."""
-        self._stop.set()
-        self._wake.set()
-        if self._worker is not None:
-            self._worker.join(timeout_s)
-            self._worker = None
