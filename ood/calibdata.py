@@ -303,11 +303,11 @@ def collect_records(
             records.append(record)
             clean[str(photo.path)] = record
 
-    todo = [(photo, variant) for photo, variant in plan if cache.get(photo, variant) is None]
-    todo = [(photo, variant) for photo, variant in todo if (source := clean.get(str(photo.path))) is not None and source.face is not None]
-    with tqdm(total=len(todo), desc="degraded copies", disable=not progress) as bar:
-        for start in range(0, len(todo), batch_size):
-            chunk = todo[start : start + batch_size]
+    pending = [(photo, variant) for photo, variant in plan if cache.get(photo, variant) is None]
+    pending = [(photo, variant) for photo, variant in pending if (source := clean.get(str(photo.path))) is not None and source.face is not None]
+    with tqdm(total=len(pending), desc="degraded copies", disable=not progress) as bar:
+        for start in range(0, len(pending), batch_size):
+            chunk = pending[start : start + batch_size]
             images, boxes = [], []
             for photo, variant in chunk:
                 decoded = pipeline.decode(photo.path)

@@ -487,10 +487,6 @@ class MTCNNDetector:
                     ]
         return results
 
-    def _detect_padded(self, small: np.ndarray, pad: int) -> list[RawFace]:
-        """Raw faces of one image detected inside a grey border of ``pad`` pixels, in the image's pixels."""
-        return self._padded_batch([small], [pad])[0]
-
     def _padded_batch(self, smalls: list[np.ndarray], pads: list[int]) -> list[list[RawFace]]:
         """Several images, each inside its own grey border, detected in one batched pass."""
         raws = self._raw_batch([pad_grey(small, pad) for small, pad in zip(smalls, pads)])
