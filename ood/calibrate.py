@@ -7,8 +7,8 @@ of each set is used here; the held-out third is for the tests and the reported n
 
 A sample's target is "this face still verifies": the share of the person's clean reference photos it
 matches at the match threshold, averaged over the operating points FMR 1e-2, 1e-3 and 1e-4 so that a
-face that only just verifies counts for less. A printed-photo recapture's target is 0 whatever the
-recognizer says: it still matches its owner, and that is exactly why it must not be trusted.
+face that only just verifies counts for less. Printed-photo recaptures are left out of this fit: the
+recapture gate (the liveness model's verdict, ood/reasons.py) caps their score, whatever they verify.
 
 Steps:
 1. Analyse every photo (thorough mode, main face), cached by path and variant (a refit takes seconds).
@@ -43,6 +43,7 @@ from ood.calibdata import (
     discover,
     held_out,
 )
+from ood.probes import PROBE_L2, FeatureProbe, fit_probe
 from ood.quality import BASE_TERMS, THOROUGH_TERMS, LogitModel, QualityParams, params_path_for, term_values
 
 log = logging.getLogger("frood.calibrate")
@@ -159,7 +160,7 @@ def fit_thresholds(records: list[ImageRecord], holdout_ids: set[str], n_boot: in
 
 
 def assign_targets(records: list[ImageRecord], thresholds: dict[float, float]) -> list[Sample]:
-    """Soft targets: share of the person's clean reference photos matched (prints: 0); see module doc."""
+    """Soft targets: share of the person's clean reference photos matched (prints left out); see module doc."""
     references: dict[str, list[tuple[str, np.ndarray]]] = {}
     for record in records:
         if record.variant == "clean" and record.photo.reference and record.face is not None:
@@ -171,9 +172,9 @@ def assign_targets(records: list[ImageRecord], thresholds: dict[float, float]) -
         if face is None:
             continue
         refs = [feature for path, feature in references.get(record.photo.identity, []) if path != str(record.photo.path)]
-        if record.photo.kind == "print":
-            target = 0.0
-        elif not refs:
+        # A print's score is set by the recapture gate (ood/reasons.py), not by the fitted terms: it
+        # still verifies against its owner, which is exactly why it must not be trusted.
+        if record.photo.kind == "print" or not refs:
             continue
         else:
             scores = np.stack(refs) @ face.feature
@@ -181,6 +182,53 @@ def assign_targets(records: list[ImageRecord], thresholds: dict[float, float]) -
         group = "degraded" if record.variant != "clean" else record.photo.set
         samples.append(Sample(record, face, target, group))
     return samples
+
+
+# Mask probe labels (ood/probes.py): a covered lower face is a masked photo of the masked set or the
+# synthetic lower-face occlusion; every other face is bare. Covered eyes are neither (another attribute).
+MASK_POSITIVE = ("masked:masked", "degraded:occlusion_lower")
+MASK_UNLABELLED = ("degraded:occlusion_eyes",)
+
+
+def probe_group(record: ImageRecord) -> str:
+    return f"degraded:{record.variant}" if record.variant != "clean" else f"{record.photo.set}:{record.photo.kind}"
+
+
+def fit_mask_probe(records: list[ImageRecord], holdout_ids: set[str], folds: int = 5) -> tuple[FeatureProbe, dict]:
+    """The mask probe on the fit identities' main faces, each group weighted equally; sets every record's
+    ``mask_prob``: out-of-fold (folds grouped by identity) on fit identities, the final probe on held-out ones.
+
+    Returns the probe and its held-out report (what the README quotes)."""
+    with_face = [record for record in records if record.face is not None]
+    fit = [record for record in with_face if record.photo.identity not in holdout_ids]
+    groups = np.array([probe_group(record) for record in fit])
+    labelled = ~np.isin(groups, MASK_UNLABELLED)
+    labels = np.isin(groups, MASK_POSITIVE).astype(float)
+    counts = {name: int((groups[labelled] == name).sum()) for name in set(groups[labelled].tolist())}
+    weights = np.array([1.0 / counts[name] if keep else 0.0 for name, keep in zip(groups, labelled)])
+    features = np.stack([record.face.feature for record in fit])
+    identities = np.array([record.photo.identity for record in fit])
+    for test in grouped_folds(identities, folds):
+        train = np.setdiff1d(np.flatnonzero(labelled), test)
+        fold_probe = fit_probe(features[train], labels[train], weights[train])
+        for row, probability in zip(test, fold_probe.probabilities(features[test])):
+            fit[row].face.signals.mask_prob = float(probability)
+    probe = fit_probe(features[labelled], labels[labelled], weights[labelled])
+    held = [record for record in with_face if record.photo.identity in holdout_ids]
+    for record, probability in zip(held, probe.probabilities(np.stack([record.face.feature for record in held])) if held else []):
+        record.face.signals.mask_prob = float(probability)
+    by_group: dict[str, list[float]] = {}
+    for record in held:
+        by_group.setdefault(probe_group(record), []).append(record.face.signals.mask_prob)
+    report = {
+        "l2": PROBE_L2,
+        "fit_faces": int(labelled.sum()),
+        "held_out_share_above_0_5": {name: [round(float(np.mean(np.array(v) >= 0.5)), 4), len(v)] for name, v in sorted(by_group.items())},
+    }
+    masked, bare = by_group.get("masked:masked", []), by_group.get("masked:unmasked", [])
+    if masked and bare:
+        report["held_out_auroc_masked_vs_unmasked"] = round(float(np.mean([m > b for m in masked for b in bare])), 4)
+    return probe, report
 
 
 def _design(samples: list[Sample], terms: tuple[str, ...]) -> np.ndarray:
@@ -193,16 +241,16 @@ def _design(samples: list[Sample], terms: tuple[str, ...]) -> np.ndarray:
 # move the score as operators expect (see docs/quality.md).
 TERM_BOUNDS: dict[str, tuple[float | None, float | None]] = {
     "feature_norm": (0.0, None),
-    "small_face": (None, -0.25),
+    "small_face": (None, -0.5),
     "det_logit": (0.0, None),
     "pose": (None, 0.0),
     "sharpness": (0.0, None),
-    "dark": (None, 0.0),
+    "dark": (None, -0.25),
     "bright": (None, 0.0),
-    "spoof": (None, 0.0),
     "eyes_closed": (None, 0.0),
     "truncation": (None, 0.0),
     "occlusion": (None, 0.0),
+    "mask": (None, 0.0),
     "instability": (None, 0.0),
 }
 
@@ -480,6 +528,7 @@ def fit_from_records(
     options: dict,
 ) -> QualityParams:
     """Thresholds and both logistic models from analysed records (fit identities only); writes the file."""
+    mask_probe, mask_probe_report = fit_mask_probe(records, holdout_ids)
     threshold_info = fit_thresholds(records, holdout_ids)
     thresholds = threshold_info.pop("_values")
     fit_records = [record for record in records if record.photo.identity not in holdout_ids]
@@ -517,7 +566,9 @@ def fit_from_records(
             "default_fit": default_report,
             "thorough_fit": thorough_report,
             "thorough_samples": thorough_samples,
+            "mask_probe": mask_probe_report,
         },
+        mask_probe=mask_probe,
     )
     # The held-out numbers from the same analyses (default mode), for the README and `frood eval --heldout`.
     from evaluation.heldout import report_from_records, scored_from_records, wild_edc

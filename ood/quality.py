@@ -17,11 +17,12 @@ import numpy as np
 
 from errors import FroodError
 from ood.geometry import is_truncated
-from ood.reasons import explain, eye_signal_trusted, liveness_trusted, occlusion_level, suspected_recapture
+from ood.probes import FeatureProbe
+from ood.reasons import explain, eye_signal_trusted, occlusion_level, suspected_recapture
 from ood.signals import QualitySignals
 
 PARAMS_DIR = Path(__file__).resolve().parent / "params"
-BASE_TERMS = ("feature_norm", "small_face", "det_logit", "pose", "sharpness", "dark", "bright", "spoof", "eyes_closed", "truncation", "occlusion")
+BASE_TERMS = ("feature_norm", "small_face", "det_logit", "pose", "sharpness", "dark", "bright", "eyes_closed", "truncation", "occlusion", "mask")
 THOROUGH_TERMS = (*BASE_TERMS, "instability")
 SMALL_FACE_PX = 64.0
 # A face the liveness model calls a recapture (P(real) below RECAPTURE_REAL_PROB) never scores above this:
@@ -45,15 +46,12 @@ def term_values(signals: QualitySignals) -> dict[str, float]:
         "sharpness": signals.sharpness,
         "dark": max(0.0, 100.0 - signals.brightness) / 100.0 + signals.underexposed,
         "bright": max(0.0, signals.brightness - 160.0) / 95.0 + signals.overexposed,
-        # Neutral (0) when the liveness model could not see the face's surroundings (a tight crop).
-        # Only the model's verdict counts (P(real) below 0.5): above it, its probabilities vary on real
-        # photos for reasons that have nothing to do with recapture.
-        "spoof": max(0.0, 1.0 - 2.0 * signals.real_prob) if liveness_trusted(signals) else 0.0,
         # The eye-state model reads eyes found by fr_landmark: when those points are not trustworthy the
         # term is neutral (0 = open) rather than a guess.
         "eyes_closed": (1.0 - signals.eyes_open) if eye_signal_trusted(signals) else 0.0,
         "truncation": signals.truncation,
         "occlusion": occlusion_level(signals),
+        "mask": signals.mask_prob if signals.mask_prob is not None else 0.0,
     }
     if signals.stability is not None:
         values["instability"] = 1.0 - signals.stability
@@ -108,6 +106,7 @@ class QualityParams:
     default: LogitModel
     thorough: LogitModel
     metadata: dict = field(default_factory=dict)
+    mask_probe: FeatureProbe | None = None
 
     def save(self, path: Path) -> None:
         payload = {
@@ -116,6 +115,7 @@ class QualityParams:
             "match_threshold": self.match_threshold,
             "default": self.default.as_dict(),
             "thorough": self.thorough.as_dict(),
+            "probes": {"mask": self.mask_probe.as_dict()} if self.mask_probe else {},
             "metadata": self.metadata,
         }
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -133,6 +133,7 @@ class QualityParams:
             LogitModel.from_dict(data["default"]),
             LogitModel.from_dict(data["thorough"]),
             data.get("metadata", {}),
+            FeatureProbe.from_dict(data["probes"]["mask"]) if "mask" in data.get("probes", {}) else None,
         )
 
 
@@ -168,6 +169,14 @@ class QualityScorer:
         if not path.is_file():
             raise QualityNotCalibratedError(f"no quality calibration for model {model!r} at {path}; run `frood --model {model} calibrate`")
         return cls(QualityParams.load(path), trust_threshold)
+
+    def annotate(self, signals: list[QualitySignals], features: np.ndarray) -> None:
+        """Sets the signals the params' feature probes read from each face's unit feature (one matrix
+        product for the batch); call before :meth:`score`."""
+        if self.params.mask_probe is None or not len(signals):
+            return
+        for signal, probability in zip(signals, self.params.mask_probe.probabilities(np.asarray(features))):
+            signal.mask_prob = float(probability)
 
     def score(self, signals: QualitySignals) -> QualityResult:
         values = term_values(signals)

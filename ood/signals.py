@@ -90,6 +90,9 @@ class QualitySignals:
     # to the cheeks' (log ratio of Laplacian variances; a mask is smoother than lips and chin).
     lower_face_chroma: float = 0.0
     lower_face_texture: float = 0.0
+    # P(lower face covered) read from the unit feature by the calibrated mask probe (ood/probes.py);
+    # None where no probe ran (a params file without one).
+    mask_prob: float | None = None
 
     def as_dict(self) -> dict[str, float | None]:
         return asdict(self)

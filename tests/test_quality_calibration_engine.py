@@ -57,7 +57,7 @@ def test_edc_step_lowers_the_fit_pairs_pauc_within_the_sign_bounds():
     """A hidden 'detector' signal explains which pairs fail; the step must raise its weight (within bounds)."""
     rng = np.random.default_rng(1)
     labels, first, second = _pairs(rng, people=60)
-    terms = ("feature_norm", "small_face", "det_logit", "pose", "sharpness", "spoof")
+    terms = ("feature_norm", "small_face", "det_logit", "pose", "sharpness", "occlusion")
     z = rng.normal(size=(len(labels), len(terms)))
     pair_det = np.minimum(z[first, 2], z[second, 2])
     non_match = pair_det + 0.5 * rng.normal(size=len(first)) < -1.0
@@ -67,6 +67,6 @@ def test_edc_step_lowers_the_fit_pairs_pauc_within_the_sign_bounds():
     tuned = tune_for_edc(z, start, terms, bounds, pairs)
     assert edc_pauc(z @ tuned, pairs) < edc_pauc(z @ start, pairs)
     assert tuned[2] > 0.2
-    assert tuned[0] == start[0] and tuned[5] == start[5]  # the anchor and the recapture term do not move
+    assert tuned[0] == start[0] and tuned[5] == start[5]  # the anchor and the occlusion term do not move
     for value, (low, high) in zip(tuned, bounds):
         assert (low is None or value >= low) and (high is None or value <= high)

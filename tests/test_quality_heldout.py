@@ -61,7 +61,7 @@ def test_no_print_is_matched_to_its_owner(spoof):
 
 @pytest.fixture(scope="module")
 def wild(pipeline, params):
-    photos = heldout_photos(data_set("wild"), params, "wild", per_identity=6, sample_seed=0)
+    photos = heldout_photos(data_set("wild"), params, "wild")
     return score_photos(pipeline, photos)
 
 
@@ -72,11 +72,6 @@ def assert_beats_every_baseline(edc: dict, label: str) -> None:
         assert ours < edc["pauc"][name], f"{label}: ours {ours:.5f} vs {name} {edc['pauc'][name]:.5f}"
 
 
-# Not met yet (issue 8): on all 442 held-out photos with a face, EDC pAUC 0.0193 for our score against
-# 0.0172 (feature norm) and 0.0172 (detector score); on this file's sample 0.0224 vs 0.0215 / 0.0198. The
-# recapture rule ranks the ≈5 % of photos fr_liveness flags last on purpose; without them (the test below)
-# ours wins. Strict: the day the score wins on all photos, this test fails as XPASS and the marker must go.
-@pytest.mark.xfail(strict=True, reason="issue 8: with flagged recaptures ranked last, the score loses to feature norm / detector score on wild EDC")
 def test_score_beats_every_single_baseline_on_wild_photos(wild):
     assert_beats_every_baseline(wild_edc(wild), "EDC pAUC")
 
@@ -114,10 +109,6 @@ def test_deep_shadow_scores_below_the_same_persons_lit_face(pipeline, params):
     assert summary["shadow_lower_share"] >= 0.9, summary
 
 
-# Not met yet (issue 8): with the occlusion term, masked faces score below the same person's unmasked ones
-# in 87.9 % of all 620 held-out pairs (was 74 %) and 89.1 % of this file's 256 (median 0.24 against 0.79).
-# Strict: an XPASS fails, so the marker goes as soon as it holds.
-@pytest.mark.xfail(strict=True, reason="issue 8: masked < unmasked holds for 88-89 %, not 90 %")
 def test_masked_faces_score_below_unmasked(pipeline, params):
     photos = heldout_photos(data_set("masked"), params, "masked", per_identity=8, sample_seed=0)
     summary = masked_summary(score_photos(pipeline, photos))

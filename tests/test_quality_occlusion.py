@@ -12,7 +12,7 @@ import pytest
 
 from evaluation.heldout import heldout_photos
 from ood.degrade import DEGRADATIONS
-from ood.reasons import OCCLUDED_LEVEL, REASONS, occlusion_level, rule_reasons
+from ood.reasons import MASK_PROB, OCCLUDED_LEVEL, REASONS, occlusion_level, rule_reasons
 from ood.signals import lower_face_signals
 
 DATA_ROOT = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -51,17 +51,32 @@ def test_a_band_over_mouth_and_chin_is_named_and_clean_faces_are_not(pipeline):
     assert np.mean(np.array(clean_levels) >= OCCLUDED_LEVEL) <= 0.1, clean_levels
 
 
-def test_masked_faces_look_covered_and_unmasked_ones_do_not(pipeline):
-    """Held-out RMFD subjects: the rule fires on most masked faces and on few unmasked ones."""
+@pytest.fixture(scope="module")
+def masked_results(pipeline) -> dict[str, list]:
     photos = held_out_set(pipeline, "masked", per_identity=4)
-    fired = {"masked": [], "unmasked": []}
-    for photo in photos:
-        result = pipeline.analyze(photo.path)
-        if result.faces:
-            fired[photo.kind].append(occlusion_level(result.face.signals) >= OCCLUDED_LEVEL)
-    assert len(fired["masked"]) >= 10 and len(fired["unmasked"]) >= 10
+    results = {"masked": [], "unmasked": []}
+    for photo, result in zip(photos, pipeline.analyze_batch([photo.path for photo in photos])):
+        if not isinstance(result, Exception) and result.faces:
+            results[photo.kind].append(result.face)
+    assert len(results["masked"]) >= 10 and len(results["unmasked"]) >= 10
+    return results
+
+
+def test_masked_faces_look_covered_and_unmasked_ones_do_not(masked_results):
+    """Held-out RMFD subjects: the rule fires on most masked faces and on few unmasked ones."""
+    fired = {kind: ["face_occluded" in rule_reasons(face.signals) for face in faces] for kind, faces in masked_results.items()}
     assert np.mean(fired["masked"]) >= 0.5, fired
     assert np.mean(fired["unmasked"]) <= 0.1, fired
+
+
+def test_mask_probe_ranks_masked_faces_above_bare_ones_of_held_out_subjects(masked_results):
+    """The probe on the recognizer's feature (ood/probes.py), fitted on other subjects: a masked face's
+    P(covered) is above a bare face's in most (masked, unmasked) pairs, and a bare face is rarely called covered."""
+    masked = np.array([face.signals.mask_prob for face in masked_results["masked"]])
+    bare = np.array([face.signals.mask_prob for face in masked_results["unmasked"]])
+    auroc = float(np.mean(masked[:, None] > bare[None, :]))
+    assert auroc >= 0.85, (masked.round(2), bare.round(2))
+    assert np.mean(bare >= MASK_PROB) <= 0.1, bare.round(2)
 
 
 def test_grey_faces_give_no_chroma_evidence():
