@@ -285,6 +285,8 @@ class FacePipeline:
 
         mark = time.perf_counter()
         signals = self.signals.extract_batch(list(zip(rgbs, detections)), aligned, embedding.norms)
+        if self.scorer:
+            self.scorer.annotate([signal for per_image in signals for signal in per_image], embedding.features)
         if thorough and len(aligned):
             flat = [signal for per_image in signals for signal in per_image]
             seeds = [rank for per_image in detections for rank in range(len(per_image))]
@@ -384,9 +386,11 @@ class FacePipeline:
 
     def crop_signals(self, aligned: np.ndarray, base: QualitySignals) -> list[QualitySignals]:
         """Signals for modified copies of one aligned face; the context signals (pose, size...) stay fixed."""
-        norms = self.embedder.embed(aligned).norms
+        embedding = self.embedder.embed(aligned)
         updated = []
-        for crop, norm in zip(aligned, norms):
+        for crop, norm in zip(aligned, embedding.norms):
             values = base.as_dict() | exposure_signals(crop) | {"feature_norm": float(norm), "stability": base.stability}
             updated.append(QualitySignals(**values))
+        if self.scorer:
+            self.scorer.annotate(updated, embedding.features)
         return updated
