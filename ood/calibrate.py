@@ -508,7 +508,11 @@ def calibrate(
     holdout_ids = held_out(photos, seed, holdout)
     plan = degradation_plan(photos, degrade_photos, degrade_per_photo, seed)
     cache = RecordCache(cache_path)
-    records = collect_records(pipeline, photos, cache, plan, progress, thorough_share=THOROUGH_SHARE)
+    complete, pipeline.complete_signals = pipeline.complete_signals, True  # the fit needs every signal of every face
+    try:
+        records = collect_records(pipeline, photos, cache, plan, progress, thorough_share=THOROUGH_SHARE)
+    finally:
+        pipeline.complete_signals = complete
     return fit_from_records(records, photos, holdout_ids, pipeline.model, pipeline.settings.thorough_samples, output, root, data, seed, holdout,
                             {"degrade_photos": degrade_photos, "degrade_per_photo": degrade_per_photo, "dark_per_identity": dark_per_identity,
                              "spoof_per_subject": spoof_per_subject, "thorough_share": THOROUGH_SHARE})

@@ -114,7 +114,9 @@ def lower_face_covered(signals: QualitySignals) -> bool:
 def eye_signal_trusted(signals: QualitySignals) -> bool:
     """Whether the eyes the eye-state model looked at are really the eyes (landmarks agree, face whole)."""
     return (
-        signals.eye_landmark_error <= MAX_EYE_LANDMARK_ERROR
+        signals.eyes_open is not None
+        and signals.eye_landmark_error is not None
+        and signals.eye_landmark_error <= MAX_EYE_LANDMARK_ERROR
         and not is_truncated(signals.truncation)
         and signals.face_px >= MIN_FACE_PX
         and abs(signals.yaw) <= MAX_YAW
@@ -142,7 +144,7 @@ def rule_reasons(signals: QualitySignals) -> list[str]:
     if abs(signals.yaw) > MAX_YAW or abs(signals.pitch) > MAX_PITCH:
         codes.append("pose_too_large")
     # Blur and darkness also hide the eyes: only call them closed on an otherwise clear face.
-    if signals.eyes_open < MIN_EYES_OPEN and eye_signal_trusted(signals) and not {"blurred", "too_dark"} & set(codes):
+    if eye_signal_trusted(signals) and signals.eyes_open < MIN_EYES_OPEN and not {"blurred", "too_dark"} & set(codes):
         codes.append("eyes_closed")
     if signals.det_score < MIN_DET_SCORE:
         codes.append("low_detection_confidence")

@@ -75,13 +75,15 @@ class QualitySignals:
     overexposed: float
     underexposed: float
     real_prob: float
-    eyes_open: float
+    # None until measured: the pipeline runs the landmark and eye nets only where the eye state can matter
+    # (see SignalExtractor.add_eye_signals).
+    eyes_open: float | None
     stability: float | None = None
     # Share of the landmark box outside the image (a face cut by the border); see ood/geometry.py.
     truncation: float = 0.0
     # Distance between fr_landmark's eye centres and the detector's eye points, in face-box widths: the
     # eye-state signal is trusted only when the two landmark models agree (see ood/reasons.py).
-    eye_landmark_error: float = 0.0
+    eye_landmark_error: float | None = 0.0
     # How much surroundings the liveness crop holds, in face-box sizes (at most 2.7, see liveness_crop):
     # fr_liveness judges a recapture from the face's context, and on a tight crop it has none.
     liveness_context: float = LIVENESS_SCALE
@@ -319,28 +321,44 @@ class SignalExtractor:
         """Signals for each detection of one (decoded) image: sizes are in the pixels the models saw."""
         return self.extract_batch([(rgb, detections)], aligned, feature_norms)[0]
 
+    def eye_state(self, faces: list[tuple[np.ndarray, Detection]]) -> np.ndarray:
+        """N×2 (open probability, landmark disagreement) for (rgb, detection) pairs, HELPER_BATCH at a time."""
+        grays = {id(rgb): cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY) for rgb, _ in faces}
+        chunks = [faces[start : start + HELPER_BATCH] for start in range(0, len(faces), HELPER_BATCH)]
+        return np.concatenate(
+            [self.eyes_open([grays[id(rgb)] for rgb, _ in chunk], [det.bbox for _, det in chunk], [det.landmarks[:2] for _, det in chunk]) for chunk in chunks]
+        )
+
+    def add_eye_signals(self, faces: list[tuple[np.ndarray, Detection, QualitySignals]]) -> None:
+        """Measures the eye state of faces extracted with ``eyes=False`` (in place)."""
+        if not faces:
+            return
+        for (_, _, signals), (open_prob, error) in zip(faces, self.eye_state([(rgb, det) for rgb, det, _ in faces])):
+            signals.eyes_open, signals.eye_landmark_error = float(open_prob), float(error)
+
     def extract_batch(
         self,
         images: list[tuple[np.ndarray, list[Detection]]],
         aligned: np.ndarray,
         feature_norms: np.ndarray,
+        eyes: bool = True,
     ) -> list[list[QualitySignals]]:
         """Signals of every face of several images, each helper model run once over all of them.
 
         ``images`` are (rgb, detections) pairs; ``aligned`` and ``feature_norms`` hold their faces in
-        the same order (image by image, detection by detection).
+        the same order (image by image, detection by detection). ``eyes=False`` leaves the eye state
+        unmeasured (None) for :meth:`add_eye_signals` to fill where it is needed.
         """
         faces = [(rgb, det) for rgb, detections in images for det in detections]
         if not faces:
             return [[] for _ in images]
-        grays = {id(rgb): cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY) for rgb, detections in images if detections}
-        poses, real, eyes = [], [], []
+        poses, real = [], []
         for start in range(0, len(faces), HELPER_BATCH):
             chunk = faces[start : start + HELPER_BATCH]
             poses.append(self.head_pose(np.stack([pose_crop(rgb, det.bbox) for rgb, det in chunk])))
             real.append(self.real_probability(np.stack([liveness_crop(rgb, det.bbox) for rgb, det in chunk])))
-            eyes.append(self.eyes_open([grays[id(rgb)] for rgb, _ in chunk], [det.bbox for _, det in chunk], [det.landmarks[:2] for _, det in chunk]))
-        poses, real, eyes = np.concatenate(poses), np.concatenate(real), np.concatenate(eyes)
+        poses, real = np.concatenate(poses), np.concatenate(real)
+        eye_values = self.eye_state(faces) if eyes else np.full((len(faces), 2), np.nan)
         signals = [
             QualitySignals(
                 det_score=det.score,
@@ -350,9 +368,9 @@ class SignalExtractor:
                 pitch=float(poses[index, 1]),
                 roll=float(poses[index, 2]),
                 real_prob=float(real[index]),
-                eyes_open=float(eyes[index, 0]),
+                eyes_open=None if np.isnan(eye_values[index, 0]) else float(eye_values[index, 0]),
                 truncation=float(det.outside),
-                eye_landmark_error=float(eyes[index, 1]),
+                eye_landmark_error=None if np.isnan(eye_values[index, 1]) else float(eye_values[index, 1]),
                 liveness_context=liveness_context(det.bbox, rgb.shape[:2]),
                 **exposure_signals(aligned[index]),
                 **lower_face_signals(aligned[index]),

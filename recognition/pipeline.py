@@ -159,6 +159,9 @@ class FacePipeline:
                 self.model, self.settings.quality_params_path or params_path_for(self.model), self.settings.trust_threshold
             )
         self.match_threshold = self.scorer.params.match_threshold if self.scorer else float("nan")
+        # Every signal of every face, even those that cannot change a result (the eye state of a trusted face
+        # when its fitted weight is 0): what `frood calibrate` needs to fit the weights.
+        self.complete_signals = False
 
     # -- stages -----------------------------------------------------------------------------------
 
@@ -284,9 +287,19 @@ class FacePipeline:
         timings["feature"] = (time.perf_counter() - mark) * 1000
 
         mark = time.perf_counter()
-        signals = self.signals.extract_batch(list(zip(rgbs, detections)), aligned, embedding.norms)
+        measure_eyes = self.complete_signals or self.scorer is None or self.scorer.reads_eye_state(thorough)
+        signals = self.signals.extract_batch(list(zip(rgbs, detections)), aligned, embedding.norms, eyes=measure_eyes)
         if self.scorer:
             self.scorer.annotate([signal for per_image in signals for signal in per_image], embedding.features)
+            if not measure_eyes:
+                # The eye state does not move the score here; it can only explain a score below trust.
+                untrusted = [
+                    (rgb, det, signal)
+                    for rgb, found, per_image in zip(rgbs, detections, signals)
+                    for det, signal in zip(found, per_image)
+                    if self.scorer.score(signal).score < self.scorer.trust_threshold
+                ]
+                self.signals.add_eye_signals(untrusted)
         if thorough and len(aligned):
             flat = [signal for per_image in signals for signal in per_image]
             seeds = [rank for per_image in detections for rank in range(len(per_image))]

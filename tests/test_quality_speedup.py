@@ -37,3 +37,36 @@ def test_frozen_helper_nets_score_like_the_eager_ones(pipeline, faces_dir):
     assert compared >= 5
     assert any(traced is not None for traced in fast.pose.traced.values()), "the pose net was never traced"
     assert any(traced is not None for traced in fast.landmark.traced.values()), "the landmark net was never traced"
+
+
+def test_eye_state_measured_only_where_it_can_matter_changes_no_result(pipeline, faces_dir):
+    """With a zero eye-state weight the pipeline runs the landmark and eye nets only for faces below trust
+    (to name `eyes_closed`); scores and reasons equal those of measuring every face."""
+    from ood.degrade import DEGRADATIONS
+
+    if pipeline.scorer.reads_eye_state():
+        pytest.skip("the committed params weigh the eye state: every face is measured")
+    images = []
+    for index, path in enumerate(sorted(faces_dir.glob("*.jpg"))[:6]):
+        decoded = pipeline.decode(path)
+        images.append(decoded)
+        box = pipeline.analyze(decoded).face.bbox
+        for name in ("occlusion_eyes", "blur_strong"):
+            images.append(pipeline.decode(DEGRADATIONS[name](decoded.rgb, [c * decoded.scale for c in box], index)))
+    lazy = pipeline.analyze_batch(images)
+    pipeline.complete_signals = True
+    try:
+        complete = pipeline.analyze_batch(images)
+    finally:
+        pipeline.complete_signals = False
+    below_trust = 0
+    for quick, full in zip(lazy, complete):
+        for a, b in zip(quick.faces, full.faces):
+            assert a.quality == pytest.approx(b.quality, abs=1e-9) and a.reasons == b.reasons
+            assert b.signals.eyes_open is not None
+            if a.quality < pipeline.settings.trust_threshold:
+                below_trust += 1
+                assert a.signals.eyes_open == pytest.approx(b.signals.eyes_open, abs=1e-6)
+            else:
+                assert a.signals.eyes_open is None
+    assert below_trust >= 3
