@@ -34,6 +34,8 @@ def get_engine() -> KeypointEngine:
                 refine=settings.keypoints_refine,
                 tiles=settings.keypoints_tiles,
                 detector=settings.keypoints_detector,
+                pose_nms=settings.keypoints_pose_nms,
+                second_look=settings.keypoints_second_look,
                 max_bytes=settings.max_upload_bytes,
                 max_pixels=settings.max_image_pixels,
                 max_width=settings.max_image_width,
