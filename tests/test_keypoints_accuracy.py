@@ -26,10 +26,10 @@ GRADIO_IMAGES = Path(__import__("gradio").__file__).parent / "media_assets" / "i
 # (image file, annotation index) → why the engine misses that person today (see docs/keypoints.md).
 # The two small people of the 11-person crowd (000000.jpg@012834 #6 and #10) were misses before the
 # person detector; it finds them, so they are no longer listed. The dancer behind her partner
-# (000000.jpg@009473 #0) was a miss before pose-level de-duplication: MultiPose decodes her on two views,
-# but box-level suppression dropped her box (IoU 0.57 to 0.74 with his). The footballer behind the other
-# (003896.jpg: #0 and #1 share one box, IoU 0.78) is found by the second look (Thunder on the crop with
-# the front player painted out).
+# (000000.jpg@009473 #0) was a miss before pose-level de-duplication: MultiPose decodes her on two tiles,
+# but box-level suppression dropped her box (IoU 0.53 to 0.74 with his detections). The footballer behind
+# the other (003896.jpg: #0 and #1 share one box, IoU 0.78) is found by the second look (Thunder on the
+# crop with the front player painted out).
 OVERLAP = (
     "hidden almost completely behind the person in front (only parts of the legs show): MultiPose decodes "
     "one centre and CenterNet one box for the pair, and with the front person painted out (the second "
