@@ -41,8 +41,9 @@ def get_engine() -> KeypointEngine:
                 max_width=settings.max_image_width,
             )
             log.info(
-                "Keypoint models loaded on %s (input %d, refine %s, person detector %s)",
+                "Keypoint models loaded on %s (input %d, refine %s, person detector %s, pose NMS %s, second look %s)",
                 _engine.device, _engine.input_size, _engine.refine, _engine.detector is not None,
+                _engine.pose_nms, _engine.second_look,
             )
         return _engine
 
