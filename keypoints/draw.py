@@ -5,13 +5,9 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from keypoints.engine import COCO_SKELETON as SKELETON
 from keypoints.engine import Person
 
-# COCO's skeleton (0-based keypoint indices).
-SKELETON = (
-    (15, 13), (13, 11), (16, 14), (14, 12), (11, 12), (5, 11), (6, 12), (5, 6), (5, 7), (6, 8),
-    (7, 9), (8, 10), (1, 2), (0, 1), (0, 2), (1, 3), (2, 4), (3, 5), (4, 6),
-)
 LEFT, RIGHT, CENTRE = (66, 135, 245), (245, 135, 66), (80, 200, 120)  # RGB
 
 

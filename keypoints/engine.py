@@ -4,6 +4,8 @@ MoveNet MultiPose (a CenterNet-style bottom-up model) finds people and their box
 and on square tiles of wide or tall photos; a person detector (CenterNet, MobileNetV3, COCO's 80
 classes) adds the people MultiPose misses (PaddleX's shape: detector, then a top-down keypoint model per
 box); MoveNet Thunder then estimates each person's keypoints top-down on a crop around the box.
+Duplicates are removed by box and pose (two overlapping boxes with different poses are two people), and a
+second Thunder pass on each person's crop with that person painted out finds someone hidden behind them.
 Scores of both models are put on one scale where 0.5 is each model's documented default operating point
 (:func:`calibrated_score`). docs/keypoints.md gives the measurements behind each step. The
 engine imports nothing from the app; callers get :class:`KeypointResult` or a typed
@@ -34,6 +36,11 @@ COCO_KEYPOINTS = (
     "left_elbow", "right_elbow", "left_wrist", "right_wrist", "left_hip", "right_hip",
     "left_knee", "right_knee", "left_ankle", "right_ankle",
 )
+# COCO's skeleton (0-based keypoint indices): limbs, torso sides and the head.
+COCO_SKELETON = (
+    (15, 13), (13, 11), (16, 14), (14, 12), (11, 12), (5, 11), (6, 12), (5, 6), (5, 7), (6, 8),
+    (7, 9), (8, 10), (1, 2), (0, 1), (0, 2), (1, 3), (2, 4), (3, 5), (4, 6),
+)
 MULTIPOSE_GRAPH = "movenet-multipose"
 MAX_PEOPLE = 6  # the published MultiPose graph decodes the 6 strongest person centres
 REFINE_GRAPH = "movenet-thunder"
@@ -52,6 +59,15 @@ CENTERNET_DEFAULT_SCORE = 0.2  # Human's default config.object.minConfidence for
 MIN_TORSO_KEYPOINT_SCORE = 0.2  # MoveNet's MIN_CROP_KEYPOINT_SCORE: the joint score its cropping trusts
 TORSO_RULE = "either"  # a detector-only person needs a shoulder and a hip ("either") or all four ("all")
 DETECTOR_NMS_IOU = 0.5  # the detector's own duplicate suppression (Human's 0.4 lost 4 AP on PoseTrack, see docs)
+# Pose-level de-duplication (see same_person): two overlapping boxes are one person only if their poses agree.
+COCO_SIGMAS = np.array(
+    [0.26, 0.25, 0.25, 0.35, 0.35, 0.79, 0.79, 0.72, 0.72, 0.62, 0.62, 1.07, 1.07, 0.87, 0.87, 0.89, 0.89]
+) / 10.0  # COCO's per-keypoint OKS sigmas (pycocotools), in COCO keypoint order
+SAME_POSE_OKS = 0.5  # COCO's loosest match: below it, two poses never count as the same person in COCO's AP
+POSE_KEYPOINT_SCORE = 0.2  # joints compared: confident in both (mmpose's oks_nms vis_thr, MoveNet's crop score)
+SECOND_LOOK_MIN_SCORE = 0.5  # only people reported at the documented default operating point are painted out
+SECOND_LOOK_IOU = 0.5  # a person found behind another shares its box (IoU ≥ 0.5: what box-level NMS merges)
+SECOND_LOOK_LIMB_WIDTH = 0.1  # the masked skeleton's line width, × the person's longer box side (about a thigh's width)
 
 
 def calibrated_score(score: float, default: float) -> float:
@@ -85,6 +101,8 @@ class Person:
     det_score: float
     cut: bool = field(default=False, repr=False)  # seen only in a tile whose inner border cuts its box
     from_detector: bool = field(default=False, repr=False)  # found by the person detector only: keypoints all top-down
+    bottom_up: np.ndarray | None = field(default=None, repr=False)  # MultiPose's own keypoints, kept through refinement
+    second_look: bool = field(default=False, repr=False)  # found behind another person (KeypointEngine._second_look)
 
     @property
     def kpt_score(self) -> float:
@@ -154,7 +172,9 @@ def _touches_cut_edge(box: np.ndarray, view: _Prepared, margin: float = 0.02) ->
     )
 
 
-def suppress_duplicates(persons: list[Person], iou_threshold: float = 0.5, inside_threshold: float = 0.5) -> list[Person]:
+def suppress_duplicates(
+    persons: list[Person], iou_threshold: float = 0.5, inside_threshold: float = 0.5, pose_aware: bool = True
+) -> list[Person]:
     """The same person seen in several views is kept once.
 
     Whole detections first, by score, with box-IoU suppression; then detections cut by a tile border,
@@ -166,11 +186,44 @@ def suppress_duplicates(persons: list[Person], iou_threshold: float = 0.5, insid
         if person.cut:
             duplicate = any(_inside(person.bbox, other.bbox) >= inside_threshold or _iou(person.bbox, other.bbox) >= iou_threshold for other in kept)
         else:
-            duplicate = any(_iou(person.bbox, other.bbox) >= iou_threshold for other in kept)
+            duplicate = any(same_person(person, other, iou_threshold, pose_aware) for other in kept)
         if not duplicate:
             kept.append(person)
     kept.sort(key=lambda p: p.det_score, reverse=True)
     return kept
+
+
+def pose_similarity(a: np.ndarray, b: np.ndarray, box_a: tuple[float, float, float, float], box_b: tuple[float, float, float, float]) -> float | None:
+    """OKS between two predicted poses (17 × 3), over the joints both score above ``POSE_KEYPOINT_SCORE``,
+    with the mean of the two box areas as the scale (as mmpose's and HRNet's ``oks_nms``); ``None`` when
+    no joint is confident in both (nothing to compare)."""
+    common = (a[:, 2] > POSE_KEYPOINT_SCORE) & (b[:, 2] > POSE_KEYPOINT_SCORE)
+    if not common.any():
+        return None
+    area = ((box_a[2] - box_a[0]) * (box_a[3] - box_a[1]) + (box_b[2] - box_b[0]) * (box_b[3] - box_b[1])) / 2
+    distance = ((a[:, :2] - b[:, :2]) ** 2).sum(axis=1)
+    error = distance / (2 * COCO_SIGMAS) ** 2 / (area + np.spacing(1)) / 2
+    return float(np.exp(-error[common]).mean())
+
+
+def poses_differ(a: np.ndarray, b: np.ndarray, box_a: tuple[float, float, float, float], box_b: tuple[float, float, float, float]) -> bool:
+    """Whether two poses are two people: their OKS is below COCO's loosest match (``SAME_POSE_OKS``)."""
+    similarity = pose_similarity(a, b, box_a, box_b)
+    return similarity is not None and similarity < SAME_POSE_OKS
+
+
+def same_person(a: Person, b: Person, iou_threshold: float = 0.5, pose_aware: bool = True) -> bool:
+    """Two detections are one person when their boxes overlap (IoU ≥ ``iou_threshold``) and their poses do
+    not differ.
+
+    Why: two people, one behind the other, have nearly the same box; box-level suppression keeps one of
+    them. Their poses differ (the keypoints of the one behind lie elsewhere), while two views of one person
+    give nearly the same pose (pose-level NMS, as AlphaPose's parametric pose NMS and the OKS NMS of
+    top-down COCO pipelines). Boxes without keypoints (the detector's) fall back to the box rule.
+    """
+    if _iou(a.bbox, b.bbox) < iou_threshold:
+        return False
+    return not (pose_aware and poses_differ(a.keypoints, b.keypoints, a.bbox, b.bbox))
 
 
 def _inside(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> float:
@@ -243,6 +296,52 @@ def merge_detections(persons: list[Person], boxes: list[Person], iou_threshold: 
     return merged
 
 
+def suppress_refined_duplicates(persons: list[Person], iou_threshold: float = 0.5) -> list[Person]:
+    """After the top-down pass, each person once (pose-level NMS, best score first).
+
+    Thunder sees one person per crop: in the crop of a person behind another, it may estimate the person
+    in front again. A refined pose that duplicates another person's while it differs from the person's own
+    bottom-up (MultiPose) pose went to the neighbour: the bottom-up pose is restored. Then, best score
+    first, a person whose box and pose duplicate a kept one's is dropped.
+    """
+    for person in persons:
+        if person.bottom_up is None or not poses_differ(person.keypoints, person.bottom_up, person.bbox, person.bbox):
+            continue
+        if any(other is not person and same_person(person, other, iou_threshold) for other in persons):
+            person.keypoints = person.bottom_up
+    kept: list[Person] = []
+    for person in sorted(persons, key=lambda p: p.det_score, reverse=True):
+        if not any(same_person(person, other, iou_threshold) for other in kept):
+            kept.append(person)
+    return kept
+
+
+def merge_second_look(persons: list[Person], candidates: list[Person]) -> list[Person]:
+    """People found behind others (:meth:`KeypointEngine._second_look`) join everyone in one greedy pose-level
+    NMS. The people found at the default operating point (score ≥ ``SECOND_LOOK_MIN_SCORE``) come first:
+    the second look adds people, it never replaces a confident one (a neighbour's crop often shows that
+    person again, with a higher single-pose score than MultiPose's). Then everyone else by score: a
+    candidate whose pose duplicates a kept person's (OKS ≥ ``SAME_POSE_OKS``) is dropped, and so is a
+    lower-scored person whose pose duplicates a kept candidate's. A candidate's box is its joints' extent,
+    not a detector's, so candidates are compared by pose alone."""
+    kept: list[Person] = []
+    order = sorted(persons + candidates, key=lambda p: (p.second_look or p.det_score < SECOND_LOOK_MIN_SCORE, -p.det_score))
+    for person in order:
+        duplicate = any(
+            _same_pose(person, other) if person.second_look or other.second_look else same_person(person, other)
+            for other in kept
+        )
+        if not duplicate:
+            kept.append(person)
+    kept.sort(key=lambda p: p.det_score, reverse=True)
+    return kept
+
+
+def _same_pose(a: Person, b: Person) -> bool:
+    similarity = pose_similarity(a.keypoints, b.keypoints, a.bbox, b.bbox)
+    return similarity is not None and similarity >= SAME_POSE_OKS
+
+
 class KeypointEngine:
     """Decode → letterbox → MultiPose (boxes + keypoints) and the person detector (boxes) → Thunder
     top-down keypoints on a crop around each box → everything mapped back to the original image."""
@@ -255,6 +354,8 @@ class KeypointEngine:
         refine: bool = True,
         tiles: bool = True,
         detector: bool = True,
+        pose_nms: bool = True,
+        second_look: bool = True,
         max_bytes: int = 20 * 1024 * 1024,
         max_pixels: int = 50_000_000,
         max_width: int = 1920,
@@ -276,6 +377,8 @@ class KeypointEngine:
         self.detector = centernet.to(self.device) if centernet is not None else None
         self.input_size = input_size
         self.tiles = tiles
+        self.pose_nms = pose_nms  # de-duplicate by box and pose (False: by box only, as before)
+        self.second_look = second_look and self.refiner is not None  # Thunder again with each person painted out
         self._limits = {"max_bytes": max_bytes, "max_pixels": max_pixels, "max_width": max_width}
         self._lock = threading.Lock()  # the graphs' buffers are shared; one batch at a time
 
@@ -346,7 +449,7 @@ class KeypointEngine:
                 float(np.clip(xmax * net_w * to_original + shift_x, 0, width - 1)),
                 float(np.clip(ymax * net_h * to_original + shift_y, 0, height - 1)),
             )
-            persons.append(Person(bbox, keypoints, score, cut=_touches_cut_edge(row[51:55], item)))
+            persons.append(Person(bbox, keypoints, score, cut=_touches_cut_edge(row[51:55], item), bottom_up=keypoints))
         persons.sort(key=lambda person: person.det_score, reverse=True)
         return persons
 
@@ -381,12 +484,16 @@ class KeypointEngine:
         for index, image_views in zip(valid, views):
             image = decoded[index]
             persons = [person for view in image_views for person in self._persons(next(rows), view, image, det_threshold)]
-            persons = suppress_duplicates(persons)
+            persons = suppress_duplicates(persons, pose_aware=self.pose_nms)
             if self.detector is not None:
                 persons = merge_detections(persons, next(boxes))
             if self.refiner is not None and persons:
                 self._refine(image, [p for p in persons if self.refine or p.from_detector])
                 persons = [p for p in persons if not p.from_detector or torso_visible(p)]
+                if self.pose_nms:
+                    persons = suppress_refined_duplicates(persons)
+                if self.second_look:
+                    persons = merge_second_look(persons, self._second_look(image, persons, det_threshold))
             results[index] = KeypointResult(persons, image.original_size[0], image.original_size[1], image.name, image)
         return results
 
@@ -437,23 +544,11 @@ class KeypointEngine:
         side) through MoveNet Thunder, all crops of the image in one batch."""
         if not persons:
             return
-        crops, transforms = [], []
-        for person in persons:
-            x1, y1, x2, y2 = (v * image.scale for v in person.bbox)  # decoded-image pixels
-            side = max(x2 - x1, y2 - y1, 1.0) * REFINE_EXPAND
-            zoom = REFINE_SIZE / side
-            shift_x, shift_y = REFINE_SIZE / 2 - (x1 + x2) / 2 * zoom, REFINE_SIZE / 2 - (y1 + y2) / 2 * zoom
-            matrix = np.array([[zoom, 0, shift_x], [0, zoom, shift_y]], np.float32)
-            crop = cv2.warpAffine(image.rgb, matrix, (REFINE_SIZE, REFINE_SIZE), flags=cv2.INTER_LINEAR, borderValue=0)
-            crops.append(torch.from_numpy(crop.astype(np.int32)))
-            transforms.append((zoom, shift_x, shift_y))
-        with self._lock, torch.inference_mode():
-            output = self.refiner.forward_batched(torch.stack(crops).to(self.device)).float().cpu().numpy()
+        crops, transforms = zip(*(_refine_crop(image, person.bbox) for person in persons))
         width, height = image.original_size
-        for person, points, (zoom, shift_x, shift_y) in zip(persons, output[:, 0], transforms):
-            xs = (points[:, 1] * REFINE_SIZE - shift_x) / zoom / image.scale
-            ys = (points[:, 0] * REFINE_SIZE - shift_y) / zoom / image.scale
-            refined = np.stack([np.clip(xs, 0, width - 1), np.clip(ys, 0, height - 1), points[:, 2]], axis=1)
+        for person, points, transform in zip(persons, self._thunder(list(crops)), transforms):
+            xs, ys, scores = _to_image(points, transform, image).T
+            refined = np.stack([np.clip(xs, 0, width - 1), np.clip(ys, 0, height - 1), scores], axis=1)
             # The crop also shows neighbours; a refined joint outside this person's box (10% margin) is
             # a neighbour's, so there MultiPose's own estimate stays.
             x1, y1, x2, y2 = person.bbox
@@ -462,3 +557,89 @@ class KeypointEngine:
             if person.from_detector:  # no bottom-up estimate to fall back on
                 inside[:] = True
             person.keypoints = np.where(inside[:, None], refined, person.keypoints).astype(np.float32)
+
+    def _thunder(self, crops: list[np.ndarray]) -> np.ndarray:
+        """Thunder on REFINE_SIZE² RGB crops, one batch; returns N × 17 × (y, x, score), normalised to the crop."""
+        batch = torch.stack([torch.from_numpy(crop.astype(np.int32)) for crop in crops]).to(self.device)
+        with self._lock, torch.inference_mode():
+            return self.refiner.forward_batched(batch).float().cpu().numpy()[:, 0]
+
+    def _second_look(self, image: DecodedImage, persons: list[Person], det_threshold: float) -> list[Person]:
+        """People hidden behind a found person: Thunder again on each person's crop with that person painted out.
+
+        Why: a person almost completely behind another shares the box; MultiPose decodes one centre and
+        CenterNet one box for the pair, and Thunder sees the one in front. With the front person's skeleton
+        (limbs, torso, head; its confident joints) painted black, the value of the crop's own padding,
+        Thunder estimates whoever else the crop shows. Only people at the default operating point are
+        painted out. The pose is a candidate when MoveNet would keep it (its single-pose score, the mean of
+        the joints above MIN_CROP_KEYPOINT_SCORE, calibrated like MultiPose's, at or above
+        ``det_threshold``), it shows a torso, and its joints' box overlaps the painted-out person's (IoU ≥
+        ``SECOND_LOOK_IOU``; a neighbour at the crop's edge is the other stages' job).
+        :func:`merge_second_look` then keeps the candidates whose pose is new.
+        """
+        sources = [person for person in persons if person.det_score >= SECOND_LOOK_MIN_SCORE and torso_visible(person)]
+        if not sources:
+            return []
+        crops, transforms = [], []
+        for person in sources:
+            crop, transform = _refine_crop(image, person.bbox)
+            crops.append(_paint_out(crop, person, transform, image))
+            transforms.append(transform)
+        width, height = image.original_size
+        found: list[Person] = []
+        for source, points, transform in zip(sources, self._thunder(crops), transforms):
+            keypoints = _to_image(points, transform, image)
+            keypoints[:, 0] = np.clip(keypoints[:, 0], 0, width - 1)
+            keypoints[:, 1] = np.clip(keypoints[:, 1], 0, height - 1)
+            confident = keypoints[:, 2] > MIN_TORSO_KEYPOINT_SCORE
+            if not confident.any():
+                continue
+            score = calibrated_score(float(keypoints[confident, 2].mean()), MOVENET_DEFAULT_SCORE)
+            if score < det_threshold:
+                continue
+            xs, ys = keypoints[confident, 0], keypoints[confident, 1]
+            box = (float(xs.min()), float(ys.min()), float(xs.max()), float(ys.max()))
+            candidate = Person(box, keypoints.astype(np.float32), score, second_look=True)
+            if _iou(candidate.bbox, source.bbox) >= SECOND_LOOK_IOU and torso_visible(candidate):
+                found.append(candidate)
+        return found
+
+
+def _refine_crop(image: DecodedImage, bbox: tuple[float, float, float, float]) -> tuple[np.ndarray, tuple[float, float, float]]:
+    """The square REFINE_SIZE² crop around a box (1.25 × its longer side) and its transform (zoom, shift x, y)."""
+    x1, y1, x2, y2 = (v * image.scale for v in bbox)  # decoded-image pixels
+    side = max(x2 - x1, y2 - y1, 1.0) * REFINE_EXPAND
+    zoom = REFINE_SIZE / side
+    shift_x, shift_y = REFINE_SIZE / 2 - (x1 + x2) / 2 * zoom, REFINE_SIZE / 2 - (y1 + y2) / 2 * zoom
+    matrix = np.array([[zoom, 0, shift_x], [0, zoom, shift_y]], np.float32)
+    crop = cv2.warpAffine(image.rgb, matrix, (REFINE_SIZE, REFINE_SIZE), flags=cv2.INTER_LINEAR, borderValue=0)
+    return crop, (zoom, shift_x, shift_y)
+
+
+def _to_image(points: np.ndarray, transform: tuple[float, float, float], image: DecodedImage) -> np.ndarray:
+    """Thunder's 17 × (y, x, score), normalised to a crop → 17 × (x, y, score) in original-image pixels."""
+    zoom, shift_x, shift_y = transform
+    xs = (points[:, 1] * REFINE_SIZE - shift_x) / zoom / image.scale
+    ys = (points[:, 0] * REFINE_SIZE - shift_y) / zoom / image.scale
+    return np.stack([xs, ys, points[:, 2]], axis=1)
+
+
+def _paint_out(crop: np.ndarray, person: Person, transform: tuple[float, float, float], image: DecodedImage) -> np.ndarray:
+    """A copy of ``crop`` with the person's skeleton (confident joints) painted black: limbs and head as thick
+    lines, the torso filled."""
+    zoom, shift_x, shift_y = transform
+    scale = zoom * image.scale
+    points = np.stack([person.keypoints[:, 0] * scale + shift_x, person.keypoints[:, 1] * scale + shift_y], axis=1)
+    confident = person.keypoints[:, 2] > MIN_TORSO_KEYPOINT_SCORE
+    x1, y1, x2, y2 = person.bbox
+    thickness = max(1, round(SECOND_LOOK_LIMB_WIDTH * max(x2 - x1, y2 - y1) * scale))
+    painted = crop.copy()
+    for a, b in COCO_SKELETON:
+        if confident[a] and confident[b]:
+            cv2.line(painted, tuple(int(v) for v in points[a]), tuple(int(v) for v in points[b]), (0, 0, 0), thickness)
+    for index in np.flatnonzero(confident):
+        cv2.circle(painted, tuple(int(v) for v in points[index]), thickness // 2, (0, 0, 0), -1)
+    torso = [index for index in (5, 6, 12, 11) if confident[index]]
+    if len(torso) >= 3:
+        cv2.fillPoly(painted, [points[torso].astype(np.int32)], (0, 0, 0))
+    return painted

@@ -34,13 +34,16 @@ def get_engine() -> KeypointEngine:
                 refine=settings.keypoints_refine,
                 tiles=settings.keypoints_tiles,
                 detector=settings.keypoints_detector,
+                pose_nms=settings.keypoints_pose_nms,
+                second_look=settings.keypoints_second_look,
                 max_bytes=settings.max_upload_bytes,
                 max_pixels=settings.max_image_pixels,
                 max_width=settings.max_image_width,
             )
             log.info(
-                "Keypoint models loaded on %s (input %d, refine %s, person detector %s)",
+                "Keypoint models loaded on %s (input %d, refine %s, person detector %s, pose NMS %s, second look %s)",
                 _engine.device, _engine.input_size, _engine.refine, _engine.detector is not None,
+                _engine.pose_nms, _engine.second_look,
             )
         return _engine
 
