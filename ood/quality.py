@@ -178,10 +178,10 @@ class QualityScorer:
         for signal, probability in zip(signals, self.params.mask_probe.probabilities(np.asarray(features))):
             signal.mask_prob = float(probability)
 
-    def reads_eye_state(self, thorough: bool = False) -> bool:
-        """Whether the eye state moves the score (a non-zero fitted weight); if not, it is needed only to
-        explain a score below trust, and the pipeline measures it only there."""
-        model = self.params.thorough if thorough else self.params.default
+    def reads_eye_state(self) -> bool:
+        """Whether the eye state moves the default score (a non-zero fitted weight); if not, it is needed only
+        to explain a score below trust, and the pipeline measures it only there."""
+        model = self.params.default
         return "eyes_closed" in model.terms and model.weights[model.terms.index("eyes_closed")] != 0.0
 
     def score(self, signals: QualitySignals) -> QualityResult:

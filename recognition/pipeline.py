@@ -287,7 +287,8 @@ class FacePipeline:
         timings["feature"] = (time.perf_counter() - mark) * 1000
 
         mark = time.perf_counter()
-        measure_eyes = self.complete_signals or self.scorer is None or self.scorer.reads_eye_state(thorough)
+        # Thorough mode scores with another model after the stability pass below: measure every face there.
+        measure_eyes = self.complete_signals or thorough or self.scorer is None or self.scorer.reads_eye_state()
         signals = self.signals.extract_batch(list(zip(rgbs, detections)), aligned, embedding.norms, eyes=measure_eyes)
         if self.scorer:
             self.scorer.annotate([signal for per_image in signals for signal in per_image], embedding.features)
