@@ -176,9 +176,8 @@ def assign_targets(records: list[ImageRecord], thresholds: dict[float, float]) -
         # still verifies against its owner, which is exactly why it must not be trusted.
         if record.photo.kind == "print" or not refs:
             continue
-        else:
-            scores = np.stack(refs) @ face.feature
-            target = float(np.mean([(scores >= level).mean() for level in levels]))
+        scores = np.stack(refs) @ face.feature
+        target = float(np.mean([(scores >= level).mean() for level in levels]))
         group = "degraded" if record.variant != "clean" else record.photo.set
         samples.append(Sample(record, face, target, group))
     return samples
