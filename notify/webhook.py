@@ -25,6 +25,7 @@ import sqlite3
 import threading
 import time
 import uuid
+from abc import ABC, abstractmethod
 from pathlib import Path
 
 import requests
@@ -90,7 +91,7 @@ def post_event(session: requests.Session, url: str, secret: str, timeout_s: floa
     return False, f"HTTP {status}"
 
 
-class OutboxDelivery:
+class OutboxDelivery(ABC):
     """What every outbox backend shares: the delivery settings, the signed POST of one event, and the daemon
     worker that delivers due events and prunes old ones until ``stop``. A backend stores the events and
     implements ``enqueue``, ``_deliver(now, interruptible)`` and ``prune``."""
@@ -127,11 +128,13 @@ class OutboxDelivery:
     def _attempt(self, event_id: str, body: str) -> tuple[bool, str]:
         return post_event(self._session, self.url, self.secret, self.timeout_s, event_id, body)
 
+    @abstractmethod
     def _deliver(self, now: float | None, interruptible: bool) -> int:
-        raise NotImplementedError
+        """Delivers the events due at ``now``; ``interruptible`` lets ``stop`` end a long pass early."""
 
+    @abstractmethod
     def prune(self, now: float | None = None) -> int:
-        raise NotImplementedError
+        """Deletes delivered events older than the keep period (failed ones stay); returns how many."""
 
     def deliver_due(self, now: float | None = None) -> int:
         """One pass over events due at ``now`` (epoch seconds, default: the clock); returns how many were delivered."""
