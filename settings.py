@@ -74,6 +74,8 @@ class Settings(BaseSettings):
     max_request_bytes: int = 30 * 1024 * 1024
     allow_private_urls: bool = False
     url_fetch_timeout_s: float = 5.0
+    # The client side: the key `frood eval --server-url` sends as X-API-Key when --api-key is not given
+    frood_api_key: str = ""
 
     # Several replicas (docs/scaling.md): shared PostgreSQL for the stats store and the webhook outbox, and the
     # gallery backend. Empty DATABASE_URL: SQLite files under DATA_DIR (one machine). MILVUS_URI empty: embedded

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 from pathlib import Path
 from typing import Any
 
 from recognition.errors import FroodError
+from settings import get_settings
 
 
 def load_dataset(args: argparse.Namespace) -> Any:
@@ -64,7 +64,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         ood=not args.no_ood,
         ood_limit=args.ood_limit,
         crops=args.crops,
-        api_key=args.api_key or os.environ.get("FROOD_API_KEY"),
+        api_key=args.api_key or get_settings().frood_api_key or None,
     )
     written = write_reports(report, Path(args.out), dataset.pairs)
     print(terminal_table(report))
