@@ -93,6 +93,7 @@ class Settings(BaseSettings):
     keypoints_detector: bool = True  # CenterNet person boxes added to MultiPose's people (keypoints/engine.py)
     keypoints_pose_nms: bool = True  # two overlapping boxes are two people when their poses differ (OKS < 0.5)
     keypoints_second_look: bool = True  # Thunder again on each person's crop with that person painted out
+    keypoints_trunk_batch: int = Field(0, ge=0)  # images per pass of a graph's trunk; 0 = auto (2 on CPU, 32 on CUDA)
     keypoints_det_threshold: float = Field(0.5, ge=0.0, le=1.0)  # detThreshold when the request gives none (calibrated score)
     keypoints_kpt_threshold: float = Field(0.3, ge=0.0, le=1.0)  # joints drawn at or above this score
     face_person_box: bool = False  # /extract adds the face's person_box (runs the keypoint engine too); per request: person_box

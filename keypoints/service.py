@@ -36,6 +36,7 @@ def get_engine() -> KeypointEngine:
                 detector=settings.keypoints_detector,
                 pose_nms=settings.keypoints_pose_nms,
                 second_look=settings.keypoints_second_look,
+                trunk_batch=settings.keypoints_trunk_batch,
                 max_bytes=settings.max_upload_bytes,
                 max_pixels=settings.max_image_pixels,
                 max_width=settings.max_image_width,

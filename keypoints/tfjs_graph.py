@@ -549,9 +549,66 @@ class TfjsGraph(torch.nn.Module):
             buffer = f"c{index}"
             self.register_buffer(buffer, tensor.clone(), persistent=True)
             self._constant_names[name] = buffer
-        self._nodes = [self._with_torch_weight(node) for node in converted["nodes"]]
+        self._nodes = self._without_batch_of_one_round_trips([self._with_torch_weight(node) for node in converted["nodes"]])
         self._by_name = {node["name"]: node for node in self._nodes}
         self._heads = self._find_heads()
+
+    def _without_batch_of_one_round_trips(self, nodes: list[dict]) -> list[dict]:
+        """Rewires "unstack the one image, then put the batch axis back" chains to their source.
+
+        Why: Thunder's graph opens with ``Unpack(axis 0, num 1) → ExpandDims(0) → Squeeze(0) → ExpandDims(0)``
+        (a resize TF.js folded away), which is the identity on a batch of one but stops the batchable trunk
+        at its first node: every person's crop then ran the whole network alone. A chain of single-consumer
+        nodes that starts at such an ``Unpack`` (or a ``Squeeze`` of axis 0) and, through ``ExpandDims``/``Squeeze`` on axis 0, returns to
+        the input's rank yields the input itself; its consumers read the input instead, so the trunk runs
+        once for all crops (and a batch of one computes exactly what it did).
+        """
+        while True:
+            rewired = self._rewire_one_round_trip_pass(nodes)
+            if rewired is nodes:
+                return nodes
+            nodes = rewired
+
+    def _rewire_one_round_trip_pass(self, nodes: list[dict]) -> list[dict]:
+        consumers: dict[str, list[str]] = {}
+        for node in nodes:
+            for reference in node["inputs"]:
+                if not reference.startswith("^"):
+                    consumers.setdefault(reference, []).append(node["name"])
+        by_name = {node["name"]: node for node in nodes}
+        replace: dict[str, str] = {}
+        for node in nodes:
+            unstacks = node["op"] == "Unpack" and node["attrs"].get("axis", 0) == 0 and node["attrs"].get("num") == 1
+            squeezes = node["op"] == "Squeeze" and node["attrs"].get("squeeze_dims") == [0]
+            if not (unstacks or squeezes):
+                continue
+            source, depth, current = node["inputs"][0], -1, node["name"]
+            while depth != 0:
+                following = consumers.get(current, []) + consumers.get(f"{current}:0", [])
+                if len(following) != 1:
+                    break
+                successor = by_name[following[0]]
+                if successor["op"] == "ExpandDims" and self._axis_zero(successor):
+                    depth += 1
+                elif successor["op"] == "Squeeze" and successor["attrs"].get("squeeze_dims") == [0]:
+                    depth -= 1
+                else:
+                    break
+                current = successor["name"]
+            if depth == 0:
+                replace[current] = source
+        if not any(reference in replace for node in nodes for reference in node["inputs"]):
+            return nodes
+        return [
+            {**node, "inputs": [replace.get(reference, reference) for reference in node["inputs"]]}
+            if any(reference in replace for reference in node["inputs"]) else node
+            for node in nodes
+        ]
+
+    def _axis_zero(self, node: dict) -> bool:
+        """An ``ExpandDims`` whose axis is the constant 0."""
+        axis = _source(node["inputs"][1])[0] if len(node["inputs"]) > 1 else None
+        return axis in self._constant_names and self._constant(axis).numel() == 1 and int(self._constant(axis)) == 0
 
     def _with_torch_weight(self, node: dict) -> dict:
         """A convolution whose kernel is a constant reads it in torch's layout, converted here once (a new
@@ -641,8 +698,11 @@ class TfjsGraph(torch.nn.Module):
         results = self.run({self._input: x}, self._outputs)
         return results[0] if len(results) == 1 else tuple(results)
 
-    def forward_batched(self, x: torch.Tensor, output: int = 0) -> torch.Tensor:
-        """N inputs → output number ``output`` of each, stacked (the trunk runs once for the whole batch)."""
+    def forward_batched(self, x: torch.Tensor, output: int = 0, chunk: int | None = None) -> torch.Tensor:
+        """N inputs → output number ``output`` of each, stacked (the trunk runs once for every ``chunk`` images,
+        once for the whole batch when ``chunk`` is None)."""
+        if chunk is not None and x.shape[0] > chunk:
+            return torch.cat([self.forward_batched(part, output) for part in x.split(chunk)], dim=0)
         heads = self.run({self._input: x}, self._heads)
         per_image = []
         for index in range(x.shape[0]):

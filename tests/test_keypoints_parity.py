@@ -80,13 +80,25 @@ def test_converted_person_detector_matches_tfjs(tmp_path):
     np.testing.assert_allclose(our_detections[0, clear, 4:], detections[0, clear, 4:], atol=1e-4)
 
 
-def test_batched_trunk_equals_one_by_one():
-    module = load_graph(get_settings().models_dir, "movenet-multipose")
-    pixels = torch.from_numpy(np.stack([_photo(256), _photo(256)[:, ::-1].copy()]))
+@pytest.mark.parametrize("graph", ["movenet-multipose", "movenet-thunder"])
+def test_batched_trunk_equals_one_by_one(graph, monkeypatch):
+    """N images give what each gives alone, and the convolutional trunk runs once for all N (Thunder's graph
+    unstacks "the" image first: before the round trip was rewired, each crop ran the whole network alone)."""
+    module = load_graph(get_settings().models_dir, graph)
+    pixels = torch.from_numpy(np.stack([_photo(256), _photo(256)[:, ::-1].copy(), _photo(256)[::-1].copy()]))
+    convolutions = []
+    real_conv2d = torch.nn.functional.conv2d
+    monkeypatch.setattr(torch.nn.functional, "conv2d", lambda *args, **kwargs: convolutions.append(1) or real_conv2d(*args, **kwargs))
     with torch.inference_mode():
+        single = torch.cat([module(pixels[i:i + 1]) for i in range(3)])
+        per_image = len(convolutions) // 3
+        convolutions.clear()
         batched = module.forward_batched(pixels)
-        single = torch.cat([module(pixels[i:i + 1]) for i in range(2)])
     assert torch.allclose(batched, single, atol=1e-4)
+    assert len(convolutions) <= per_image + 2 * 4, f"{len(convolutions)} convolutions for 3 images, {per_image} for one"
+    with torch.inference_mode():
+        chunked = module.forward_batched(pixels, chunk=2)  # what the CPU engine runs (KEYPOINTS_TRUNK_BATCH auto)
+    assert chunked.shape == single.shape and torch.allclose(chunked, single, atol=1e-4)
 
 
 def test_an_altered_converted_graph_is_refused(tmp_path):
