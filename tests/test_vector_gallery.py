@@ -5,6 +5,7 @@ refused, bad input, and enrol/identify with the real pipeline on real photos."""
 from __future__ import annotations
 
 import csv
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -23,9 +24,14 @@ COMBOS = [(backend, index_type, metric) for backend in BACKENDS for index_type i
 
 
 @pytest.fixture(scope="module")
-def milvus_uri(tmp_path_factory) -> str:
-    """One embedded Milvus Lite database for the module (one embedded server process)."""
-    return str(tmp_path_factory.mktemp("milvus") / "galleries.db")
+def milvus_uri(tmp_path_factory) -> Iterator[str]:
+    """One embedded Milvus Lite database for the module (one embedded server process), stopped with the module:
+    left to milvus_lite's atexit hook, its last log line went to pytest's closed capture stream
+    ("--- Logging error ---" at the end of every run)."""
+    yield str(tmp_path_factory.mktemp("milvus") / "galleries.db")
+    from milvus_lite import server_manager_instance
+
+    server_manager_instance.release_all()
 
 
 @pytest.fixture
