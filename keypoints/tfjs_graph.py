@@ -559,9 +559,10 @@ class TfjsGraph(torch.nn.Module):
         Why: Thunder's graph opens with ``Unpack(axis 0, num 1) → ExpandDims(0) → Squeeze(0) → ExpandDims(0)``
         (a resize TF.js folded away), which is the identity on a batch of one but stops the batchable trunk
         at its first node: every person's crop then ran the whole network alone. A chain of single-consumer
-        nodes that starts at such an ``Unpack`` (or a ``Squeeze`` of axis 0) and, through ``ExpandDims``/``Squeeze`` on axis 0, returns to
-        the input's rank yields the input itself; its consumers read the input instead, so the trunk runs
-        once for all crops (and a batch of one computes exactly what it did).
+        nodes that starts at such an ``Unpack`` (or a ``Squeeze`` of axis 0) and returns to the input's rank
+        through ``ExpandDims``/``Squeeze`` on axis 0 yields the input itself on a batch of one; its consumers
+        read the input instead, so the trunk runs once for all crops (and a batch of one computes exactly
+        what it did: the per-image decoding still runs on batches of one).
         """
         while True:
             rewired = self._rewire_one_round_trip_pass(nodes)
@@ -596,7 +597,7 @@ class TfjsGraph(torch.nn.Module):
                     break
                 current = successor["name"]
             if depth == 0:
-                replace[current] = source
+                replace[current] = replace[f"{current}:0"] = source
         if not any(reference in replace for node in nodes for reference in node["inputs"]):
             return nodes
         return [
