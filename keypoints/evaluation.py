@@ -20,6 +20,7 @@ COCO_SIGMAS = np.array(
 ) / 10.0
 OKS_THRESHOLDS = np.linspace(0.5, 0.95, 10)
 RECALL_POINTS = np.linspace(0.0, 1.0, 101)
+SAME_POSE_OKS = 0.5  # COCO's loosest match: two poses at least this similar are one pose to the evaluation
 
 
 @dataclass
@@ -85,6 +86,37 @@ def oks(predicted: np.ndarray, truth: GroundTruth) -> float:
     variances = (2 * COCO_SIGMAS) ** 2
     e = (dx**2 + dy**2) / variances / (truth.area + np.spacing(1)) / 2
     return float(np.exp(-e[visible]).mean())
+
+
+def annotated_pose_similarity(a: GroundTruth, b: GroundTruth) -> float:
+    """OKS between two annotated people over the keypoints both label, scaled by the smaller person's area
+    (the stricter of the two scales); 0 when they share no labelled keypoint."""
+    both = (a.keypoints[:, 2] > 0) & (b.keypoints[:, 2] > 0) & a.used & b.used
+    if not both.any():
+        return 0.0
+    distances = ((a.keypoints[:, :2] - b.keypoints[:, :2]) ** 2).sum(axis=1)
+    e = distances / (2 * COCO_SIGMAS) ** 2 / (min(a.area, b.area) + np.spacing(1)) / 2
+    return float(np.exp(-e[both]).mean())
+
+
+def shadowed_annotations(people: list[GroundTruth]) -> set[int]:
+    """Indices of annotated people whose labelled joints coincide (OKS >= SAME_POSE_OKS) with another annotated
+    person's who labels more of them (ties: the larger area).
+
+    Why: two people cannot both be seen at the same joints, so such a pair has at most one visible person at
+    those places; the other's "visible" labels lie on the first one's body (an annotator tracing the person
+    behind along the one in front), and OKS cannot tell which of the two a pose found there belongs to.
+    AP (``average_precision``) keeps every annotation, as COCO does; only the "mostly visible" count leaves
+    the shadowed one out.
+    """
+    shadowed = set()
+    for i, person in enumerate(people):
+        for j, other in enumerate(people):
+            if i == j or annotated_pose_similarity(person, other) < SAME_POSE_OKS:
+                continue
+            if (other.labelled, other.area, -j) > (person.labelled, person.area, -i):
+                shadowed.add(i)
+    return shadowed
 
 
 def box_iou(a: tuple[float, float, float, float], b_xywh: tuple[float, float, float, float]) -> float:

@@ -4,9 +4,12 @@ detThreshold 0.5 on the calibrated score, where 0.5 is each model's documented d
 nobody in them.
 
 "Mostly visible" = at least 12 of the person's COCO keypoints labelled (PoseTrack's head_bottom/head_top are
-not COCO's eyes and are left out). A person is found when one detection, matched one-to-one by box IoU, has
-IoU >= 0.5 with the annotated box. Known misses are listed with their reason as strict xfails: if the engine
-starts finding them, the test says so and the list must shrink.
+not COCO's eyes and are left out), and the labels not shadowed: an annotation whose labelled joints coincide
+with another annotated person's (OKS >= 0.5 between the two annotations, :func:`shadowed_annotations`) marks
+places where only one of the two can be seen, so only the one labelling more joints counts. A person is found
+when one detection, matched one-to-one by box IoU, has IoU >= 0.5 with the annotated box. Known misses are
+listed with their reason as strict xfails: if the engine starts finding them, the test says so and the list
+must shrink.
 """
 
 from __future__ import annotations
@@ -16,28 +19,25 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from keypoints.evaluation import AnnotatedImage, box_iou, load_coco_keypoints, oks
+from keypoints.evaluation import AnnotatedImage, annotated_pose_similarity, box_iou, load_coco_keypoints, oks, shadowed_annotations
 
 ROOT = Path(__file__).resolve().parents[1]
 KEYPOINT_DATA = ROOT.parent / "shared" / "data" / "keypoints"
 MOSTLY_VISIBLE = 12
 GRADIO_IMAGES = Path(__import__("gradio").__file__).parent / "media_assets" / "images"
 
-# (image file, annotation index) → why the engine misses that person today (see docs/keypoints.md).
-# The two small people of the 11-person crowd (000000.jpg@012834 #6 and #10) were misses before the
-# person detector; it finds them, so they are no longer listed. The dancer behind her partner
-# (000000.jpg@009473 #0) was a miss before pose-level de-duplication: MultiPose decodes her on two tiles,
-# but box-level suppression dropped her box (IoU 0.53 to 0.74 with his detections). The footballer behind
-# the other (003896.jpg: #0 and #1 share one box, IoU 0.78) is found by the second look (Thunder on the
-# crop with the front player painted out).
-OVERLAP = (
-    "hidden almost completely behind the person in front (only parts of the legs show): MultiPose decodes "
-    "one centre and CenterNet one box for the pair, and with the front person painted out (the second "
-    "look) Thunder estimates a neighbour in the crop instead, so nothing proposes the person behind"
-)
-KNOWN_MISSES = {
-    ("000817.jpg", 1): OVERLAP,
-}
+# (image file, annotation index) → why the engine misses that person today (see docs/keypoints.md). Empty
+# now. The two small people of the 11-person crowd (000000.jpg@012834 #6 and #10) were misses before the
+# person detector; it finds them. The dancer behind her partner (000000.jpg@009473 #0) was a miss before
+# pose-level de-duplication: MultiPose decodes her on two tiles, but box-level suppression dropped her box
+# (IoU 0.53 to 0.74 with his detections). The footballer behind the other (003896.jpg: #0 and #1 share one
+# box, IoU 0.78) is found by the second look (Thunder on the crop with the front player painted out). The
+# last entry, 000817.jpg #1, was the woman behind the woman in front: her 13 "visible" labels lie on the
+# front woman's shirt and skirt (OKS 0.67 between the two annotations; her own pixels are some hair, a
+# sleeve and one lower leg), so she is a shadowed annotation, not a mostly visible person.
+KNOWN_MISSES: dict[tuple[str, int], str] = {}
+# Shadowed annotations in the shared set, checked by eye (docs/keypoints.md): the rule must stay this narrow.
+EXPECTED_SHADOWED = {("000817.jpg", 1)}
 
 
 def _datasets() -> list[AnnotatedImage]:
@@ -51,6 +51,25 @@ def _datasets() -> list[AnnotatedImage]:
 def _key(image: AnnotatedImage) -> str:
     parent = image.path.parent.name
     return image.path.name if image.path.parent.parent.name != "val" else f"{image.path.name}@{parent.split('_')[0]}"
+
+
+def _mostly_visible_person(image: AnnotatedImage, index: int) -> bool:
+    return image.people[index].labelled >= MOSTLY_VISIBLE and index not in shadowed_annotations(image.people)
+
+
+def test_only_coinciding_annotations_are_shadowed():
+    """The shadow rule leaves out exactly the annotation checked by eye; the other pairs standing one behind
+    the other (box IoU 0.71 and 0.78) are far from coinciding (OKS 0.25 and 0.28 between annotations)."""
+    shadowed, closest_other = set(), 0.0
+    for image in _datasets():
+        flagged = shadowed_annotations(image.people)
+        shadowed |= {(_key(image), index) for index in flagged}
+        for i, a in enumerate(image.people):
+            for j, b in enumerate(image.people):
+                if i < j and not {i, j} & flagged:
+                    closest_other = max(closest_other, annotated_pose_similarity(a, b))
+    assert shadowed == EXPECTED_SHADOWED
+    assert closest_other < 0.3, closest_other
 
 
 def _match(image: AnnotatedImage, persons) -> dict[int, tuple[float, float]]:
@@ -93,8 +112,8 @@ def _mostly_visible() -> list:
         return [pytest.param(None, None, marks=pytest.mark.skip(reason=f"needs the shared keypoint set at {KEYPOINT_DATA}"))]
     cases = []
     for image in _datasets():
-        for index, truth in enumerate(image.people):
-            if truth.labelled >= MOSTLY_VISIBLE:
+        for index in range(len(image.people)):
+            if _mostly_visible_person(image, index):
                 reason = KNOWN_MISSES.get((_key(image), index))
                 marks = [pytest.mark.xfail(strict=True, reason=reason)] if reason else []
                 cases.append(pytest.param(_key(image), index, marks=marks, id=f"{_key(image)}#{index}"))
@@ -111,10 +130,11 @@ def test_found_people_have_mean_oks_at_least_half(matched):
     found = [
         matches[index][1]
         for image, matches in matched.values()
-        for index, truth in enumerate(image.people)
-        if truth.labelled >= MOSTLY_VISIBLE and index in matches
+        for index in range(len(image.people))
+        if _mostly_visible_person(image, index) and index in matches
     ]
-    assert len(found) >= 12 - len(KNOWN_MISSES), f"only {len(found)} mostly visible people were found"
+    expected = sum(_mostly_visible_person(image, index) for image, _ in matched.values() for index in range(len(image.people)))
+    assert expected == 11 and len(found) >= expected - len(KNOWN_MISSES), f"{len(found)} of {expected} mostly visible people were found"
     assert np.mean(found) >= 0.5, f"mean OKS {np.mean(found):.3f} on the people found ({np.round(found, 2).tolist()})"
 
 
@@ -220,3 +240,21 @@ def test_second_look_adds_people_and_never_replaces_a_confident_one():
     weak = Person((118, 82, 214, 392), _pose(box, (29, -44)), 0.3)  # a low-scored detection of the same pose
     merged = merge_second_look([front, weak], [found_again, behind])
     assert merged == [front, behind]
+
+
+def test_an_annotation_tracing_another_persons_joints_is_shadowed_and_one_behind_is_not():
+    from keypoints.evaluation import GroundTruth
+
+    def truth(box, offset=(0.0, 0.0), hidden=()):
+        points = _pose(box, offset, score=2.0)
+        points[list(hidden), 2] = 0  # not labelled
+        x1, y1, x2, y2 = box
+        return GroundTruth(points.astype(np.float64), (x1, y1, x2 - x1, y2 - y1), (x2 - x1) * (y2 - y1), np.ones(17, bool))
+
+    front = truth((100, 100, 200, 400))
+    traced = truth((98, 120, 190, 400), (-4, 6), hidden=(0, 1, 3, 4))  # the one behind, labelled along the front body
+    behind = truth((120, 90, 220, 410), (25, -40))  # behind, but labelled where that person is
+    assert annotated_pose_similarity(front, traced) >= 0.5 > annotated_pose_similarity(front, behind)
+    assert shadowed_annotations([front, traced, behind]) == {1}
+    assert shadowed_annotations([traced, front]) == {0}  # the one labelling more joints stays, whatever the order
+    assert shadowed_annotations([front, behind]) == set()
