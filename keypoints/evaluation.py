@@ -76,27 +76,25 @@ def load_coco_keypoints(annotations: Path, images_root: Path) -> list[AnnotatedI
     return list(by_image.values())
 
 
+def _keypoint_similarity(a: np.ndarray, b: np.ndarray, counted: np.ndarray, area: float) -> float:
+    """COCO's OKS formula: the mean over the ``counted`` keypoints of exp(-d² / (2 · area · (2σ)²))."""
+    if not counted.any():
+        return 0.0
+    distances = ((a[:, :2] - b[:, :2]) ** 2).sum(axis=1)
+    e = distances / (2 * COCO_SIGMAS) ** 2 / (area + np.spacing(1)) / 2
+    return float(np.exp(-e[counted]).mean())
+
+
 def oks(predicted: np.ndarray, truth: GroundTruth) -> float:
     """Object keypoint similarity of a 17 × 2+ prediction with one annotated person (COCO's formula)."""
-    visible = (truth.keypoints[:, 2] > 0) & truth.used
-    if not visible.any():
-        return 0.0
-    dx = predicted[:, 0] - truth.keypoints[:, 0]
-    dy = predicted[:, 1] - truth.keypoints[:, 1]
-    variances = (2 * COCO_SIGMAS) ** 2
-    e = (dx**2 + dy**2) / variances / (truth.area + np.spacing(1)) / 2
-    return float(np.exp(-e[visible]).mean())
+    return _keypoint_similarity(predicted, truth.keypoints, (truth.keypoints[:, 2] > 0) & truth.used, truth.area)
 
 
 def annotated_pose_similarity(a: GroundTruth, b: GroundTruth) -> float:
     """OKS between two annotated people over the keypoints both label, scaled by the smaller person's area
     (the stricter of the two scales); 0 when they share no labelled keypoint."""
     both = (a.keypoints[:, 2] > 0) & (b.keypoints[:, 2] > 0) & a.used & b.used
-    if not both.any():
-        return 0.0
-    distances = ((a.keypoints[:, :2] - b.keypoints[:, :2]) ** 2).sum(axis=1)
-    e = distances / (2 * COCO_SIGMAS) ** 2 / (min(a.area, b.area) + np.spacing(1)) / 2
-    return float(np.exp(-e[both]).mean())
+    return _keypoint_similarity(a.keypoints, b.keypoints, both, min(a.area, b.area))
 
 
 def shadowed_annotations(people: list[GroundTruth]) -> set[int]:
@@ -111,11 +109,10 @@ def shadowed_annotations(people: list[GroundTruth]) -> set[int]:
     """
     shadowed = set()
     for i, person in enumerate(people):
-        for j, other in enumerate(people):
-            if i == j or annotated_pose_similarity(person, other) < SAME_POSE_OKS:
-                continue
-            if (other.labelled, other.area, -j) > (person.labelled, person.area, -i):
-                shadowed.add(i)
+        for j in range(i + 1, len(people)):
+            other = people[j]
+            if annotated_pose_similarity(person, other) >= SAME_POSE_OKS:
+                shadowed.add(j if (person.labelled, person.area) >= (other.labelled, other.area) else i)
     return shadowed
 
 
