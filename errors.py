@@ -1,7 +1,7 @@
 """Typed errors whose messages a person can act on; shells map them to HTTP statuses.
 
 A neutral module: both engine packages raise these (``recognition`` and ``ood``, which must not import
-each other's way back), and it imports nothing of the project. ``recognition.errors`` re-exports it.
+each other's way back), and it imports nothing of the project. ``errors`` re-exports it.
 """
 
 from __future__ import annotations
@@ -56,3 +56,13 @@ class AlignmentError(FroodError, ValueError):
 
     status = 422
     code = "degenerate_landmarks"
+
+
+class ApiError(FroodError):
+    """A request the caller must change, with its HTTP status, a message for the caller and optional headers
+    (e.g. ``Retry-After``). Raised by the service and the shells alike."""
+
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None):
+        super().__init__(message)
+        self.status = status
+        self.headers = headers or {}

@@ -90,7 +90,7 @@ class Settings(BaseSettings):
     keypoints_input_size: int = Field(384, ge=128, le=1024, multiple_of=32)
     keypoints_tiles: bool = True  # also run square tiles of wide or tall photos (more and larger people)
     keypoints_refine: bool = True  # MoveNet Thunder top-down pass on each person's crop
-    keypoints_detector: bool = True  # CenterNet person boxes added to MultiPose's people (keypoints/engine.py)
+    keypoints_detector: bool = True  # CenterNet person boxes added to MultiPose's people (engine/keypoints/engine.py)
     keypoints_pose_nms: bool = True  # two overlapping boxes are two people when their poses differ (OKS < 0.5)
     keypoints_second_look: bool = True  # Thunder again on each person's crop with that person painted out
     keypoints_trunk_batch: int = Field(0, ge=0)  # images per pass of a graph's trunk; 0 = auto (2 on CPU, 32 on CUDA)

@@ -15,7 +15,8 @@ from pydantic import BaseModel, Field
 
 from api.routes import envelope, limiter
 from api.security import authorize, image_bytes
-from keypoints import service
+from schemas.keypoints import person_json
+from service import keypoints as service
 from settings import get_settings
 
 log = logging.getLogger("frood.api.keypoints")
@@ -31,7 +32,7 @@ class KeypointRequest(BaseModel):
 def _detect(data: bytes, threshold: float) -> dict:
     engine = service.get_engine()
     result = engine.detect(data, det_threshold=threshold, name="api")
-    return {"image": service.drawn_jpeg_base64(result), "persons": [person.to_json() for person in result.persons]}
+    return {"image": service.drawn_jpeg_base64(result), "persons": [person_json(person) for person in result.persons]}
 
 
 @router.post(PATH)

@@ -10,12 +10,8 @@ from __future__ import annotations
 import base64
 import io
 import logging
-import os
-import shutil
-import threading
 import time
 import uuid
-from pathlib import Path
 from typing import Literal
 
 import faiss
@@ -25,13 +21,15 @@ from fastapi.responses import JSONResponse
 from PIL import Image
 from pydantic import BaseModel, Field
 
-from api.security import ApiError, RateLimiter, authorize, check_identifier, check_ids, check_label, image_bytes, presented_key, shorten
-from gallery import service as gallery_service
-from gallery.index import TEMP_PREFIX, GalleryCorruptError, GalleryIndex, GalleryMismatchError
-from recognition.errors import FroodError
-from recognition.models import resolve_name
+from api.security import RateLimiter, authorize, image_bytes, presented_key
+from errors import ApiError, FroodError
 from schemas import api as schemas
 from service import faces as service
+from service import gallery as gallery_service
+from service import models as model_service
+from service.gallery import registry
+from service.models import resolve_name
+from service.validation import check_identifier, check_ids, check_label, shorten
 from settings import get_settings
 
 log = logging.getLogger("frood.api")
@@ -40,7 +38,6 @@ PADDLEX_PATHS = (PADDLEX_PREFIX, "/human-keypoint-detection")  # paths whose err
 limiter = RateLimiter()
 router = APIRouter()
 MAX_PAIRS = 10_000
-_REQUEST_NAMESPACE = uuid.UUID("5d1c3a52-8f1e-4b7a-9a57-6b3f0e7c2d11")  # index keys derived from build request ids
 
 
 class ImageLabelPair(BaseModel):
@@ -78,93 +75,6 @@ class RemoveRequest(ClientRequest):
 class InferRequest(ClientRequest):
     image: str
     indexKey: str  # noqa: N815
-
-
-class IndexRegistry:
-    """Index key → gallery directory, loaded lazily, one lock for all writers.
-
-    A new key is saved into a temporary folder and renamed into place, so a key on disk is always complete;
-    a save that fails drops the in-memory gallery, so the unsaved change is never served (the next request
-    reloads what is on disk).
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.RLock()
-        self._cache: dict[str, GalleryIndex] = {}
-        self._swept = False
-
-    @staticmethod
-    def _path(key: str) -> Path:
-        return get_settings().indexes_dir / check_identifier(key, "indexKey")
-
-    def _sweep(self) -> None:
-        """Once per process: remove key folders a crash left half-created."""
-        if self._swept:
-            return
-        self._swept = True
-        root = get_settings().indexes_dir
-        if root.is_dir():
-            for leftover in root.glob(f"{TEMP_PREFIX}*"):
-                shutil.rmtree(leftover, ignore_errors=True)
-
-    @staticmethod
-    def key_for(request_id: str | None, client: str | None = None) -> str:
-        """A new key: derived from the client's request id and API key (a retried build finds its key), else random."""
-        return uuid.uuid5(_REQUEST_NAMESPACE, f"{client or ''}\n{request_id}").hex if request_id else uuid.uuid4().hex
-
-    def exists(self, key: str) -> bool:
-        return key in self._cache or self._path(key).is_dir()
-
-    def create(self, gallery: GalleryIndex, key: str | None = None) -> str:
-        key = key or uuid.uuid4().hex
-        with self._lock:
-            self._sweep()
-            final = self._path(key)
-            staging = final.with_name(f"{TEMP_PREFIX}{key}")
-            try:
-                gallery.save(staging)
-                os.replace(staging, final)
-            except OSError as error:
-                shutil.rmtree(staging, ignore_errors=True)
-                log.error("Could not save new index %s: %s", key, error)
-                raise ApiError(503, "the index could not be saved (storage error); nothing was created, retry later") from error
-            self._cache[key] = gallery
-        return key
-
-    def get(self, key: str) -> GalleryIndex:
-        with self._lock:
-            self._sweep()
-            if key not in self._cache:
-                path = self._path(key)
-                if not path.is_dir():
-                    raise ApiError(404, f"unknown indexKey {shorten(key)}")
-                pipeline = service.get_pipeline()
-                try:
-                    self._cache[key] = gallery_service.load_gallery(pipeline, path)
-                except GalleryMismatchError as error:
-                    raise ApiError(409, str(error)) from error
-                except GalleryCorruptError as error:
-                    raise ApiError(500, f"index {key} is damaged and cannot be loaded: {error}") from error
-            return self._cache[key]
-
-    def save(self, key: str) -> None:
-        """Persist the cached gallery; on failure forget it (the unsaved change is not served) and answer 503."""
-        with self._lock:
-            try:
-                self._cache[key].save(self._path(key))
-            except Exception as error:
-                self._cache.pop(key, None)
-                if isinstance(error, OSError):
-                    log.error("Could not save index %s: %s", key, error)
-                    raise ApiError(503, "the index could not be saved (storage error); the change was not applied, retry later") from error
-                raise
-
-    @property
-    def lock(self) -> threading.RLock:
-        return self._lock
-
-
-registry = IndexRegistry()
 
 
 def envelope(result: dict) -> JSONResponse:
@@ -210,7 +120,7 @@ def _recorder(operation: str, source_id: str | None) -> gallery_service.Recorder
     return record
 
 
-def _id_map(gallery: GalleryIndex) -> dict[str, str]:
+def _id_map(gallery) -> dict[str, str]:
     return {str(k): v for k, v in gallery.labels.items()}
 
 
@@ -320,7 +230,7 @@ def extract(
     """InsightFace-evaluation style: multipart ``image`` + ``model_name`` (+ optional ``source`` id) → feature and quality.
     ``person_box`` (form or query; default FACE_PERSON_BOX) adds the face's person box from the keypoint engine."""
     settings = get_settings()
-    allowed = [model["name"] for model in service.usable_models()]
+    allowed = [model.name for model in model_service.usable_models()]
     check_identifier(model_name, "model_name")
     if source is not None:
         check_identifier(source, "source")
@@ -336,8 +246,8 @@ def extract(
     result = timed.value
     link = None  # issue 10: the person box of the face (keypoint engine on the same image), only when asked
     if result.faces and next((flag for flag in (person_box, person_box_query) if flag is not None), settings.face_person_box):
-        from keypoints.service import person_boxes_for_faces
         from schemas.faces import person_box_json
+        from service.keypoints import person_boxes_for_faces
 
         link = person_box_json(person_boxes_for_faces(data, [result.faces[0].bbox])[0])
     return JSONResponse(schemas.extract_json(name, result, (time.perf_counter() - start) * 1000, person_box=link))
@@ -345,7 +255,7 @@ def extract(
 
 @router.get("/models", response_model=schemas.ModelsJSON)
 def models() -> JSONResponse:
-    return JSONResponse(schemas.models_json(service.usable_models()))
+    return JSONResponse(schemas.models_json(model_service.usable_models()))
 
 
 def install(app: FastAPI) -> None:

@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from evaluation import metrics  # noqa: E402
 from evaluation.heldout import heldout_photos  # noqa: E402
-from recognition.pipeline import FacePipeline  # noqa: E402
+from service.models import create_pipeline  # noqa: E402
 
 
 def rates(features: np.ndarray, labels: np.ndarray) -> dict:
@@ -43,7 +43,7 @@ def main() -> int:
     parser.add_argument("--per-identity", type=int, default=6)
     args = parser.parse_args()
     torch.set_num_threads(1)
-    pipeline = FacePipeline()
+    pipeline = create_pipeline()
     photos = heldout_photos(Path(args.data_root), pipeline.scorer.params, "wild", per_identity=args.per_identity)
     plain, flipped, labels, extra_ms, base_ms = [], [], [], [], []
     for photo in photos:

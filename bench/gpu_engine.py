@@ -27,8 +27,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from recognition.errors import FroodError  # noqa: E402
-from recognition.pipeline import FacePipeline  # noqa: E402
+from engine.face.pipeline import FacePipeline  # noqa: E402
+from errors import FroodError  # noqa: E402
+from service.models import create_pipeline  # noqa: E402
 from settings import Settings  # noqa: E402
 
 
@@ -94,7 +95,7 @@ def quality_parts(pipeline: FacePipeline, decoded: list, count: int = 512) -> di
     """Where the quality stage's time goes on the device: each helper step over the same faces (ms)."""
     import cv2
 
-    from ood import signals as quality_signals
+    from engine.quality import signals as quality_signals
 
     rgbs = [item.rgb for item in decoded[:count]]
     detections = pipeline.detector.detect_batch(rgbs)
@@ -140,9 +141,9 @@ def main() -> None:
         "machine": {"python": platform.python_version(), "torch": torch.__version__, "gpu": torch.cuda.get_device_name(), "photos": len(paths)}
     }
 
-    cpu = FacePipeline(device="cpu", settings=Settings(precision="fp32"))
+    cpu = create_pipeline(device="cpu", settings=Settings(precision="fp32"))
     engines = {
-        precision: FacePipeline(device="cuda", settings=Settings(precision=precision, decode_workers=args.decode_workers))
+        precision: create_pipeline(device="cuda", settings=Settings(precision=precision, decode_workers=args.decode_workers))
         for precision in ("fp16", "bf16", "fp32")
     }
     sample = data[: args.parity]

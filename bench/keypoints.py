@@ -27,8 +27,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from keypoints.engine import KeypointEngine  # noqa: E402
-from keypoints.evaluation import AnnotatedImage, average_precision, load_coco_keypoints  # noqa: E402
+from engine.keypoints.engine import KeypointEngine  # noqa: E402
+from evaluation.keypoints import AnnotatedImage, average_precision, load_coco_keypoints  # noqa: E402
 from settings import get_settings  # noqa: E402
 
 PADDLEX = {

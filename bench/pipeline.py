@@ -29,7 +29,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from recognition.pipeline import FacePipeline  # noqa: E402
+from engine.face.pipeline import FacePipeline  # noqa: E402
+from service.models import create_pipeline  # noqa: E402
 
 
 def percentiles(values: list[float]) -> dict[str, float]:
@@ -146,7 +147,7 @@ def main() -> None:
     sizes = [int(size) for size in args.batch_sizes.split(",")] if args.batch_sizes else ([1, 4, 16, 64, 256] if cuda else [1, 4, 16, 64])
 
     started = time.perf_counter()
-    pipeline = FacePipeline(device=args.device)
+    pipeline = create_pipeline(device=args.device)
     build_s = time.perf_counter() - started
     ours_single = single_photo(pipeline, photos, args.repeats)
     faces = np.stack([result.face.aligned for result in pipeline.analyze_batch(photos[:16]) if not isinstance(result, Exception) and result.faces])

@@ -41,7 +41,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from gallery.index import INDEX_FILE, INDEX_TYPES, VECTORS_FILE, GalleryIndex, current_version_dir  # noqa: E402
+from storage.gallery_faiss import INDEX_FILE, INDEX_TYPES, VECTORS_FILE, GalleryIndex, current_version_dir  # noqa: E402
 
 BACKENDS = ("faiss", "milvus")
 
@@ -95,7 +95,7 @@ def dir_bytes(path: Path) -> int:
 def create_gallery(backend: str, index_type: str, dim: int, milvus_uri: str):
     if backend == "faiss":
         return GalleryIndex.create(dim, "bench", index_type, "IP")
-    from gallery.milvus import MilvusGallery
+    from storage.gallery_milvus import MilvusGallery
 
     return MilvusGallery.create(dim, "bench", index_type, "IP", uri=milvus_uri)
 
@@ -146,7 +146,7 @@ def bench_index(
         start = time.perf_counter()
         GalleryIndex.load(directory, expected_model="bench", expected_dim=dim)
     else:
-        from gallery.milvus import MilvusGallery
+        from storage.gallery_milvus import MilvusGallery
 
         if "://" not in milvus_uri:
             result["milvus_lite_bytes"] = dir_bytes(Path(milvus_uri))

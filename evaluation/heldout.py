@@ -22,9 +22,10 @@ from typing import Any
 
 import numpy as np
 
+from engine.face.pipeline import PipelineConfig
+from errors import FroodError
 from evaluation import metrics
-from ood.calibdata import Photo, discover, held_out
-from recognition.errors import FroodError
+from evaluation.calibdata import Photo, discover, held_out
 
 BASELINES = ("feature_norm", "det_score", "face_px", "sharpness")
 EDC_FMR = 1e-2
@@ -116,12 +117,12 @@ def wild_edc(scored: list[Scored]) -> dict:
 
 def recapture_summary(scored: list[Scored], pipeline: Any) -> dict:
     """Score separation of live and print frames, and the compare decisions of (print, live) pairs."""
-    from recognition.pipeline import decide
+    from engine.face.pipeline import decide
 
     live = [s for s in scored if s.photo.kind == "live"]
     prints = [s for s in scored if s.photo.kind == "print"]
     live_q, print_q = np.array([s.quality for s in live]), np.array([s.quality for s in prints])
-    settings = pipeline.settings
+    settings = pipeline.config
     decisions: dict[str, int] = {}
     matched = 0
     for attack in prints:
@@ -225,7 +226,7 @@ def heldout_table(report: dict) -> str:
 
 
 def scored_from_records(records: list[Any], scorer: Any) -> list[Scored]:
-    """:class:`Scored` entries from calibration records (``ood.calibdata.ImageRecord``), scored in default
+    """:class:`Scored` entries from calibration records (``evaluation.calibdata.ImageRecord``), scored in default
     mode: the held-out numbers without analysing the photos again."""
     from dataclasses import replace
 
@@ -247,7 +248,7 @@ class _Thresholds:
 
     def __init__(self, match_threshold: float, reject: float = 0.4, trust: float = 0.6):
         self.match_threshold = match_threshold
-        self.settings = type("S", (), {"reject_threshold": reject, "trust_threshold": trust})()
+        self.config = PipelineConfig(reject_threshold=reject, trust_threshold=trust)
 
 
 def report_from_records(records: list[Any], holdout_ids: set[str], scorer: Any) -> dict:

@@ -22,9 +22,9 @@ from typing import Any
 
 import numpy as np
 
+from errors import FroodError
 from evaluation import metrics
 from evaluation.datasets import Dataset, crop_box, prepare_crop
-from recognition.errors import FroodError
 
 log = logging.getLogger("frood.eval")
 
@@ -420,12 +420,12 @@ def random_noise(rgb: np.ndarray, bbox: np.ndarray, seed: int) -> np.ndarray:
 def ood_evaluation(pipeline: Any, images: dict[Path, ImageResult], limit: int | None = None, seed: int = 0, progress: bool = True) -> dict:
     """AUROC of the quality score telling each clean face from its corrupted copies, per corruption.
 
-    Corruptions: every ``ood.degrade.DEGRADATIONS`` entry plus two non-face inputs (uniform noise, a
+    Corruptions: every ``evaluation.degrade.DEGRADATIONS`` entry plus two non-face inputs (uniform noise, a
     background corner). The quality of a copy is what the service would report (largest face; 0 with no face).
     """
     from tqdm import tqdm
 
-    from ood.degrade import DEGRADATIONS
+    from evaluation.degrade import DEGRADATIONS
 
     candidates = sorted((path for path, result in images.items() if result.bbox is not None), key=str)
     if limit is not None and limit < len(candidates):
@@ -562,7 +562,7 @@ def run_evaluation(
             if pipeline_factory is not None:
                 built[name] = pipeline_factory(name)
             else:
-                from recognition.pipeline import FacePipeline
+                from engine.face.pipeline import FacePipeline
 
                 built[name] = FacePipeline(model=name, device=device)
         return built[name]

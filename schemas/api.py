@@ -84,8 +84,9 @@ def extract_json(model_name: str, result: Any, latency_ms: float, person_box: di
     return payload
 
 
-def models_json(models: list[dict]) -> dict:
-    return ModelsJSON(models=[ModelJSON(**model) for model in models]).model_dump()
+def models_json(models: list[Any]) -> dict:
+    """``models``: the service's usable ``ModelInfo`` rows."""
+    return ModelsJSON(models=[ModelJSON(name=model.name, feature_dim=model.feature_dim, default=model.default) for model in models]).model_dump()
 
 
 # --- PaddleX face-recognition serving routes ------------------------------------------------------------------

@@ -11,6 +11,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from schemas.messages import decision_message, describe
+
 
 class Reason(BaseModel):
     """A reason code with its English and Simplified Chinese message."""
@@ -90,7 +92,7 @@ class EmbedLineJSON(_Strict):
 
 
 # Face ↔ person link (issue 10, optional, off by default): /extract adds this field when FACE_PERSON_BOX
-# or the request's person_box flag is on; the keypoint service finds the box (keypoints/service.py).
+# or the request's person_box flag is on; the keypoint service finds the box (service/keypoints.py).
 class PersonBoxJSON(_Strict):
     person_box: list[float] | None  # x1, y1, x2, y2 of the person whose box holds the face; null when none does
 
@@ -109,8 +111,6 @@ def _quality(value: float | None) -> float | None:
 
 def analysis_json(result: Any, include_feature: bool = True) -> dict:
     """The JSON of an ``AnalysisResult``'s largest face (or of its absence)."""
-    from ood.reasons import describe
-
     if not result.faces:
         return NoFaceJSON(
             feature=[],
@@ -133,7 +133,7 @@ def analysis_json(result: Any, include_feature: bool = True) -> dict:
         det_score=round(face.det_score, 4),
         pose={key: round(value, 1) for key, value in face.pose.items()},
         faces_found=len(result.faces),
-        reasons=face.reason_messages(),
+        reasons=describe(face.reasons),
         model=result.model,
     )
     return payload.model_dump(exclude=None if include_feature else {"feature"})
@@ -151,7 +151,7 @@ def compare_json(result: Any) -> dict:
         quality_a=_quality(result.quality_a),
         quality_b=_quality(result.quality_b),
         decision=result.decision,
-        message={"en": result.message_en, "zh": result.message_zh},
+        message=decision_message(result.decision),
         match_threshold=result.match_threshold,
         model=result.a.model,
         image_a=side(result.a),

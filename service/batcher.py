@@ -18,7 +18,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
-from recognition.errors import FroodError
+from errors import FroodError
 
 log = logging.getLogger("frood.batcher")
 

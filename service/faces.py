@@ -19,13 +19,13 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from ood.heatmap import quality_heatmap
-from ood.quality import params_path_for
-from recognition.decode import DecodedImage, ImageInput
-from recognition.errors import NoFaceError
-from recognition.models import available_models, resolve_name
-from recognition.pipeline import AnalysisResult, CompareResult, FacePipeline, FaceResult
+from engine.decode import DecodedImage, ImageInput
+from engine.face.models import resolve_name
+from engine.face.pipeline import AnalysisResult, CompareResult, FacePipeline, FaceResult
+from engine.quality.heatmap import quality_heatmap
+from errors import NoFaceError
 from schemas.api import reject_webhook_json
+from service.models import create_pipeline
 from settings import get_settings
 
 log = logging.getLogger("frood.service")
@@ -44,7 +44,7 @@ def get_pipeline(model: str | None = None) -> FacePipeline:
     name = resolve_name(model or settings.model)
     with _lock:
         if name not in _pipelines:
-            pipeline = FacePipeline(model=name, device=settings.device, settings=settings)
+            pipeline = create_pipeline(name, settings=settings)
             _pipelines[name] = pipeline
             log.info("Models loaded: %s on %s (match threshold %.3f)", pipeline.model, pipeline.device, pipeline.match_threshold)
         return _pipelines[name]
@@ -81,17 +81,6 @@ def _analyze(pipeline: FacePipeline, decoded: DecodedImage, name: str, thorough:
 
 def is_ready() -> bool:
     return resolve_name(get_settings().model) in _pipelines
-
-
-def usable_models() -> list[dict]:
-    """Registered models whose weights and quality calibration are present (what the API may serve)."""
-    settings = get_settings()
-    options = {"facenet_weights_path": settings.facenet_weights_path, "arcface_onnx_path": settings.arcface_onnx_path}
-    usable = []
-    for spec in available_models():
-        if spec.weights_available(settings.models_dir, **options) and params_path_for(spec.name).is_file():
-            usable.append({"name": spec.name, "feature_dim": spec.dim, "default": spec.name == resolve_name(settings.model)})
-    return usable
 
 
 def attach(store: Any = None, outbox: Any = None) -> None:
@@ -148,7 +137,7 @@ def _record(
     reasons = result.face.reasons if result.faces else ["no_face"]
     rejected = quality < settings.auto_reject_threshold
     if _store is not None:
-        from dashboard.store import Event
+        from storage.stats_sqlite import Event
 
         keep_thumbnail = quality < settings.reject_threshold and (source != "api" or settings.store_api_thumbnails)
         thumbnail = _shrink(decoded.rgb, THUMBNAIL_MAX_SIDE) if keep_thumbnail else None

@@ -33,9 +33,9 @@ def identities(faces_dir: Path) -> dict[str, str]:
 
 @pytest.fixture(scope="session")
 def pipeline():
-    from recognition.pipeline import FacePipeline
+    from service.models import create_pipeline
 
-    return FacePipeline(model="default", device="cpu")
+    return create_pipeline("default", device="cpu")
 
 
 @pytest.fixture(scope="session")

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from recognition.align import ARCFACE_TEMPLATE, align_face, similarity_transform
-from recognition.pipeline import decide
+from engine.face.align import ARCFACE_TEMPLATE, align_face, similarity_transform
+from engine.face.pipeline import decide
 
 
 def test_template_maps_to_itself():

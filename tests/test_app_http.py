@@ -12,7 +12,7 @@ import requests
 from gradio_client import Client, handle_file
 from PIL import Image
 
-from notify.webhook import SIGNATURE_HEADER, verify_signature
+from service.webhook import SIGNATURE_HEADER, verify_signature
 from tests.apphelpers import RunningApp, WebhookReceiver
 
 SECRET = "test-secret"

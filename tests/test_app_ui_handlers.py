@@ -55,7 +55,7 @@ def test_downloads_go_to_one_folder_whose_old_requests_are_removed(faces_dir, pr
 
 @pytest.fixture
 def attached_store(tmp_path):
-    from dashboard.store import SQLiteStore
+    from storage.stats_sqlite import SQLiteStore
 
     store = SQLiteStore(tmp_path / "stats.sqlite3", tmp_path / "thumbs")
     service.attach(store, None)
@@ -64,7 +64,7 @@ def attached_store(tmp_path):
 
 
 def test_monitor_of_an_empty_store_and_of_one_source(attached_store):
-    from dashboard.store import Event
+    from storage.stats_sqlite import Event
 
     summary, _, _, table, _, sources, thumbs = app.on_monitor("24h", None, CHINESE)
     assert "已处理:** 0" in summary and table.empty and thumbs == ""  # no traffic: no hour to show
@@ -82,9 +82,9 @@ def test_gallery_tab_counts_every_photo_under_its_source(attached_store, faces_d
     import datetime as dt
 
     from api.routes import registry
-    from dashboard import gallery_tab
-    from gallery import service as gallery_service
+    from service import gallery as gallery_service
     from settings import get_settings
+    from ui import gallery as gallery_tab
 
     monkeypatch.setattr(get_settings(), "data_dir", tmp_path / "data")
     key = registry.create(gallery_service.new_gallery(service.get_pipeline()))

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from recognition.decode import decode_image
-from recognition.errors import FroodError, ImageDecodeError, ImageTooLargeError
+from engine.decode import decode_image
+from errors import FroodError, ImageDecodeError, ImageTooLargeError
 from tests.test_decode_bad_inputs import png_header
 
 
@@ -105,12 +105,12 @@ def test_detector_matches_facenet_pytorch_mtcnn(pipeline, faces_dir):
 
 def test_each_pipeline_owns_its_modules(pipeline):
     """Two pipelines never share a module: moving one's weights (as a CUDA pipeline would) leaves the other's alone."""
-    from recognition.pipeline import FacePipeline
+    from service.models import create_pipeline
 
-    other = FacePipeline(model="default", device="cpu", with_quality=False)
+    other = create_pipeline("default", device="cpu", with_quality=False)
     assert other.embedder.module is not pipeline.embedder.module
     assert other.signals.pose is not pipeline.signals.pose
-    def eager(net):  # on CPU the helper nets are wrapped in ood.signals.FrozenPerShape
+    def eager(net):  # on CPU the helper nets are wrapped in engine.quality.signals.FrozenPerShape
         return getattr(net, "module", net)
 
     other.embedder.module.to(torch.float64)
@@ -121,7 +121,7 @@ def test_each_pipeline_owns_its_modules(pipeline):
 
 def test_reduced_precision_path_keeps_the_feature(pipeline, clean_results):
     """The autocast path CUDA uses (fp16 there), run here on CPU in bf16: cosine ≥ 0.999 to fp32."""
-    from recognition.models.registry import FacepluginEmbedder
+    from engine.face.models.registry import FacepluginEmbedder
 
     crops = np.stack([result.face.aligned for result in list(clean_results.values())[:8]])
     reduced = FacepluginEmbedder(pipeline.embedder.module, "cpu", precision="bf16")
@@ -135,7 +135,7 @@ def test_reduced_precision_path_keeps_the_feature(pipeline, clean_results):
 
 
 def test_converted_models_are_cached_on_disk_by_hash(tmp_path):
-    from recognition import weights
+    from engine import weights
     from settings import get_settings
 
     source = weights.faceplugin_dir(get_settings().models_dir) / "fr_eye.onnx"
@@ -157,7 +157,7 @@ def test_converted_models_are_cached_on_disk_by_hash(tmp_path):
 
 def test_equal_size_images_detected_together_match_one_by_one(pipeline):
     """The grouped MTCNN pass (the CUDA default) run on CPU: same faces as image by image."""
-    from recognition.detect import MTCNNDetector
+    from engine.face.detect import MTCNNDetector
 
     wild = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "wild"
     if not wild.is_dir():
@@ -183,7 +183,7 @@ def test_pyramid_resampling_equals_torch_area_interpolation_bit_for_bit(layout):
     as ``interpolate(mode="area")``, so P-Net sees exactly what it saw before (detections bit-identical)."""
     from torch.nn.functional import interpolate
 
-    from recognition.detect import _summed_area, area_resize
+    from engine.face.detect import _summed_area, area_resize
 
     generator = torch.Generator().manual_seed(3)
     pixels = torch.randint(0, 256, (2, 331, 517, 3), dtype=torch.uint8, generator=generator)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ood.calibdata import is_deep_shadow, split_identities, yale_angles
-from ood.calibrate import empirical_threshold, grouped_fmr_ci
+from calibration.calibrate import empirical_threshold, grouped_fmr_ci
+from evaluation.calibdata import is_deep_shadow, split_identities, yale_angles
 
 
 def test_split_is_seeded_disjoint_and_a_third():

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from recognition.errors import FroodError
+from errors import FroodError
 
 WILD = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "wild"
 
@@ -31,9 +31,9 @@ def photos() -> list[Path]:
 
 @pytest.fixture(scope="module")
 def cuda_pipeline():
-    from recognition.pipeline import FacePipeline
+    from service.models import create_pipeline
 
-    return FacePipeline(device="cuda")
+    return create_pipeline(device="cuda")
 
 
 def _main_faces(results) -> dict[int, object]:

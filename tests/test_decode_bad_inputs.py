@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from recognition.decode import decode_image
-from recognition.errors import ImageDecodeError, ImageTooLargeError
+from engine.decode import decode_image
+from errors import ImageDecodeError, ImageTooLargeError
 
 
 def encode(image: Image.Image, fmt: str, **options) -> bytes:

@@ -18,6 +18,7 @@ import cv2
 import numpy as np
 import pytest
 
+from errors import FroodError
 from evaluation.datasets import (
     Dataset,
     Pair,
@@ -28,7 +29,6 @@ from evaluation.datasets import (
     load_pairs,
     prepare_crop,
 )
-from recognition.errors import FroodError
 
 # --------------------------------------------------------------------------- dataset loaders (no models)
 
@@ -147,7 +147,7 @@ def test_prepare_crop_expands_bounds_and_is_lossless():
 
 def eval_parser() -> argparse.ArgumentParser:
     """``frood``'s global options plus the eval sub-command, as cli/frood.py wires it."""
-    from evaluation.cli import add_eval_parser
+    from cli.evaluate import add_eval_parser
 
     parser = argparse.ArgumentParser(prog="frood")
     parser.add_argument("--model", default="default")

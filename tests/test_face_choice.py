@@ -6,9 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from engine.face.choose import main_face_order, main_face_scores, outside_share
 from evaluation.datasets import prepare_crop
-from ood.degrade import DEGRADATIONS
-from recognition.face_choice import main_face_order, main_face_scores, outside_share
+from evaluation.degrade import DEGRADATIONS
+from schemas import analysis_json
 
 
 def test_centred_face_beats_a_larger_face_at_the_edge():
@@ -32,7 +33,7 @@ def test_multi_face_photo_lists_all_faces_main_face_first(pipeline, faces_dir):
     height, width = result.image_size[1], result.image_size[0]
     scores = main_face_scores(boxes, (height, width))
     assert list(scores) == sorted(scores, reverse=True)
-    assert result.to_json()["faces_found"] == len(result.faces)
+    assert analysis_json(result)["faces_found"] == len(result.faces)
 
 
 def test_tight_crop_of_every_photo_verifies_like_its_source(pipeline, faces_dir, clean_results):

@@ -19,7 +19,7 @@ from pathlib import Path
 import requests
 from PIL import Image
 
-from gallery.index import LOCK_FILE, POINTER_FILE, TEMP_PREFIX, GalleryIndex
+from storage.gallery_faiss import LOCK_FILE, POINTER_FILE, TEMP_PREFIX, GalleryIndex
 from tests.apphelpers import RunningApp, free_port
 
 SEED = 11

@@ -18,7 +18,7 @@ import pytest
 import requests
 from PIL import Image
 
-from recognition.logs import LOG_LINE_MAX
+from logs import LOG_LINE_MAX
 from tests.apphelpers import RunningApp
 
 SEED = 20261123

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gallery.index import (
+from storage.gallery_faiss import (
     INDEX_FILE,
     INDEX_TYPES,
     INFO_FILE,

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gallery.index import INDEX_FILE, INFO_FILE, LOCK_FILE, POINTER_FILE, TEMP_PREFIX, VECTORS_FILE, GalleryIndex, current_version_dir
+from storage.gallery_faiss import INDEX_FILE, INFO_FILE, LOCK_FILE, POINTER_FILE, TEMP_PREFIX, VECTORS_FILE, GalleryIndex, current_version_dir
 from tests.apphelpers import ROOT
 
 DIM = 16
@@ -24,7 +24,7 @@ WRITER = """
 import sys
 import numpy as np
 from pathlib import Path
-from gallery.index import GalleryIndex
+from storage.gallery_faiss import GalleryIndex
 directory, start = Path(sys.argv[1]), int(sys.argv[2])
 gallery = GalleryIndex.load(directory) if (directory / "CURRENT").exists() else GalleryIndex.create(16, "model-a", sys.argv[3])
 rng = np.random.default_rng(start)

@@ -19,7 +19,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from keypoints.evaluation import AnnotatedImage, annotated_pose_similarity, box_iou, load_coco_keypoints, oks, shadowed_annotations
+from evaluation.keypoints import AnnotatedImage, annotated_pose_similarity, box_iou, load_coco_keypoints, oks, shadowed_annotations
+from schemas.keypoints import person_json
 
 ROOT = Path(__file__).resolve().parents[1]
 KEYPOINT_DATA = ROOT.parent / "shared" / "data" / "keypoints"
@@ -91,7 +92,7 @@ def _match(image: AnnotatedImage, persons) -> dict[int, tuple[float, float]]:
 
 @pytest.fixture(scope="module")
 def engine():
-    from keypoints import service
+    from service import keypoints as service
 
     return service.get_engine()
 
@@ -139,11 +140,11 @@ def test_a_photo_without_people_gives_an_empty_list(engine, name):
     from settings import get_settings
 
     result = engine.detect(GRADIO_IMAGES / name, det_threshold=get_settings().keypoints_det_threshold)
-    assert result.persons == [], [person.to_json() for person in result.persons]
+    assert result.persons == [], [person_json(person) for person in result.persons]
 
 
 def test_batch_gives_the_same_people_as_one_by_one_and_keeps_errors_in_place(engine):
-    from recognition.errors import ImageDecodeError
+    from errors import ImageDecodeError
 
     images = [image.path for image in _datasets()[:2]]
     batch = engine.detect_many([images[0], b"not an image", images[1]], det_threshold=0.25)
@@ -164,7 +165,7 @@ def test_batch_gives_the_same_people_as_one_by_one_and_keeps_errors_in_place(eng
 
 
 def test_scores_share_one_scale_where_each_models_default_is_half():
-    from keypoints.engine import CENTERNET_DEFAULT_SCORE, MOVENET_DEFAULT_SCORE, calibrated_score, raw_threshold
+    from engine.keypoints.engine import CENTERNET_DEFAULT_SCORE, MOVENET_DEFAULT_SCORE, calibrated_score, raw_threshold
 
     for default in (MOVENET_DEFAULT_SCORE, CENTERNET_DEFAULT_SCORE):
         raw = np.linspace(0, 1, 41)
@@ -175,7 +176,7 @@ def test_scores_share_one_scale_where_each_models_default_is_half():
 
 
 def test_detector_boxes_add_missed_people_and_only_raise_matched_scores():
-    from keypoints.engine import Person, merge_detections
+    from engine.keypoints.engine import Person, merge_detections
 
     def person(box, score, cut=False, detector=False):
         return Person(box, np.full((17, 3), 7.0, np.float32), score, cut=cut, from_detector=detector)
@@ -202,7 +203,7 @@ def _pose(box, offset=(0.0, 0.0), score=0.9):
 
 
 def test_pose_level_deduplication_keeps_the_person_behind_and_merges_views_of_one_person():
-    from keypoints.engine import Person, same_person, suppress_duplicates, suppress_refined_duplicates
+    from engine.keypoints.engine import Person, same_person, suppress_duplicates, suppress_refined_duplicates
 
     front_box, behind_box = (100, 100, 200, 400), (120, 90, 220, 410)  # box IoU 0.7: one box for box-level NMS
     front = Person(front_box, _pose(front_box), 0.8)
@@ -226,7 +227,7 @@ def test_pose_level_deduplication_keeps_the_person_behind_and_merges_views_of_on
 
 
 def test_second_look_adds_people_and_never_replaces_a_confident_one():
-    from keypoints.engine import Person, merge_second_look
+    from engine.keypoints.engine import Person, merge_second_look
 
     box = (100, 100, 200, 400)
     front = Person(box, _pose(box), 0.8)
@@ -238,7 +239,7 @@ def test_second_look_adds_people_and_never_replaces_a_confident_one():
 
 
 def test_an_annotation_tracing_another_persons_joints_is_shadowed_and_one_behind_is_not():
-    from keypoints.evaluation import GroundTruth
+    from evaluation.keypoints import GroundTruth
 
     def truth(box, offset=(0.0, 0.0), hidden=()):
         points = _pose(box, offset, score=2.0)

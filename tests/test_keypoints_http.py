@@ -180,8 +180,8 @@ def test_extract_links_the_face_to_its_person_only_when_asked(app):
 
 
 def test_faces_are_matched_one_to_one_to_the_nearest_head():
-    from keypoints.engine import Person
-    from keypoints.service import match_faces_to_persons
+    from engine.keypoints.engine import Person
+    from service.keypoints import match_faces_to_persons
 
     def person(box, head_x, head_y, score=0.9):
         keypoints = np.zeros((17, 3), np.float32)

@@ -19,8 +19,8 @@ import pytest
 import torch
 from PIL import Image
 
-from keypoints.weights import FILE_SHA256, load_graph, weights_dir
-from recognition.weights import WeightsFetchError
+from engine.keypoints.weights import FILE_SHA256, load_graph, weights_dir
+from engine.weights import WeightsFetchError
 from settings import get_settings
 
 ROOT = Path(__file__).resolve().parents[1]

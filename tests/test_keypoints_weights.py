@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from keypoints.tfjs_graph import convert_graph
-from keypoints.weights import (
+from engine.keypoints.tfjs_graph import convert_graph
+from engine.keypoints.weights import (
     FILE_SHA256,
     converted_path,
     extract_graphs,
@@ -20,7 +20,7 @@ from keypoints.weights import (
     verify_tarball,
     weights_dir,
 )
-from recognition.weights import WeightsFetchError
+from engine.weights import WeightsFetchError
 from settings import get_settings
 
 
@@ -67,8 +67,8 @@ def test_strip_shaped_and_tiny_images_are_bounded_and_empty():
     """A panorama gets at most 4 tiles; images too thin to hold a person get none and an empty answer."""
     import numpy as np
 
-    from keypoints import service
-    from keypoints.engine import MAX_TILES, tile_origins
+    from engine.keypoints.engine import MAX_TILES, tile_origins
+    from service import keypoints as service
 
     assert len(tile_origins(100_000, 300)) == MAX_TILES and tile_origins(2000, 3) == [] and tile_origins(500, 480) == []
     engine = service.get_engine()

@@ -11,13 +11,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from recognition.decode import decode_image
+from engine.decode import decode_image
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
 def test_letterboxed_batch_of_mixed_sizes_matches_one_by_one(pipeline):
-    from recognition.detect import MTCNNDetector
+    from engine.face.detect import MTCNNDetector
 
     wild, faces = SHARED / "wild", SHARED / "faces"
     if not wild.is_dir() or not faces.is_dir():
@@ -40,7 +40,7 @@ def test_padded_pnet_gives_each_image_its_own_outputs(pipeline):
     """P-Net on a batch padded to the largest image equals P-Net on each image alone (odd sizes included)."""
     import torch
 
-    from recognition.detect import _pnet_padded
+    from engine.face.detect import _pnet_padded
 
     pnet = pipeline.detector._mtcnn.pnet
     generator = torch.Generator().manual_seed(3)
@@ -62,7 +62,7 @@ def test_padded_pnet_gives_each_image_its_own_outputs(pipeline):
 def test_one_gather_resamples_images_of_different_sizes_like_interpolate():
     import torch
 
-    from recognition.detect import _summed_area, resample_many
+    from engine.face.detect import _summed_area, resample_many
 
     generator = torch.Generator().manual_seed(5)
     sizes = [(37, 53), (60, 29), (12, 12)]

@@ -7,7 +7,7 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from recognition.weights import faceplugin_dir, onnx_to_torch
+from engine.weights import faceplugin_dir, onnx_to_torch
 from settings import get_settings
 
 INPUT_SHAPES = {

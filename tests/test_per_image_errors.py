@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from cli import frood as cli
-from gallery import service as gallery_service
-from recognition.errors import AlignmentError
-from recognition.logs import LOG_LINE_MAX, BoundedFormatter
+from errors import AlignmentError
+from logs import LOG_LINE_MAX, BoundedFormatter
+from service import gallery as gallery_service
 
 
 def test_degenerate_landmarks_skip_one_image_not_the_whole_gallery_build(pipeline, faces_dir, monkeypatch):
@@ -46,7 +46,7 @@ def test_embed_exits_4_after_writing_every_line_when_inputs_failed(faces_dir, tm
 
 
 def test_embed_stops_with_exit_1_on_an_unexpected_error(faces_dir, tmp_path, monkeypatch, capsys):
-    from recognition.pipeline import FacePipeline
+    from engine.face.pipeline import FacePipeline
 
     real_analyze_batch = FacePipeline.analyze_batch
 

@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from notify.webhook import EVENT_ID_HEADER, SIGNATURE_HEADER, verify_signature
+from service.webhook import EVENT_ID_HEADER, SIGNATURE_HEADER, verify_signature
 from tests.apphelpers import ROOT, WebhookReceiver
 from tests.postgres_server import TemporaryPostgres, unavailable_reason
 
@@ -29,7 +29,7 @@ def server():
 
 @pytest.fixture
 def make_outbox(server):
-    from notify.outbox_postgres import PostgresOutbox
+    from storage.outbox_postgres import PostgresOutbox
 
     made: list[PostgresOutbox] = []
 
@@ -124,7 +124,7 @@ def test_failed_events_are_kept_until_retried_or_dropped_and_delivered_ones_prun
 WORKER = textwrap.dedent(
     """
     import sys, time
-    from notify.outbox_postgres import PostgresOutbox
+    from storage.outbox_postgres import PostgresOutbox
     outbox = PostgresOutbox(sys.argv[1], sys.argv[2], timeout_s=30, poll_interval_s=0.05)
     print("ready", flush=True)
     outbox.start()

@@ -22,7 +22,7 @@ import requests
 import yaml
 from PIL import Image
 
-from notify.webhook import EVENT_ID_HEADER
+from service.webhook import EVENT_ID_HEADER
 from tests.apphelpers import RunningApp, WebhookReceiver
 from tests.postgres_server import TemporaryPostgres, unavailable_reason
 

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from dashboard.store import Event, SQLiteStore
+from storage.stats_sqlite import Event, SQLiteStore
 from tests.postgres_server import TemporaryPostgres, unavailable_reason
 
 pytestmark = pytest.mark.skipif(unavailable_reason() is not None, reason=str(unavailable_reason()))
@@ -28,7 +28,7 @@ def server():
 
 @pytest.fixture
 def pg_store(server, tmp_path):
-    from dashboard.store_postgres import PostgresStore
+    from storage.stats_postgres import PostgresStore
 
     store = PostgresStore(server.url, tmp_path / "thumbs")
     with store._pool.connection() as connection:
@@ -118,7 +118,7 @@ def test_eight_threads_times_two_hundred_writes_gives_exactly_1600_rows(pg_store
 
 def test_thumbnails_live_in_the_database_and_prune_by_retention(server, tmp_path):
     """A thumbnail recorded by one replica is shown by another (other disk); retention drops rows and images."""
-    from dashboard.store_postgres import PostgresStore
+    from storage.stats_postgres import PostgresStore
 
     writer = PostgresStore(server.url, tmp_path / "replica-a", events_retention_days=30, thumbnails_retention_days=7)
     reader = PostgresStore(server.url, tmp_path / "replica-b", events_retention_days=30, thumbnails_retention_days=7)
@@ -144,8 +144,8 @@ def test_thumbnails_live_in_the_database_and_prune_by_retention(server, tmp_path
 
 def test_migrations_are_versioned_and_applied_once_by_concurrent_replicas(server, tmp_path):
     """Four replicas starting at once: each migration runs once, the table records it, a restart is a no-op."""
-    from dashboard.store_postgres import MIGRATIONS, PostgresStore
     from storage.postgres import schema_version
+    from storage.stats_postgres import MIGRATIONS, PostgresStore
 
     with TemporaryPostgres() as fresh:
         stores, errors = [], []
@@ -171,7 +171,7 @@ def test_migrations_are_versioned_and_applied_once_by_concurrent_replicas(server
 
 
 def test_an_unreachable_database_is_one_clear_error_without_the_password(tmp_path):
-    from dashboard.store_postgres import PostgresStore
+    from storage.stats_postgres import PostgresStore
     from tests.apphelpers import free_port
 
     url = f"postgresql://frood:hunter2@127.0.0.1:{free_port()}/frood"

@@ -1,4 +1,4 @@
-"""Feature probes (ood/probes.py) and how the quality params carry them: pure logic, no models."""
+"""Feature probes (engine/quality/probes.py) and how the quality params carry them: pure logic, no models."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import dataclasses
 
 import numpy as np
 
-from ood.probes import FeatureProbe, fit_probe
-from ood.quality import QualityParams, QualityScorer, term_values
-from ood.signals import QualitySignals
+from engine.quality.probes import FeatureProbe, fit_probe
+from engine.quality.scorer import QualityParams, QualityScorer, term_values
+from engine.quality.signals import QualitySignals
 
 
 def unit(rows: np.ndarray) -> np.ndarray:
@@ -48,7 +48,7 @@ def test_sample_weights_decide_which_group_counts():
 def test_params_file_keeps_the_probe_and_the_scorer_annotates_signals(tmp_path):
     features, labels = labelled_features(seed=3)
     probe = fit_probe(features, labels)
-    from ood.quality import LogitModel
+    from engine.quality.scorer import LogitModel
 
     model = LogitModel(("feature_norm", "mask"), np.zeros(2), np.ones(2), np.array([1.0, -3.0]), 0.0, 1.0)
     params = QualityParams("test-model", "2", 0.36, model, model, {}, probe)

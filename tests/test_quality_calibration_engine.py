@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from calibration.calibrate import TERM_BOUNDS, GenuinePairs, edc_pauc, tune_for_edc
 from evaluation import metrics
-from ood.calibdata import Photo, RecordCache, collect_records, in_thorough_share
-from ood.calibrate import TERM_BOUNDS, GenuinePairs, edc_pauc, tune_for_edc
+from evaluation.calibdata import Photo, RecordCache, collect_records, in_thorough_share
 
 
 def test_batched_calibration_records_equal_single_analyses(pipeline, faces_dir, identities):

@@ -1,4 +1,4 @@
-"""The lower-face occlusion signal (``ood.signals.lower_face_signals``, reason ``face_occluded``) on
+"""The lower-face occlusion signal (``engine.quality.signals.lower_face_signals``, reason ``face_occluded``) on
 photos its constants were never chosen on: held-out identities of the split recorded in the params file.
 
 What a user would notice: a mask or a band over nose and mouth is named, a clean face is not."""
@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from engine.quality.reasons import MASK_PROB, OCCLUDED_LEVEL, occlusion_level, rule_reasons
+from engine.quality.signals import lower_face_signals
+from evaluation.degrade import DEGRADATIONS
 from evaluation.heldout import heldout_photos
-from ood.degrade import DEGRADATIONS
-from ood.reasons import MASK_PROB, OCCLUDED_LEVEL, REASONS, occlusion_level, rule_reasons
-from ood.signals import lower_face_signals
 
 DATA_ROOT = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -22,11 +22,6 @@ def held_out_set(pipeline, name: str, kinds=None, per_identity=None) -> list:
     if not (DATA_ROOT / name).is_dir():
         pytest.skip(f"needs the shared data set {DATA_ROOT / name} (present in CI, absent in a user's fresh clone)")
     return heldout_photos(DATA_ROOT, pipeline.scorer.params, name, kinds, per_identity=per_identity, sample_seed=1)
-
-
-def test_reason_has_both_languages_and_says_what_to_do():
-    reason = REASONS["face_occluded"]
-    assert "nose and mouth" in reason.en and "口鼻" in reason.zh
 
 
 def test_a_band_over_mouth_and_chin_is_named_and_clean_faces_are_not(pipeline):
@@ -70,7 +65,7 @@ def test_masked_faces_look_covered_and_unmasked_ones_do_not(masked_results):
 
 
 def test_mask_probe_ranks_masked_faces_above_bare_ones_of_held_out_subjects(masked_results):
-    """The probe on the recognizer's feature (ood/probes.py), fitted on other subjects: a masked face's
+    """The probe on the recognizer's feature (engine/quality/probes.py), fitted on other subjects: a masked face's
     P(covered) is above a bare face's in most (masked, unmasked) pairs, and a bare face is rarely called covered."""
     masked = np.array([face.signals.mask_prob for face in masked_results["masked"]])
     bare = np.array([face.signals.mask_prob for face in masked_results["unmasked"]])

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from evaluation.degrade import DEGRADATIONS, STRONG_DEGRADATIONS
 from evaluation.heldout import heldout_photos
-from ood.degrade import DEGRADATIONS, STRONG_DEGRADATIONS
 
 DATA_ROOT = Path(__file__).resolve().parents[2] / "shared" / "data"
 SAMPLE = 24
@@ -118,7 +118,7 @@ def test_thorough_mode_adds_stability(pipeline, faces_dir):
 
 
 def test_quality_heatmap_marks_the_face_and_is_an_image(pipeline, clean_results):
-    from ood.heatmap import GRID, quality_heatmap
+    from engine.quality.heatmap import GRID, quality_heatmap
 
     face = next(iter(clean_results.values())).face
     drop, image = quality_heatmap(pipeline, face)

@@ -7,7 +7,7 @@ import copy
 
 import pytest
 
-from ood.signals import FrozenPerShape
+from engine.quality.signals import FrozenPerShape
 
 
 def test_frozen_helper_nets_score_like_the_eager_ones(pipeline, faces_dir):
@@ -42,7 +42,7 @@ def test_frozen_helper_nets_score_like_the_eager_ones(pipeline, faces_dir):
 def test_eye_state_measured_only_where_it_can_matter_changes_no_result(pipeline, faces_dir):
     """With a zero eye-state weight the pipeline runs the landmark and eye nets only for faces below trust
     (to name `eyes_closed`); scores and reasons equal those of measuring every face."""
-    from ood.degrade import DEGRADATIONS
+    from evaluation.degrade import DEGRADATIONS
 
     if pipeline.scorer.reads_eye_state():
         pytest.skip("the committed params weigh the eye state: every face is measured")
@@ -64,7 +64,7 @@ def test_eye_state_measured_only_where_it_can_matter_changes_no_result(pipeline,
         for a, b in zip(quick.faces, full.faces):
             assert a.quality == pytest.approx(b.quality, abs=1e-9) and a.reasons == b.reasons
             assert b.signals.eyes_open is not None
-            if a.quality < pipeline.settings.trust_threshold:
+            if a.quality < pipeline.config.trust_threshold:
                 below_trust += 1
                 assert a.signals.eyes_open == pytest.approx(b.signals.eyes_open, abs=1e-6)
             else:

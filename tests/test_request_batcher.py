@@ -11,7 +11,7 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from recognition.decode import decode_image
+from engine.decode import decode_image
 from service.batcher import RequestBatcher
 
 

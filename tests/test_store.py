@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dashboard.store import Event, SQLiteStore
+from storage.stats_sqlite import Event, SQLiteStore
 
 UTC = dt.UTC
 T0 = dt.datetime(2026, 11, 20, 10, 0, tzinfo=UTC)
@@ -161,7 +161,7 @@ def test_a_writer_killed_mid_write_never_corrupts_the_file(tmp_path):
     script = textwrap.dedent(
         f"""
         import numpy as np
-        from dashboard.store import Event, SQLiteStore
+        from storage.stats_sqlite import Event, SQLiteStore
         store = SQLiteStore({str(tmp_path / "stats.sqlite3")!r}, {str(tmp_path / "thumbs")!r})
         image = np.zeros((64, 64, 3), np.uint8)
         print("ready", flush=True)

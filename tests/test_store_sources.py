@@ -7,7 +7,7 @@ import datetime as dt
 import numpy as np
 import pytest
 
-from dashboard.store import Event, SQLiteStore
+from storage.stats_sqlite import Event, SQLiteStore
 
 UTC = dt.UTC
 T0 = dt.datetime(2026, 11, 20, 10, 0, tzinfo=UTC)

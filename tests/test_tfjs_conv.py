@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F  # noqa: N812
 
-from keypoints.tfjs_graph import _fused_conv, _fused_depthwise, _legacy_bilinear, _same_padding, torch_conv_weight
+from engine.keypoints.tfjs_graph import _fused_conv, _fused_depthwise, _legacy_bilinear, _same_padding, torch_conv_weight
 
 
 def _reference(x: torch.Tensor, kernel: torch.Tensor, bias: torch.Tensor, stride: int, depthwise: bool) -> torch.Tensor:

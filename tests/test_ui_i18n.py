@@ -7,9 +7,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from dashboard.i18n import LABELS, MESSAGES, error_text, locale_of, reason_text, tr
-from ood.reasons import REASONS
-from recognition.errors import ImageDecodeError, NoFaceError
+from engine.quality.reasons import REASON_CODES
+from errors import ImageDecodeError, NoFaceError
+from ui.i18n import LABELS, MESSAGES, error_text, locale_of, reason_text, tr
 
 CJK = re.compile(r"[\u4e00-\u9fff]")
 
@@ -32,8 +32,15 @@ def test_locale_is_the_first_preferred_language(header, expected):
     assert locale_of(None) == "en"
 
 
+def test_every_reason_code_the_engine_gives_has_its_sentences():
+    from schemas.messages import REASON_TEXTS, describe
+
+    assert set(REASON_TEXTS) == set(REASON_CODES)
+    assert [reason["code"] for reason in describe(list(REASON_CODES))] == list(REASON_CODES)
+
+
 def test_reasons_and_errors_come_in_one_language():
-    for code in REASONS:
+    for code in REASON_CODES:
         assert not CJK.search(reason_text(code, "en")) and CJK.search(reason_text(code, "zh"))
         assert len(reason_text(code, "zh", short=True)) < len(reason_text(code, "zh"))
     assert error_text(NoFaceError("no face found in image B"), "zh") == "图像 B 中未检测到人脸"

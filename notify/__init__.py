@@ -1,1 +1,0 @@
-"""Notifications: the reject webhook and its persistent outbox."""

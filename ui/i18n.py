@@ -1,0 +1,282 @@
+"""UI text in English and Simplified Chinese: component labels (translated by the browser) and server-side messages.
+
+Labels go through ``gr.I18n`` and follow the browser's locale. What a handler writes (results, reasons,
+errors, chart titles) is built on the server, so it follows the request's ``Accept-Language`` header,
+which the browser sets from the same locale: one language per line, never both.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gradio as gr
+
+from errors import FroodError
+from schemas.messages import REASON_TEXTS
+
+Locale = str  # "en" or "zh"
+
+LABELS: dict[str, dict[str, str]] = {
+    "en": {
+        "title": "Face recognition with an out-of-distribution quality score",
+        "compare": "Compare",
+        "extract": "Extract",
+        "image_a": "Image A",
+        "image_b": "Image B",
+        "one_image": "Image",
+        "run_compare": "Compare",
+        "run_extract": "Extract feature",
+        "result": "Result",
+        "crops": "Aligned 112×112 faces",
+        "json": "Feature JSON",
+        "downloads": "Downloads (.json, .npy)",
+        "thorough": "Thorough quality (feature stability, slower)",
+        "heatmap": "Quality heatmap (where covering the face costs the most quality)",
+        "source": "Source (camera, device or site id; optional)",
+        "monitor": "Monitor",
+        "window": "Window",
+        "source_filter": "Source",
+        "refresh": "Refresh",
+        "hour": "Hour (UTC) for low-quality thumbnails",
+        "thumbs": "Low-quality images in that hour",
+        "per_source": "Per source",
+        "gallery": "Gallery",
+        "gallery_pick": "Gallery",
+        "gallery_name": "New gallery name",
+        "gallery_type": "Index type",
+        "gallery_create": "Create gallery",
+        "gallery_reload": "Reload list",
+        "enrol_label": "Person's name (label)",
+        "enrol_files": "Photos of this person",
+        "enrol_button": "Enrol",
+        "identities": "Enrolled identities",
+        "remove_pick": "Identity to remove",
+        "remove_button": "Remove identity",
+        "identify_image": "Photo to identify (a group photo works)",
+        "identify_button": "Identify",
+        "identified": "Faces found",
+    },
+    "zh-CN": {
+        "title": "人脸识别与分布外（OOD）质量评分",
+        "compare": "比对",
+        "extract": "提取",
+        "image_a": "图像 A",
+        "image_b": "图像 B",
+        "one_image": "图像",
+        "run_compare": "开始比对",
+        "run_extract": "提取特征",
+        "result": "结果",
+        "crops": "对齐后的 112×112 人脸",
+        "json": "特征 JSON",
+        "downloads": "下载（.json、.npy）",
+        "thorough": "精细质量评估（特征稳定性，较慢）",
+        "heatmap": "质量热力图（遮挡后质量下降最多的区域）",
+        "source": "来源（摄像头、设备或站点编号，可选）",
+        "monitor": "监控",
+        "window": "时间范围",
+        "source_filter": "来源",
+        "refresh": "刷新",
+        "hour": "查看低质量缩略图的小时（UTC）",
+        "thumbs": "该小时的低质量图像",
+        "per_source": "按来源统计",
+        "gallery": "人脸库",
+        "gallery_pick": "人脸库",
+        "gallery_name": "新人脸库名称",
+        "gallery_type": "索引类型",
+        "gallery_create": "创建人脸库",
+        "gallery_reload": "刷新列表",
+        "enrol_label": "姓名（标签）",
+        "enrol_files": "此人的照片",
+        "enrol_button": "录入",
+        "identities": "已录入的身份",
+        "remove_pick": "要删除的身份",
+        "remove_button": "删除身份",
+        "identify_image": "待识别照片（可为合影）",
+        "identify_button": "识别",
+        "identified": "检测到的人脸",
+    },
+}
+LABELS["zh"] = LABELS["zh-CN"]
+
+I18N = gr.I18n(**LABELS)
+
+
+def add_labels(en: dict[str, str], zh: dict[str, str]) -> None:
+    """For a tab module: register its labels (call before the UI is built and mounted)."""
+    LABELS["en"].update(en)
+    LABELS["zh-CN"].update(zh)
+
+
+MESSAGES: dict[Locale, dict[str, str]] = {
+    "en": {
+        "need_two": "Please provide two images",
+        "need_one": "Please provide an image",
+        "internal": "Internal error: the request could not be processed",
+        "similarity": "Similarity",
+        "threshold": "threshold",
+        "quality_a": "Quality A",
+        "quality_b": "Quality B",
+        "quality": "Quality",
+        "band_good": "good",
+        "band_borderline": "borderline",
+        "band_low": "low",
+        "faces_found": "Faces found",
+        "response_time": "Response time",
+        "no_face": "No face found",
+        "heatmap_failed": "The quality heatmap could not be computed; the feature above is valid",
+        "processed": "Processed",
+        "mean_quality": "Mean quality",
+        "low_quality": "Low quality (quality < {threshold:.2f}, reject threshold)",
+        "webhook_rejects": "Sent to the reject webhook (quality < {threshold:.2f}, AUTO_REJECT_THRESHOLD)",
+        "webhook": "Webhook",
+        "pending": "pending",
+        "sent": "sent",
+        "failed": "failed",
+        "webhook_off": "WEBHOOK_URL not set",
+        "today": "Today (UTC)",
+        "all_sources": "All sources",
+        "hourly_title": "Hourly mean quality and volume",
+        "images": "Images",
+        "heat_title": "Low-quality rate, last 7 days",
+        "rate": "Rate",
+        "utc_hour": "Hour (UTC)",
+        "date": "Date",
+        "source": "Source",
+        "count": "Images",
+        "low_rate": "Low-quality rate",
+        "top_reasons": "Top reasons",
+        "no_thumbs": "No low-quality image with a thumbnail in that hour",
+        "gallery_none": "Create or pick a gallery first",
+        "gallery_created": "Gallery {name} created",
+        "enrol_need": "Give a name and at least one photo",
+        "enrolled": "{label}: {enrolled} of {total} photos enrolled",
+        "skipped": "Skipped",
+        "removed": "{label} removed ({count} faces)",
+        "remove_need": "Pick an identity to remove",
+        "gallery_empty": "This gallery has no one enrolled yet",
+        "faces_in_gallery": "{count} faces, {people} people",
+        "unknown": "unknown",
+        "no_faces_found": "No face found in this photo",
+        "face": "Face",
+        "name": "Name",
+        "score": "Score",
+        "no_photo": "enrolled over the API (no photo kept)",
+        "bad_source": "The source must be at most 64 letters, digits or . _ : - characters",
+        "bad_name": "The name must be 1 to 64 characters, without / or \\",
+        "decision.match": "High-confidence match",
+        "decision.non_match": "High-confidence non-match",
+        "decision.review": "Needs manual review",
+        "decision.retake_a": "Image A rejected: retake image A",
+        "decision.retake_b": "Image B rejected: retake image B",
+        "decision.unreliable": "Both images rejected: result unreliable",
+    },
+    "zh": {
+        "need_two": "请提供两张图像",
+        "need_one": "请提供图像",
+        "internal": "内部错误：请求无法处理",
+        "similarity": "相似度",
+        "threshold": "阈值",
+        "quality_a": "质量 A",
+        "quality_b": "质量 B",
+        "quality": "质量",
+        "band_good": "良好",
+        "band_borderline": "临界",
+        "band_low": "过低",
+        "faces_found": "检测到人脸",
+        "response_time": "响应时间",
+        "no_face": "未检测到人脸",
+        "heatmap_failed": "质量热力图计算失败；上方的特征仍然有效",
+        "processed": "已处理",
+        "mean_quality": "平均质量",
+        "low_quality": "低质量（质量 < {threshold:.2f}，拒绝阈值）",
+        "webhook_rejects": "已推送拒绝回调（质量 < {threshold:.2f}，AUTO_REJECT_THRESHOLD）",
+        "webhook": "回调",
+        "pending": "待发送",
+        "sent": "已发送",
+        "failed": "失败",
+        "webhook_off": "未配置 WEBHOOK_URL",
+        "today": "今日（UTC）",
+        "all_sources": "全部来源",
+        "hourly_title": "每小时平均质量与处理量",
+        "images": "图像数",
+        "heat_title": "近 7 天低质量占比",
+        "rate": "占比",
+        "utc_hour": "小时（UTC）",
+        "date": "日期",
+        "source": "来源",
+        "count": "图像数",
+        "low_rate": "低质量占比",
+        "top_reasons": "主要原因",
+        "no_thumbs": "该小时没有带缩略图的低质量图像",
+        "gallery_none": "请先创建或选择人脸库",
+        "gallery_created": "人脸库 {name} 已创建",
+        "enrol_need": "请填写姓名并至少上传一张照片",
+        "enrolled": "{label}：{total} 张照片中录入 {enrolled} 张",
+        "skipped": "已跳过",
+        "removed": "已删除 {label}（{count} 张人脸）",
+        "remove_need": "请选择要删除的身份",
+        "gallery_empty": "该人脸库尚未录入任何人",
+        "faces_in_gallery": "{count} 张人脸，{people} 人",
+        "unknown": "未知",
+        "no_faces_found": "照片中未检测到人脸",
+        "face": "人脸",
+        "name": "姓名",
+        "score": "分数",
+        "no_photo": "通过 API 录入（未保存照片）",
+        "bad_source": "来源最多 64 个字符，只能包含字母、数字或 . _ : -",
+        "bad_name": "姓名须为 1 到 64 个字符，且不含 / 或 \\",
+        "decision.match": "高置信度匹配：同一人",
+        "decision.non_match": "高置信度不匹配：不同人",
+        "decision.review": "需要人工复核",
+        "decision.retake_a": "图像 A 质量过低：请重拍图像 A",
+        "decision.retake_b": "图像 B 质量过低：请重拍图像 B",
+        "decision.unreliable": "两张图像质量均过低：结果不可靠",
+    },
+}
+
+# Chinese for the engine's typed errors (their English text is the exception message itself).
+ERRORS_ZH = {
+    "invalid_image": "无法读取该图像：请使用 JPEG、PNG、WEBP、BMP、GIF 或 TIFF 文件",
+    "image_too_large": "图像过大：超出配置的大小上限",
+    "no_face": "未检测到人脸",
+    "unknown_model": "未知的模型名称",
+    "weights_missing": "该模型的权重文件不在本机",
+    "error": "请求无法处理",
+}
+
+
+def locale_of(request: Any) -> Locale:
+    """``zh`` when the request's first preferred language is Chinese, else ``en`` (the UI's two languages)."""
+    headers = getattr(request, "headers", None) or {}
+    accepted = headers.get("accept-language", "") if hasattr(headers, "get") else ""
+    first = accepted.split(",")[0].strip().lower()
+    return "zh" if first.startswith("zh") else "en"
+
+
+def tr(locale: Locale, key: str, **fields: Any) -> str:
+    """The message ``key`` in ``locale`` (English when missing), formatted with ``fields``."""
+    template = MESSAGES.get(locale, MESSAGES["en"]).get(key) or MESSAGES["en"][key]
+    return template.format(**fields) if fields else template
+
+
+def reason_text(code: str, locale: Locale, short: bool = False) -> str:
+    """A reason code in one language; ``short`` keeps the part before the colon (for tables and captions)."""
+    texts = REASON_TEXTS.get(code)
+    if texts is None:
+        return code
+    text = texts[1] if locale == "zh" else texts[0]
+    if short:
+        text = text.split("：" if locale == "zh" else ":")[0]
+    return text
+
+
+def error_text(error: FroodError, locale: Locale) -> str:
+    """A typed engine error in one language (which image it concerns is kept in Chinese too)."""
+    if locale != "zh":
+        return str(error)
+    text = ERRORS_ZH.get(error.code, ERRORS_ZH["error"])
+    message = str(error)
+    for side in ("A", "B"):
+        if message.endswith(f"image {side}"):
+            text = f"图像 {side} 中{text}"
+    return text
