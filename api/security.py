@@ -7,18 +7,17 @@ from __future__ import annotations
 
 import base64
 import binascii
-import ipaddress
-import socket
+import re
 import threading
 import time
 from collections import deque
-from urllib.parse import urlparse
-
-import requests
 
 from errors import ApiError
 from service.models import resolve_name
+from service.url_fetch import fetch_image_url
 from settings import Settings
+
+_URL_LIKE = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:")
 
 
 class RateLimiter:
@@ -64,47 +63,12 @@ def authorize(settings: Settings, limiter: RateLimiter, headers, model: str | No
     limiter.check(key, spec.rpm)
 
 
-def _is_public(address: str) -> bool:
-    ip = ipaddress.ip_address(address)
-    return not (ip.is_private or ip.is_loopback or ip.is_link_local or ip.is_reserved or ip.is_multicast or ip.is_unspecified)
-
-
-def fetch_url(url: str, settings: Settings) -> bytes:
-    """GET an image over http(s) with size and time limits; never from loopback, link-local or private
-    addresses unless ``ALLOW_PRIVATE_URLS`` (the host is resolved and every address checked; redirects
-    are not followed, so a public host cannot bounce the request inward)."""
-    parsed = urlparse(url)
-    if parsed.scheme not in ("http", "https") or not parsed.hostname:
-        raise ApiError(400, "image URLs must be http:// or https:// with a host")
-    try:
-        addresses = {info[4][0] for info in socket.getaddrinfo(parsed.hostname, parsed.port or (443 if parsed.scheme == "https" else 80))}
-    except socket.gaierror as error:
-        raise ApiError(400, f"cannot resolve the image URL's host {parsed.hostname!r}") from error
-    if not settings.allow_private_urls and not all(_is_public(address) for address in addresses):
-        raise ApiError(400, "image URLs pointing to loopback, link-local or private addresses are not allowed")
-    try:
-        with requests.get(url, stream=True, timeout=settings.url_fetch_timeout_s, allow_redirects=False) as response:
-            if response.status_code != 200:
-                raise ApiError(400, f"fetching the image URL answered HTTP {response.status_code}")
-            data = bytearray()
-            deadline = time.monotonic() + settings.url_fetch_timeout_s * 2
-            for chunk in response.iter_content(64 * 1024):
-                data.extend(chunk)
-                if len(data) > settings.max_upload_bytes:
-                    raise ApiError(413, f"the image at the URL is larger than {settings.max_upload_bytes // 2**20} MiB")
-                if time.monotonic() > deadline:
-                    raise ApiError(400, "fetching the image URL took too long")
-            return bytes(data)
-    except requests.RequestException as error:
-        raise ApiError(400, f"could not fetch the image URL: {type(error).__name__}") from error
-
-
 def image_bytes(value: str, settings: Settings) -> bytes:
-    """An image given as base64 (optionally a ``data:`` URL) or as an http(s) URL."""
+    """An image given as base64 (optionally a ``data:`` URL) or as an http(s) URL, fetched as checked."""
     if not isinstance(value, str) or not value:
         raise ApiError(400, "image must be a non-empty string: base64 data or an http(s) URL")
-    if value.startswith(("http://", "https://")):
-        return fetch_url(value, settings)
+    if _URL_LIKE.match(value) and not value.startswith("data:"):  # base64 has no ':', so this is a URL
+        return fetch_image_url(value, max_bytes=settings.max_upload_bytes, timeout_s=settings.url_fetch_timeout_s, allow_private=settings.allow_private_urls)
     if value.startswith("data:"):
         value = value.partition(",")[2]
     try:

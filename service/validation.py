@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 import unicodedata
 
-from errors import ApiError
+from errors import ApiError, FroodError
 
 IDENTIFIER_MAX = 64
 LABEL_MAX = 128
@@ -46,3 +46,22 @@ def check_ids(values: list[int]) -> list[int]:
     if bad:
         raise ApiError(400, f"ids must be in [0, 2**63): {shorten(bad)}")
     return values
+
+
+SOURCE_PATTERN = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+
+
+class BadSourceError(FroodError):
+    """A source id that is too long or has characters a filter or a log line should not carry."""
+
+    code = "bad_source"
+
+
+def check_source(text: str | None) -> str | None:
+    """A camera / device / site id: None when empty, else 1–64 of ``A-Z a-z 0-9 . _ : -`` (400 otherwise)."""
+    text = (text or "").strip()
+    if not text:
+        return None
+    if not SOURCE_PATTERN.fullmatch(text):
+        raise BadSourceError("the source must be at most 64 letters, digits or . _ : - characters")
+    return text

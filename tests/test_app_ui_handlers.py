@@ -9,8 +9,9 @@ from types import SimpleNamespace
 
 import pytest
 
-import app
 from service import faces as service
+from ui import extract as ui_extract
+from ui import monitor as ui_monitor
 
 ENGLISH = SimpleNamespace(headers={"accept-language": "en-US,en;q=0.9"})
 CHINESE = SimpleNamespace(headers={"accept-language": "zh-CN,zh;q=0.9"})
@@ -29,27 +30,27 @@ def test_a_failing_heatmap_keeps_the_feature_and_says_so(faces_dir, private_tmp,
         raise RuntimeError("simulated heatmap failure")
 
     monkeypatch.setattr(service, "heatmap", broken_heatmap)
-    text, payload, files, heat = app.on_extract(str(faces_dir / "img3.jpg"), False)  # no request: English
+    text, payload, files, heat = ui_extract.on_extract(str(faces_dir / "img3.jpg"), False)  # no request: English
     assert heat is None
     assert len(payload["feature"]) == 512 and len(files) == 2
     assert "heatmap could not be computed" in text and "Quality" in text
-    text_zh = app.on_extract(str(faces_dir / "img3.jpg"), False, "", CHINESE)[0]
+    text_zh = ui_extract.on_extract(str(faces_dir / "img3.jpg"), False, "", CHINESE)[0]
     assert "质量热力图计算失败" in text_zh and "heatmap" not in text_zh
 
 
 def test_downloads_go_to_one_folder_whose_old_requests_are_removed(faces_dir, private_tmp):
     for _ in range(2):
-        files = app.on_extract(str(faces_dir / "img3.jpg"), False)[2]
+        files = ui_extract.on_extract(str(faces_dir / "img3.jpg"), False)[2]
         assert all(os.path.isfile(path) for path in files)
     leftovers = [path.name for path in private_tmp.iterdir() if path.name.startswith("frood-") and path.name != "frood-ui-downloads"]
     assert not leftovers, f"one temporary folder per request: {leftovers}"
-    requests = list((private_tmp / app.DOWNLOADS_DIR_NAME).iterdir())
+    requests = list((private_tmp / ui_extract.DOWNLOADS_DIR_NAME).iterdir())
     assert len(requests) == 2
-    old = time.time() - app.DOWNLOADS_KEEP_S - 60
+    old = time.time() - ui_extract.DOWNLOADS_KEEP_S - 60
     for folder in requests:
         os.utime(folder, (old, old))
-    app.on_extract(str(faces_dir / "img3.jpg"), False, "", ENGLISH)
-    remaining = list((private_tmp / app.DOWNLOADS_DIR_NAME).iterdir())
+    ui_extract.on_extract(str(faces_dir / "img3.jpg"), False, "", ENGLISH)
+    remaining = list((private_tmp / ui_extract.DOWNLOADS_DIR_NAME).iterdir())
     assert len(remaining) == 1 and remaining[0] not in requests
 
 
@@ -66,15 +67,15 @@ def attached_store(tmp_path):
 def test_monitor_of_an_empty_store_and_of_one_source(attached_store):
     from storage.stats_sqlite import Event
 
-    summary, _, _, table, _, sources, thumbs = app.on_monitor("24h", None, CHINESE)
+    summary, _, _, table, _, sources, thumbs = ui_monitor.on_monitor("24h", None, CHINESE)
     assert "已处理:** 0" in summary and table.empty and thumbs == ""  # no traffic: no hour to show
     for source, quality in (("gate-1", 0.9), ("gate-2", 0.1), ("gate-2", 0.2)):
         attached_store.record(Event(source=source, operation="extract", model="m", quality=quality, reason_codes=["blurred"] if quality < 0.4 else []))
-    summary, _, _, table, _, sources, _ = app.on_monitor("24h", "gate-2", ENGLISH)
+    summary, _, _, table, _, sources, _ = ui_monitor.on_monitor("24h", "gate-2", ENGLISH)
     assert "Processed:** 2" in summary and "Mean quality:** 0.15" in summary
     assert list(table["Source"]) == ["gate-2", "gate-1"] and list(table["Top reasons"]) == ["Blurred", ""]
     assert [value for _, value in sources.choices] == ["", "gate-1", "gate-2"]
-    assert "source must be at most 64" in app.on_monitor("24h", "no spaces please", ENGLISH)[0]
+    assert "source must be at most 64" in ui_monitor.on_monitor("24h", "no spaces please", ENGLISH)[0]
 
 
 def test_gallery_tab_counts_every_photo_under_its_source(attached_store, faces_dir, tmp_path, monkeypatch):

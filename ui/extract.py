@@ -1,0 +1,88 @@
+"""The Extract tab: one image -> the feature JSON (copy or download), the quality with reasons, the heatmap."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import cv2
+import gradio as gr
+import numpy as np
+
+from schemas import analysis_json
+from service import faces as service
+from ui.common import IMAGE_HEIGHT, IMAGE_SOURCES, clean_source, error_markdown, quality_badge, reason_lines
+from ui.i18n import I18N, locale_of, tr
+
+log = logging.getLogger("frood.ui")
+DOWNLOADS_DIR_NAME = "frood-ui-downloads"  # one folder under the temp dir, one short-lived subfolder per request
+DOWNLOADS_KEEP_S = 600  # Gradio copies the files into its cache when the request ends; ten minutes is ample
+
+
+def downloads_folder(now: float | None = None) -> Path:
+    """A fresh folder for one request's downloads; request folders older than ``DOWNLOADS_KEEP_S`` are removed.
+
+    One parent folder instead of a new temp folder per request, so nothing accumulates.
+    """
+    parent = Path(tempfile.gettempdir()) / DOWNLOADS_DIR_NAME
+    parent.mkdir(parents=True, exist_ok=True)
+    now = time.time() if now is None else now
+    for old in parent.iterdir():
+        try:
+            if now - old.stat().st_mtime > DOWNLOADS_KEEP_S:
+                shutil.rmtree(old, ignore_errors=True)
+        except FileNotFoundError:  # another request removed it first
+            pass
+    folder = parent / uuid.uuid4().hex
+    folder.mkdir()
+    return folder
+
+
+def on_extract(image: str | None, thorough: bool, source: str | None = None, request: gr.Request | None = None):
+    locale = locale_of(request)
+    if image is None:
+        return f"**⚠️ {tr(locale, 'need_one')}**", None, None, None
+    try:
+        timed = service.extract(image, thorough=thorough, source=clean_source(source))
+        result = timed.value
+        payload = analysis_json(result)
+        if not result.faces:
+            return f"**⚠️ {tr(locale, 'no_face')}** · {timed.latency_ms:.0f} ms", payload, None, None
+        folder = downloads_folder()
+        json_path = folder / "feature.json"
+        json_path.write_text(json.dumps(payload), encoding="utf-8")
+        npy_path = folder / "feature.npy"
+        np.save(npy_path, result.face.feature)
+    except Exception as error:
+        return error_markdown(error, locale), None, None, None
+    text = (
+        f"**{tr(locale, 'quality')}:** {quality_badge(result.face.quality, locale)}{reason_lines(result.face.reasons, locale)}\n\n"
+        f"{tr(locale, 'faces_found')}: {len(result.faces)} · {tr(locale, 'response_time')}: {timed.latency_ms:.0f} ms"
+    )
+    try:  # the feature is valid even when the heatmap fails: say so, keep the result
+        heat = cv2.resize(service.heatmap(result.face), (224, 224), interpolation=cv2.INTER_CUBIC)
+    except Exception:
+        log.exception("Quality heatmap failed")
+        heat = None
+        text += f"\n\n⚠️ {tr(locale, 'heatmap_failed')}"
+    return text, payload, [str(json_path), str(npy_path)], heat
+
+
+def build_extract_tab() -> None:
+    with gr.Tab(I18N("extract"), elem_id="extract-tab"):
+        image = gr.Image(label=I18N("one_image"), type="filepath", sources=IMAGE_SOURCES, elem_id="image-extract", height=IMAGE_HEIGHT)
+        with gr.Row():
+            thorough = gr.Checkbox(label=I18N("thorough"), value=False)
+            source = gr.Textbox(label=I18N("source"), max_lines=1, elem_id="extract-source")
+        button = gr.Button(I18N("run_extract"), variant="primary", elem_id="extract-button")
+        result = gr.Markdown(elem_id="extract-result")
+        with gr.Row():
+            feature_json = gr.JSON(label=I18N("json"))
+            heatmap = gr.Image(label=I18N("heatmap"), type="numpy", interactive=False, height=240)
+        files = gr.File(label=I18N("downloads"), file_count="multiple")
+        button.click(on_extract, [image, thorough, source], [result, feature_json, files, heatmap], api_name="extract")
