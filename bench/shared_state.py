@@ -87,12 +87,13 @@ def bench_store(store, rows: list[Event], threads: int = 8) -> dict:
 
 
 def bench_outbox(database_url: str, hooks: int, workers: int) -> dict:
-    from storage.outbox_postgres import PostgresOutbox
+    from service.webhook import WebhookDelivery
+    from storage.outbox_postgres import PostgresOutboxStore
     from tests.apphelpers import WebhookReceiver
 
     receiver = WebhookReceiver()
-    replicas = [PostgresOutbox(database_url, receiver.url, poll_interval_s=0.05) for _ in range(workers)]
-    with replicas[0]._pool.connection() as connection:
+    replicas = [WebhookDelivery(PostgresOutboxStore(database_url), receiver.url, poll_interval_s=0.05) for _ in range(workers)]
+    with replicas[0].store._pool.connection() as connection:
         connection.execute("TRUNCATE webhook_outbox")
     for index in range(hooks):
         replicas[0].enqueue({"quality_score": 0.1, "n": index})

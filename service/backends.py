@@ -35,19 +35,16 @@ def open_outbox(settings: Settings | None = None, manage_only: bool = False) -> 
 
     ``manage_only``: for operator commands (``frood webhook``), usable without a webhook URL.
     """
+    from service.webhook import WebhookDelivery, WebhookOutbox
+
     settings = settings or get_settings()
     options: dict[str, Any] = {"timeout_s": settings.webhook_timeout_s, "max_attempts": settings.webhook_max_attempts}
-    if manage_only:
-        options["manage_only"] = True
-    if settings.database_url:
-        from storage.outbox_postgres import PostgresOutbox
+    if not settings.database_url:
+        return WebhookOutbox(settings.outbox_db_path, settings.webhook_url, settings.webhook_secret, manage_only=manage_only, **options)
+    from storage.outbox_postgres import PostgresOutboxStore
 
-        return PostgresOutbox(
-            settings.database_url, settings.webhook_url, settings.webhook_secret, keep_delivered_days=settings.webhook_keep_delivered_days, **options
-        )
-    from service.webhook import WebhookOutbox
-
-    return WebhookOutbox(settings.outbox_db_path, settings.webhook_url, settings.webhook_secret, **options)
+    store = PostgresOutboxStore(settings.database_url) if settings.webhook_url or manage_only else None
+    return WebhookDelivery(store, settings.webhook_url, settings.webhook_secret, **options)
 
 
 def milvus_uri(settings: Settings | None = None) -> str:

@@ -29,16 +29,17 @@ def server():
 
 @pytest.fixture
 def make_outbox(server):
-    from storage.outbox_postgres import PostgresOutbox
+    from service.webhook import WebhookDelivery
+    from storage.outbox_postgres import PostgresOutboxStore
 
-    made: list[PostgresOutbox] = []
+    made: list[WebhookDelivery] = []
 
-    def make(url: str, **options) -> PostgresOutbox:
-        made.append(PostgresOutbox(server.url, url, **{"base_backoff_s": 0.01, "poll_interval_s": 0.05, **options}))
+    def make(url: str, manage_only: bool = False, **options) -> WebhookDelivery:
+        made.append(WebhookDelivery(PostgresOutboxStore(server.url), url, **{"base_backoff_s": 0.01, "poll_interval_s": 0.05, **options}))
         return made[-1]
 
     first = make("http://127.0.0.1:9/unused")
-    with first._pool.connection() as connection:
+    with first.store._pool.connection() as connection:
         connection.execute("TRUNCATE webhook_outbox")
     yield make
     for outbox in made:
@@ -95,7 +96,7 @@ def test_four_replicas_deliver_three_hundred_events_exactly_once(make_outbox, re
     time.sleep(0.5)  # any duplicate would arrive now
     counts = collections.Counter(headers[EVENT_ID_HEADER] for headers, _ in hook.requests)
     assert sorted(counts) == sorted(expected) and set(counts.values()) == {1}
-    with replicas[0]._pool.connection() as connection:
+    with replicas[0].store._pool.connection() as connection:
         workers = {row[0] for row in connection.execute("SELECT DISTINCT delivered_by FROM webhook_outbox")}
     assert len(workers) >= 2  # the work was shared, not done by one replica while the others idled
 
@@ -124,8 +125,9 @@ def test_failed_events_are_kept_until_retried_or_dropped_and_delivered_ones_prun
 WORKER = textwrap.dedent(
     """
     import sys, time
-    from storage.outbox_postgres import PostgresOutbox
-    outbox = PostgresOutbox(sys.argv[1], sys.argv[2], timeout_s=30, poll_interval_s=0.05)
+    from service.webhook import WebhookDelivery
+    from storage.outbox_postgres import PostgresOutboxStore
+    outbox = WebhookDelivery(PostgresOutboxStore(sys.argv[1]), sys.argv[2], timeout_s=30, poll_interval_s=0.05)
     print("ready", flush=True)
     outbox.start()
     time.sleep(600)
