@@ -13,11 +13,14 @@ recapture gate (the liveness model's verdict, engine/quality/reasons.py) caps th
 Steps:
 1. Analyse every photo (thorough mode, main face), cached by path and variant (a refit takes seconds).
 2. Match thresholds: empirical cosine quantiles at FMR 1e-3 and 1e-4 over all impostor pairs of the
-   fit identities of the largest identity set (``wild``: ~400k pairs); the held-out identities' impostor
-   pairs then give the FMR actually reached, with identity-level bootstrap 95 % intervals.
+   fit identities of the largest identity set (``wild``: ~400k pairs).
 3. Standardised logistic regression on the soft targets, each set weighted equally, each weight
    bounded by domain knowledge (darker never raises trust, a face under 64 px must lower it); the
    temperature ``T`` is fitted on out-of-fold logits (folds grouped by identity).
+4. Once, at the end, the held-out report (:func:`held_out_report`): the finished parameters on the held-out
+   identities (the thresholds' FMR with identity-level bootstrap 95 % intervals, the mask probe, the
+   score's EDC and per-set numbers). Steps 1–3 (:func:`fit_params`) are given the fit identities' records
+   only, so nothing chosen there (thresholds, weights, temperature, EDC moves, probe) can read held-out data.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from scipy.optimize import minimize, minimize_scalar
 
 from engine.quality.probes import PROBE_L2, FeatureProbe, fit_probe
 from engine.quality.scorer import BASE_TERMS, THOROUGH_TERMS, LogitModel, QualityParams, params_path_for, term_values
+from evaluation import metrics
 from evaluation.calibdata import (
     DEFAULT_HOLDOUT,
     DEFAULT_SEED,
@@ -92,11 +96,8 @@ def clean_features(records: list[ImageRecord], set_name: str, identities: set[st
 
 
 def impostor_scores(features: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(impostor cosines, genuine cosines) over all pairs."""
-    similarity = features @ features.T
-    upper = np.triu_indices(len(labels), 1)
-    same = labels[upper[0]] == labels[upper[1]]
-    values = similarity[upper]
+    """(impostor cosines, genuine cosines) over all pairs (:func:`evaluation.metrics.pair_similarities`)."""
+    values, same = metrics.pair_similarities(features, labels)
     return values[~same], values[same]
 
 
@@ -132,11 +133,11 @@ def grouped_fmr_ci(features: np.ndarray, labels: np.ndarray, threshold: float, n
     return {"fmr": fmr, "ci95": [float(low), float(high)], "impostor_pairs": int(pair_counts[off].sum() / 2), "identities": k}
 
 
-def fit_thresholds(records: list[ImageRecord], holdout_ids: set[str], n_boot: int = 500) -> dict:
-    """Match thresholds fitted on fit identities, FMR measured on held-out identities (see module doc)."""
-    set_name = threshold_set(records)
-    fit_x, fit_y = clean_features(records, set_name, None, exclude=holdout_ids)
-    impostors, genuine = impostor_scores(fit_x, fit_y)
+def fit_thresholds(fit_records: list[ImageRecord]) -> dict:
+    """Match thresholds from the fit identities' impostor pairs (see module doc); ``_values`` holds them unrounded."""
+    set_name = threshold_set(fit_records)
+    fit_x, fit_y = clean_features(fit_records, set_name, None)
+    impostors, _ = impostor_scores(fit_x, fit_y)
     info: dict = {"set": set_name, "fit_photos": len(fit_y), "fit_impostor_pairs": len(impostors)}
     thresholds = {}
     for fmr in sorted({MATCH_FMR, STRICT_FMR, *TARGET_FMRS}, reverse=True):
@@ -148,15 +149,21 @@ def fit_thresholds(records: list[ImageRecord], holdout_ids: set[str], n_boot: in
 
             thresholds[fmr] = float(impostors.mean() + norm.isf(fmr) * impostors.std(ddof=1))
     info["thresholds"] = {f"{fmr:g}": round(value, 4) for fmr, value in thresholds.items()}
-    held_x, held_y = clean_features(records, set_name, holdout_ids)
-    if len(set(held_y.tolist())) >= 2:
-        held_impostors, held_genuine = impostor_scores(held_x, held_y)
-        info["held_out"] = {"photos": len(held_y), "genuine_pairs": len(held_genuine)}
-        for key, fmr in (("at_match_threshold", MATCH_FMR), ("at_strict_threshold", STRICT_FMR)):
-            measured = grouped_fmr_ci(held_x, held_y, thresholds[fmr], n_boot)
-            info["held_out"][key] = measured | {"target_fmr": fmr, "tar": float((held_genuine >= thresholds[fmr]).mean())}
     info["_values"] = thresholds
     return info
+
+
+def thresholds_held_out(held_records: list[ImageRecord], set_name: str, thresholds: dict[float, float], n_boot: int = 500) -> dict | None:
+    """The FMR (identity-bootstrap 95 % interval) and TAR the fitted thresholds reach on held-out identities."""
+    held_x, held_y = clean_features(held_records, set_name, None)
+    if len(set(held_y.tolist())) < 2:
+        return None
+    _, held_genuine = impostor_scores(held_x, held_y)
+    report: dict = {"photos": len(held_y), "genuine_pairs": len(held_genuine)}
+    for key, fmr in (("at_match_threshold", MATCH_FMR), ("at_strict_threshold", STRICT_FMR)):
+        measured = grouped_fmr_ci(held_x, held_y, thresholds[fmr], n_boot)
+        report[key] = measured | {"target_fmr": fmr, "tar": float((held_genuine >= thresholds[fmr]).mean())}
+    return report
 
 
 def assign_targets(records: list[ImageRecord], thresholds: dict[float, float]) -> list[Sample]:
@@ -193,13 +200,12 @@ def probe_group(record: ImageRecord) -> str:
     return f"degraded:{record.variant}" if record.variant != "clean" else f"{record.photo.set}:{record.photo.kind}"
 
 
-def fit_mask_probe(records: list[ImageRecord], holdout_ids: set[str], folds: int = 5) -> tuple[FeatureProbe, dict]:
-    """The mask probe on the fit identities' main faces, each group weighted equally; sets every record's
-    ``mask_prob``: out-of-fold (folds grouped by identity) on fit identities, the final probe on held-out ones.
+def fit_mask_probe(fit_records: list[ImageRecord], folds: int = 5) -> tuple[FeatureProbe, dict]:
+    """The mask probe on the fit identities' main faces, each group weighted equally; sets each of these
+    records' ``mask_prob`` out-of-fold (folds grouped by identity), what the quality fit then reads.
 
-    Returns the probe and its held-out report (what the README quotes)."""
-    with_face = [record for record in records if record.face is not None]
-    fit = [record for record in with_face if record.photo.identity not in holdout_ids]
+    Returns the probe and its fit facts (:func:`mask_probe_held_out` adds the held-out numbers)."""
+    fit = [record for record in fit_records if record.face is not None]
     groups = np.array([probe_group(record) for record in fit])
     labelled = ~np.isin(groups, MASK_UNLABELLED)
     labels = np.isin(groups, MASK_POSITIVE).astype(float)
@@ -213,21 +219,22 @@ def fit_mask_probe(records: list[ImageRecord], holdout_ids: set[str], folds: int
         for row, probability in zip(test, fold_probe.probabilities(features[test])):
             fit[row].face.signals.mask_prob = float(probability)
     probe = fit_probe(features[labelled], labels[labelled], weights[labelled])
-    held = [record for record in with_face if record.photo.identity in holdout_ids]
+    return probe, {"l2": PROBE_L2, "fit_faces": int(labelled.sum())}
+
+
+def mask_probe_held_out(probe: FeatureProbe, held_records: list[ImageRecord]) -> dict:
+    """Sets the held-out records' ``mask_prob`` from the final probe (as the pipeline would), and reports per group."""
+    held = [record for record in held_records if record.face is not None]
     for record, probability in zip(held, probe.probabilities(np.stack([record.face.feature for record in held])) if held else []):
         record.face.signals.mask_prob = float(probability)
     by_group: dict[str, list[float]] = {}
     for record in held:
         by_group.setdefault(probe_group(record), []).append(record.face.signals.mask_prob)
-    report = {
-        "l2": PROBE_L2,
-        "fit_faces": int(labelled.sum()),
-        "held_out_share_above_0_5": {name: [round(float(np.mean(np.array(v) >= 0.5)), 4), len(v)] for name, v in sorted(by_group.items())},
-    }
+    report = {"held_out_share_above_0_5": {name: [round(float(np.mean(np.array(v) >= 0.5)), 4), len(v)] for name, v in sorted(by_group.items())}}
     masked, bare = by_group.get("masked:masked", []), by_group.get("masked:unmasked", [])
     if masked and bare:
         report["held_out_auroc_masked_vs_unmasked"] = round(float(np.mean([m > b for m in masked for b in bare])), 4)
-    return probe, report
+    return report
 
 
 def _design(samples: list[Sample], terms: tuple[str, ...]) -> np.ndarray:
@@ -517,6 +524,66 @@ def calibrate(
                              "spoof_per_subject": spoof_per_subject, "thorough_share": THOROUGH_SHARE})
 
 
+def fit_params(fit_records: list[ImageRecord], model_name: str) -> tuple[QualityParams, dict[str, float]]:
+    """Everything chosen by the calibration — mask probe, match thresholds, targets, weights, EDC moves,
+    temperatures — from the fit identities' records alone (the caller splits; this never sees held-out ones).
+
+    Returns the params (metadata: the fit's own facts) and the unrounded thresholds by FMR."""
+    mask_probe, mask_probe_report = fit_mask_probe(fit_records)
+    threshold_info = fit_thresholds(fit_records)
+    thresholds = threshold_info.pop("_values")
+    samples = assign_targets(fit_records, thresholds)
+    default_model, default_report = fit_logit_model(samples, BASE_TERMS, edc_threshold=thresholds[EDC_FMR])
+    thorough_samples_ = [sample for sample in samples if sample.face.signals.stability is not None]
+    thorough_model, thorough_report = fit_logit_model(thorough_samples_, THOROUGH_TERMS, edc_threshold=thresholds[EDC_FMR])
+    groups: dict[str, list[float]] = {}
+    for sample in samples:
+        key = f"degraded:{sample.record.variant}" if sample.group == "degraded" else f"{sample.group}:{sample.record.photo.kind}"
+        groups.setdefault(key, []).append(sample.target)
+    params = QualityParams(
+        model=model_name,
+        version=PARAMS_VERSION,
+        match_threshold=round(thresholds[MATCH_FMR], 4),
+        default=default_model,
+        thorough=thorough_model,
+        metadata={
+            "fit_samples": len(samples),
+            "match_threshold_fmr": MATCH_FMR,
+            "strict_match_threshold": round(thresholds[STRICT_FMR], 4),
+            "strict_match_threshold_fmr": STRICT_FMR,
+            "threshold": threshold_info,
+            "mean_target_by_group": {key: [round(float(np.mean(values)), 3), len(values)] for key, values in sorted(groups.items())},
+            "default_fit": default_report,
+            "thorough_fit": thorough_report,
+            "mask_probe": mask_probe_report,
+        },
+        mask_probe=mask_probe,
+    )
+    return params, thresholds
+
+
+def held_out_report(params: QualityParams, held_records: list[ImageRecord], thresholds: dict[float, float]) -> dict:
+    """The finished parameters measured once on the held-out identities' records (default mode): the
+    thresholds' FMR, the mask probe, and the score's per-set numbers, for the README and ``frood eval --heldout``.
+    Called after :func:`fit_params`; nothing it computes feeds back into the params' fitted values."""
+    from engine.quality.scorer import QualityScorer
+    from evaluation.heldout import report_from_records, scored_from_records, wild_edc
+    from evaluation.report import jsonable
+
+    probe_report = mask_probe_held_out(params.mask_probe, held_records) if params.mask_probe is not None else {}
+    thresholds_report = thresholds_held_out(held_records, params.metadata["threshold"]["set"], thresholds)
+    scorer = QualityScorer(params)
+    identities = {record.photo.identity for record in held_records}
+    report = report_from_records(held_records, identities, scorer)
+    # The recapture rule ranks the in-the-wild photos fr_liveness flags (about 3 %) last although most still
+    # verify, which EDC counts against the score; the same comparison without them, for every measure alike:
+    wild = [r for r in held_records if r.variant == "clean" and r.photo.set in ("wild", "generic")]
+    unflagged = [s for s in scored_from_records(wild, scorer) if "suspected_recapture" not in s.reasons]
+    if unflagged:
+        report["wild_without_flagged_recaptures"] = wild_edc(unflagged)
+    return {"mask_probe": probe_report, "threshold": thresholds_report, "report": jsonable(report)}
+
+
 def fit_from_records(
     records: list[ImageRecord],
     photos: list[Photo],
@@ -530,62 +597,39 @@ def fit_from_records(
     holdout: float,
     options: dict,
 ) -> QualityParams:
-    """Thresholds and both logistic models from analysed records (fit identities only); writes the file."""
-    mask_probe, mask_probe_report = fit_mask_probe(records, holdout_ids)
-    threshold_info = fit_thresholds(records, holdout_ids)
-    thresholds = threshold_info.pop("_values")
+    """Fit on the fit identities (:func:`fit_params`), then the held-out report once (:func:`held_out_report`);
+    writes the file."""
     fit_records = [record for record in records if record.photo.identity not in holdout_ids]
-    samples = assign_targets(fit_records, thresholds)
-    default_model, default_report = fit_logit_model(samples, BASE_TERMS, edc_threshold=thresholds[EDC_FMR])
-    thorough_samples_ = [sample for sample in samples if sample.face.signals.stability is not None]
-    thorough_model, thorough_report = fit_logit_model(thorough_samples_, THOROUGH_TERMS, edc_threshold=thresholds[EDC_FMR])
-    groups: dict[str, list[float]] = {}
-    for sample in samples:
-        key = f"degraded:{sample.record.variant}" if sample.group == "degraded" else f"{sample.group}:{sample.record.photo.kind}"
-        groups.setdefault(key, []).append(sample.target)
-    no_face = {}
+    held_records = [record for record in records if record.photo.identity in holdout_ids]
+    params, thresholds = fit_params(fit_records, model_name)
+    fitted = params.metadata
+    no_face: dict[str, int] = {}
     for record in records:
         if record.face is None:
             key = record.variant if record.variant != "clean" else f"{record.photo.set}:{record.photo.kind}"
             no_face[key] = no_face.get(key, 0) + 1
-    params = QualityParams(
-        model=model_name,
-        version=PARAMS_VERSION,
-        match_threshold=round(thresholds[MATCH_FMR], 4),
-        default=default_model,
-        thorough=thorough_model,
-        metadata={
-            "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-            "data": {"root": str(root) if root else None, "identities_folder": str(data) if data else None},
-            "split": {"by": "identity/subject, per set", "seed": seed, "held_out_share": round(holdout, 4), "sets": split_summary(photos, holdout_ids)},
-            "options": options,
-            "fit_samples": len(samples),
-            "match_threshold_fmr": MATCH_FMR,
-            "strict_match_threshold": round(thresholds[STRICT_FMR], 4),
-            "strict_match_threshold_fmr": STRICT_FMR,
-            "threshold": threshold_info,
-            "no_face": no_face,
-            "mean_target_by_group": {key: [round(float(np.mean(values)), 3), len(values)] for key, values in sorted(groups.items())},
-            "default_fit": default_report,
-            "thorough_fit": thorough_report,
-            "thorough_samples": thorough_samples,
-            "mask_probe": mask_probe_report,
-        },
-        mask_probe=mask_probe,
-    )
-    # The held-out numbers from the same analyses (default mode), for the README and `frood eval --heldout`.
-    from engine.quality.scorer import QualityScorer
-    from evaluation.heldout import report_from_records, scored_from_records, wild_edc
-    from evaluation.report import jsonable
-
-    scorer = QualityScorer(params)
-    report = report_from_records(records, holdout_ids, scorer)
-    # The recapture rule ranks the in-the-wild photos fr_liveness flags (about 3 %) last although most still
-    # verify, which EDC counts against the score; the same comparison without them, for every measure alike:
-    wild = [r for r in records if r.photo.identity in holdout_ids and r.variant == "clean" and r.photo.set in ("wild", "generic")]
-    unflagged = [s for s in scored_from_records(wild, scorer) if "suspected_recapture" not in s.reasons]
-    if unflagged:
-        report["wild_without_flagged_recaptures"] = wild_edc(unflagged)
-    params.metadata["held_out_report"] = jsonable(report)
+    params.metadata = {
+        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "data": {"root": str(root) if root else None, "identities_folder": str(data) if data else None},
+        "split": {"by": "identity/subject, per set", "seed": seed, "held_out_share": round(holdout, 4), "sets": split_summary(photos, holdout_ids)},
+        "options": options,
+        "fit_samples": fitted["fit_samples"],
+        "match_threshold_fmr": fitted["match_threshold_fmr"],
+        "strict_match_threshold": fitted["strict_match_threshold"],
+        "strict_match_threshold_fmr": fitted["strict_match_threshold_fmr"],
+        "threshold": fitted["threshold"],
+        "no_face": no_face,
+        "mean_target_by_group": fitted["mean_target_by_group"],
+        "default_fit": fitted["default_fit"],
+        "thorough_fit": fitted["thorough_fit"],
+        "thorough_samples": thorough_samples,
+        "mask_probe": fitted["mask_probe"],
+    }
+    # The held-out numbers, once, from the same analyses; stored where `frood eval --heldout` and the docs read them.
+    held = held_out_report(params, held_records, thresholds)
+    if held["threshold"] is not None:
+        params.metadata["threshold"]["held_out"] = held["threshold"]
+    params.metadata["mask_probe"].update(held["mask_probe"])
+    params.metadata["held_out_report"] = held["report"]
     params.save(output or params_path_for(model_name))
     return params

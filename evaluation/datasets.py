@@ -23,6 +23,7 @@ import cv2
 import numpy as np
 
 from errors import FroodError
+from evaluation.metrics import pair_indices
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
 YES = {"yes", "y", "1", "true", "same", "genuine", "match"}
@@ -113,7 +114,8 @@ def generate_pairs(identity_of: dict[Path, str], seed: int = 0, impostor_ratio: 
     rng = np.random.default_rng(seed)
     labels = np.array([identity_of[path] for path in paths])
     if wanted >= _ENUMERATE_SHARE * total_impostor:
-        candidates = [(i, j) for i in range(n) for j in range(i + 1, n) if labels[i] != labels[j]]
+        first, second, same = pair_indices(labels)  # the pair enumerator calibration and the held-out report use
+        candidates = list(zip(first[~same].tolist(), second[~same].tolist()))
         chosen = sorted(candidates[k] for k in rng.choice(len(candidates), size=wanted, replace=False)) if wanted else []
     else:
         picked: set[tuple[int, int]] = set()

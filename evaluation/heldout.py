@@ -102,13 +102,12 @@ def wild_edc(scored: list[Scored]) -> dict:
     kept = [s for s in scored if s.feature is not None]
     features = np.stack([s.feature for s in kept])
     labels = np.array([s.photo.identity for s in kept])
-    upper = np.triu_indices(len(kept), 1)
-    scores = (features @ features.T)[upper]
-    genuine = labels[upper[0]] == labels[upper[1]]
+    first, second, _ = metrics.pair_indices(labels)
+    scores, genuine = metrics.pair_similarities(features, labels)
     measures = {"quality": np.array([s.quality for s in kept])} | {name: np.array([s.values[name] for s in kept]) for name in BASELINES}
     areas = {}
     for name, per_image in measures.items():
-        pair_quality = np.minimum(per_image[upper[0]], per_image[upper[1]])
+        pair_quality = np.minimum(per_image[first], per_image[second])
         curve = metrics.edc_curve(scores, genuine, pair_quality, fmr=EDC_FMR)
         areas[name] = metrics.edc_partial_auc(curve, EDC_MAX_DISCARD)
     pairs = {"genuine_pairs": int(genuine.sum()), "impostor_pairs": int((~genuine).sum())}

@@ -30,6 +30,8 @@ __all__ = [
     "eer",
     "kfold_accuracy",
     "ood_auroc",
+    "pair_indices",
+    "pair_similarities",
     "roc_auc",
     "roc_curve",
     "tar_at_far",
@@ -76,6 +78,33 @@ def _check_rate(value: float, name: str) -> float:
     if not 0.0 < value < 1.0:
         raise ValueError(f"{name} must be in (0, 1), got {value}")
     return float(value)
+
+
+# --------------------------------------------------------------------------- pairs
+
+
+def pair_indices(labels: ArrayLike) -> tuple[NDArray[np.int64], NDArray[np.int64], BoolArray]:
+    """Every unordered pair of items ``(i, j)``, ``i < j``, in row-major order, and whether it is genuine.
+
+    The one pair enumerator of calibration (match thresholds, EDC) and evaluation (held-out reports, generated
+    pairs of ``frood eval``): a genuine pair shares a label, an impostor pair does not.
+    """
+    label_array = np.asarray(labels)
+    if label_array.ndim != 1:
+        raise ValueError(f"labels must be 1-D, got shape {label_array.shape}")
+    first, second = np.triu_indices(label_array.size, 1)
+    return first, second, label_array[first] == label_array[second]
+
+
+def pair_similarities(features: ArrayLike, labels: ArrayLike) -> tuple[FloatArray, BoolArray]:
+    """(cosine of every pair of :func:`pair_indices`, genuine flags) for unit feature rows (their dtype kept)."""
+    matrix = np.asarray(features)
+    first, second, genuine = pair_indices(labels)
+    if not first.size:
+        return np.zeros(0), genuine
+    if matrix.ndim != 2 or matrix.shape[0] != np.asarray(labels).size:
+        raise ValueError(f"features of shape {matrix.shape} for {np.asarray(labels).size} labels")
+    return (matrix @ matrix.T)[first, second], genuine
 
 
 # --------------------------------------------------------------------------- ROC
