@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +34,9 @@ def app_tmp(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def app(tmp_path_factory, receiver, faces_dir, app_tmp):
+    launched = time.time()
     running = RunningApp(tmp_path_factory.mktemp("app"), WEBHOOK_URL=receiver.url, WEBHOOK_SECRET=SECRET, TMPDIR=str(app_tmp)).start()
+    running.launched = launched  # for the uptime check
     yield running
     running.stop()
 
@@ -44,9 +47,16 @@ def client(app) -> Client:
 
 
 def test_health_reports_model_device_version_uptime(app):
+    before = time.time()
     health = requests.get(f"{app.base_url}/health", timeout=10).json()
     assert health["status"] == "ok" and health["model"] == "faceplugin-r512" and health["device"] == "cpu"
-    assert health["version"] and health["uptime_s"] >= 0
+    assert health["version"]
+    # Uptime counts from the app's start: at most the time since this module launched the process, and it
+    # advances with the clock (uptime_s is rounded to 0.1 s).
+    assert 0 <= health["uptime_s"] <= time.time() - app.launched + 0.1, health["uptime_s"]
+    time.sleep(1.0)
+    later = requests.get(f"{app.base_url}/health", timeout=10).json()["uptime_s"]
+    assert 0.8 <= later - health["uptime_s"] <= time.time() - before + 0.2, (health["uptime_s"], later)
 
 
 CJK = re.compile(r"[\u4e00-\u9fff]")
