@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from storage.outbox import OutboxStore
+from storage.sqlite import ThreadConnections
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
@@ -40,43 +41,25 @@ class SQLiteOutboxStore(OutboxStore):
 
     def __init__(self, path: Path):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._local = threading.local()
-        self._opened: list[sqlite3.Connection] = []
-        self._opened_lock = threading.Lock()
+        self._connections = ThreadConnections(self.path)
         self._claim_lock = threading.Lock()
-        connection = self._connection()
+        connection = self._connections.get()
         connection.executescript(SCHEMA)
         columns = {row[1] for row in connection.execute("PRAGMA table_info(outbox)")}
         if "delivered_at" not in columns:  # a file written before pruning existed
             connection.execute("ALTER TABLE outbox ADD COLUMN delivered_at REAL")
 
-    def _connection(self) -> sqlite3.Connection:
-        connection = getattr(self._local, "connection", None)
-        if connection is None:
-            connection = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
-            connection.execute("PRAGMA journal_mode=WAL")
-            connection.execute("PRAGMA busy_timeout=30000")
-            self._local.connection = connection
-            with self._opened_lock:
-                self._opened.append(connection)
-        return connection
-
     @contextmanager
     def _session(self) -> Iterator[sqlite3.Connection]:
-        yield self._connection()  # autocommit: each statement is its own transaction
+        yield self._connections.get()  # autocommit: each statement is its own transaction
 
     @contextmanager
     def _claiming(self) -> Iterator[sqlite3.Connection]:
         with self._claim_lock:
-            yield self._connection()
+            yield self._connections.get()
 
     def sent_columns(self, at: float) -> dict[str, Any]:
         return {"delivered_at": at}
 
     def close(self) -> None:
-        with self._opened_lock:
-            opened, self._opened = self._opened, []
-        for connection in opened:
-            connection.close()
-        self._local = threading.local()
+        self._connections.close()
