@@ -87,19 +87,64 @@ def check_vectors(dim: int, vectors: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(x)
 
 
+def check_query(dim: int, queries: np.ndarray, k: int) -> np.ndarray:
+    """The queries as :func:`check_vectors` gives them, once ``k`` is known to be at least 1 (else ValueError)."""
+    q = check_vectors(dim, queries)
+    if k < 1:
+        raise ValueError(f"k must be at least 1, got {k}")
+    return q
+
+
+def cosine_scores(distances: Any, metric: str) -> Any:
+    """Higher-is-better cosine units for unit vectors: the inner product as is, ``1 - d²/2`` for a squared L2 distance."""
+    return distances if metric == "IP" else 1.0 - distances / 2.0
+
+
+def check_model(where: str, model: str, dim: int, expected_model: str | None, expected_dim: int | None, elsewhere: str) -> None:
+    """GalleryMismatchError when the gallery in ``where`` holds another model's features, or another dimension's."""
+    if expected_model is not None and model != expected_model:
+        raise GalleryMismatchError(
+            f"the gallery in {where} was built with model {model!r} (dim {dim}), but this service uses model {expected_model!r}: "
+            f"features of different models are not comparable; re-enroll the faces or {elsewhere}"
+        )
+    if expected_dim is not None and dim != expected_dim:
+        raise GalleryMismatchError(
+            f"the gallery in {where} holds {dim}-d features (model {model!r}), but this service produces {expected_dim}-d features: "
+            f"re-enroll the faces or {elsewhere}"
+        )
+
+
+def check_gallery(dim: int, model_name: str, index_type: str, metric: str) -> None:
+    """ValueError unless these describe a gallery every backend can create (same message whichever backend)."""
+    if index_type not in INDEX_TYPES:
+        raise ValueError(f"unknown index type {index_type!r}: allowed values are {', '.join(INDEX_TYPES)}")
+    if metric not in METRICS:
+        raise ValueError(f"unknown metric {metric!r}: allowed values are {', '.join(METRICS)}")
+    if not isinstance(dim, int) or isinstance(dim, bool) or dim < 1:
+        raise ValueError(f"dim must be a positive integer, got {dim!r}")
+    if not isinstance(model_name, str) or not model_name:
+        raise ValueError("model_name must be a non-empty string (it guards against mixing features of different models)")
+
+
+def check_labels(labels: Sequence[str], count: int, max_chars: int | None = None) -> list[str]:
+    """The labels as a list: one string per vector (at most ``max_chars`` long when given), or ValueError."""
+    labels = list(labels)
+    if len(labels) != count:
+        raise ValueError(f"got {count} vectors but {len(labels)} labels")
+    if not all(isinstance(label, str) for label in labels):
+        raise ValueError("labels must be strings")
+    too_long = [label for label in labels if max_chars is not None and len(label) > max_chars]
+    if too_long:
+        raise ValueError(f"labels longer than {max_chars} characters: {len(too_long)}")
+    return labels
+
+
 class GalleryIndex:
     """A searchable set of (id, label, feature vector); see the module docstring for the index strategies."""
 
     def __init__(self, dim: int, model_name: str, index_type: str = "Flat", metric: str = "IP") -> None:
         """An empty gallery; same as :meth:`create`."""
-        if index_type not in INDEX_TYPES:
-            raise ValueError(f"unknown index type {index_type!r}: allowed values are {', '.join(INDEX_TYPES)}")
-        if metric not in METRICS:
-            raise ValueError(f"unknown metric {metric!r}: allowed values are {', '.join(METRICS)}")
-        if not isinstance(dim, int) or isinstance(dim, bool) or dim < 1:
-            raise ValueError(f"dim must be a positive integer, got {dim!r}")
-        if not isinstance(model_name, str) or not model_name:
-            raise ValueError("model_name must be a non-empty string (it guards against mixing features of different models)")
+        check_gallery(dim, model_name, index_type, metric)
         self.dim = dim
         self.model_name = model_name
         self.index_type = index_type
@@ -153,11 +198,7 @@ class GalleryIndex:
     def add(self, vectors: np.ndarray, labels: Sequence[str]) -> list[int]:
         """Add ``n`` vectors (shape ``[n, dim]``) with their labels; returns their new ids (never reused)."""
         x = check_vectors(self.dim, vectors)
-        labels = list(labels)
-        if len(labels) != len(x):
-            raise ValueError(f"got {len(x)} vectors but {len(labels)} labels")
-        if not all(isinstance(label, str) for label in labels):
-            raise ValueError("labels must be strings")
+        labels = check_labels(labels, len(x))
         if len(x) == 0:
             return []
         ids = np.arange(self._next_id, self._next_id + len(x), dtype=np.int64)
@@ -202,13 +243,11 @@ class GalleryIndex:
 
     def search(self, queries: np.ndarray, k: int = 5) -> list[list[SearchHit]]:
         """The ``k`` best (id, label, score) per query (shape ``[m, dim]``), best first; empty lists when empty."""
-        q = check_vectors(self.dim, queries)
-        if k < 1:
-            raise ValueError(f"k must be at least 1, got {k}")
+        q = check_query(self.dim, queries, k)
         if self._count == 0 or len(q) == 0:
             return [[] for _ in range(len(q))]
         distances, found = self._index.search(q, min(k, self._count))
-        scores = distances if self.metric == "IP" else 1.0 - distances / 2.0
+        scores = cosine_scores(distances, self.metric)
         return [
             [(int(i), self._labels[int(i)], float(s)) for i, s in zip(row_ids, row_scores) if i >= 0]  # FAISS pads with -1
             for row_ids, row_scores in zip(found, scores)
@@ -295,16 +334,7 @@ class GalleryIndex:
         if not isinstance(info, dict) or info.get("format_version") != FORMAT_VERSION:
             raise GalleryCorruptError(f"{files / INFO_FILE} is not a gallery info file of format version {FORMAT_VERSION}")
         model, dim = info["model_name"], int(info["feature_dim"])
-        if expected_model is not None and model != expected_model:
-            raise GalleryMismatchError(
-                f"the gallery in {directory} was built with model {model!r} (dim {dim}), but this service uses model {expected_model!r}: "
-                "features of different models are not comparable; re-enroll the faces or point to another gallery directory"
-            )
-        if expected_dim is not None and dim != expected_dim:
-            raise GalleryMismatchError(
-                f"the gallery in {directory} holds {dim}-d features (model {model!r}), but this service produces {expected_dim}-d features: "
-                "re-enroll the faces or point to another gallery directory"
-            )
+        check_model(str(directory), model, dim, expected_model, expected_dim, "point to another gallery directory")
         for name, digest in info["sha256"].items():
             if _sha256(files / name) != digest:
                 raise GalleryCorruptError(f"{files / name} does not match {INFO_FILE} (interrupted save?); restore the gallery from a backup")

@@ -34,7 +34,17 @@ from typing import Any
 import numpy as np
 import yaml
 
-from storage.gallery_faiss import INDEX_TYPES, INFO_FILE, METRICS, GalleryCorruptError, GalleryMismatchError, SearchHit, check_vectors
+from storage.gallery_faiss import (
+    INFO_FILE,
+    GalleryCorruptError,
+    SearchHit,
+    check_gallery,
+    check_labels,
+    check_model,
+    check_query,
+    check_vectors,
+    cosine_scores,
+)
 
 FORMAT_VERSION = 1
 BACKEND = "milvus"
@@ -101,14 +111,7 @@ class MilvusGallery:
         collection: str | None = None,
     ) -> MilvusGallery:
         """An empty gallery in a new collection (a fresh name unless ``collection`` is given; an existing one is refused)."""
-        if index_type not in INDEX_TYPES:
-            raise ValueError(f"unknown index type {index_type!r}: allowed values are {', '.join(INDEX_TYPES)}")
-        if metric not in METRICS:
-            raise ValueError(f"unknown metric {metric!r}: allowed values are {', '.join(METRICS)}")
-        if not isinstance(dim, int) or isinstance(dim, bool) or dim < 1:
-            raise ValueError(f"dim must be a positive integer, got {dim!r}")
-        if not isinstance(model_name, str) or not model_name:
-            raise ValueError("model_name must be a non-empty string (it guards against mixing features of different models)")
+        check_gallery(dim, model_name, index_type, metric)
         client = client_for(uri, token)
         collection = collection or collection_name(uuid.uuid4().hex)
         if client.has_collection(collection):
@@ -141,16 +144,7 @@ class MilvusGallery:
         if properties.get("format_version") != str(FORMAT_VERSION):
             raise GalleryCorruptError(f"Milvus collection {collection!r} is not a gallery of format version {FORMAT_VERSION}")
         model, dim = properties["model_name"], int(properties["feature_dim"])
-        if expected_model is not None and model != expected_model:
-            raise GalleryMismatchError(
-                f"the gallery in Milvus collection {collection!r} was built with model {model!r} (dim {dim}), but this service uses model "
-                f"{expected_model!r}: features of different models are not comparable; re-enroll the faces or use another gallery"
-            )
-        if expected_dim is not None and dim != expected_dim:
-            raise GalleryMismatchError(
-                f"the gallery in Milvus collection {collection!r} holds {dim}-d features (model {model!r}), but this service produces "
-                f"{expected_dim}-d features: re-enroll the faces or use another gallery"
-            )
+        check_model(f"Milvus collection {collection!r}", model, dim, expected_model, expected_dim, "use another gallery")
         return cls(client, collection, uri, properties)
 
     @classmethod
@@ -252,14 +246,7 @@ class MilvusGallery:
     def add(self, vectors: np.ndarray, labels: Sequence[str]) -> list[int]:
         """Add ``n`` vectors (shape ``[n, dim]``) with their labels; returns their new ids (never reused)."""
         x = check_vectors(self.dim, vectors)
-        labels = list(labels)
-        if len(labels) != len(x):
-            raise ValueError(f"got {len(x)} vectors but {len(labels)} labels")
-        if not all(isinstance(label, str) for label in labels):
-            raise ValueError("labels must be strings")
-        too_long = [label for label in labels if len(label) > MAX_LABEL_CHARS]
-        if too_long:
-            raise ValueError(f"labels longer than {MAX_LABEL_CHARS} characters: {len(too_long)}")
+        labels = check_labels(labels, len(x), MAX_LABEL_CHARS)
         if len(x) == 0:
             return []
         if self.index_type == "IVF" and not self._client.list_indexes(self.collection):
@@ -295,9 +282,7 @@ class MilvusGallery:
 
     def search(self, queries: np.ndarray, k: int = 5) -> list[list[SearchHit]]:
         """The ``k`` best (id, label, score) per query (shape ``[m, dim]``), best first; empty lists when empty."""
-        q = check_vectors(self.dim, queries)
-        if k < 1:
-            raise ValueError(f"k must be at least 1, got {k}")
+        q = check_query(self.dim, queries, k)
         if len(q) == 0:
             return []
         if self.index_type == "IVF" and not self._client.list_indexes(self.collection):
@@ -315,9 +300,7 @@ class MilvusGallery:
         for row in results:
             hits = []
             for hit in row:
-                distance = float(hit["distance"])
-                score = distance if self.metric == "IP" else 1.0 - distance / 2.0
-                hits.append((int(hit["id"]), str(hit["entity"]["label"]), score))
+                hits.append((int(hit["id"]), str(hit["entity"]["label"]), cosine_scores(float(hit["distance"]), self.metric)))
             hits.sort(key=lambda item: (-item[2], item[0]))
             out.append(hits)
         return out
