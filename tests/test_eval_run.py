@@ -12,6 +12,7 @@ import argparse
 import csv
 import json
 import re
+import time
 from pathlib import Path
 
 import cv2
@@ -164,7 +165,9 @@ def no_nan(constant: str) -> None:
 def test_eval_on_master_pairs_writes_complete_reports(faces_dir: Path, pipeline, clean_results, tmp_path: Path):
     out = tmp_path / "report"
     args = eval_parser().parse_args(["eval", "--pairs", str(faces_dir / "master.csv"), "--out", str(out), "--ood-limit", "3", "--seed", "0"])
+    started = time.perf_counter()
     assert args.func(args) == 0
+    elapsed = time.perf_counter() - started
 
     report = json.loads((out / "report.json").read_text(encoding="utf-8"), parse_constant=no_nan)
     assert report["config"]["seed"] == 0 and report["config"]["date"] and report["config"]["models"] == ["faceplugin-r512"]
@@ -197,7 +200,14 @@ def test_eval_on_master_pairs_writes_complete_reports(faces_dir: Path, pipeline,
     assert len(ood["images"]) == 3 and ood["in_distribution"]["n"] == 3
     assert set(ood["corruptions"]) >= {"blur_strong", "random_noise", "background_corner"}
     assert ood["corruptions"]["random_noise"]["auroc"] == 1.0  # pure noise never outscores a real face
-    assert section["speed"]["images_per_second"] > 0 and section["speed"]["ms_per_image"] > 0
+    # Speed: every image timed once, its time a share of the feature pass (not more than the pass, nor the run).
+    speed = section["speed"]
+    images = len({r[key] for r in rows for key in ("file_x", "file_y")})
+    assert speed["images"] == speed["timed_images"] == images
+    assert speed["ms_per_image"] * speed["images_per_second"] == pytest.approx(1000.0)
+    timed_total = speed["ms_per_image"] * images / 1000
+    assert 0.5 * speed["wall_seconds"] <= timed_total <= speed["wall_seconds"] + 1e-3, (timed_total, speed["wall_seconds"])
+    assert speed["wall_seconds"] < elapsed
 
     page = (out / "report.html").read_text(encoding="utf-8")
     assert not re.search(r"<script[^>]*\bsrc\s*=", page), "report.html must not load scripts from anywhere (no CDN, no internet)"
@@ -271,8 +281,15 @@ def test_batched_eval_extraction_equals_image_by_image(faces_dir: Path, pipeline
     cv2.imwrite(str(blank), np.full((120, 160, 3), 40, np.uint8))
     paths = [faces_dir / "img1.jpg", broken, faces_dir / "couple.jpg", blank, faces_dir / "img20.jpg"]
     extractor = LocalExtractor(pipeline, crops=crops)
-    batched = [result for chunk in extractor.extract_stream(paths, batch_size=3) for result in chunk]
+    started = time.perf_counter()
+    chunks = list(extractor.extract_stream(paths, batch_size=3))
+    elapsed = time.perf_counter() - started
+    batched = [result for chunk in chunks for result in chunk]
     assert [result.path for result in batched] == paths
+    # Each image's seconds is an equal share of its batch's time: the shares add up to (at most) the whole pass.
+    assert [len(chunk) for chunk in chunks] == [3, 2]
+    assert all(len({result.seconds for result in chunk}) == 1 for chunk in chunks)
+    assert 0.5 * elapsed <= sum(result.seconds for result in batched) <= elapsed
     for one, many in zip((extractor.extract(path) for path in paths), batched):
         assert (one.feature is None) == (many.feature is None), one.path
         assert one.error == many.error, one.path
@@ -280,5 +297,4 @@ def test_batched_eval_extraction_equals_image_by_image(faces_dir: Path, pipeline
             assert float(one.feature @ many.feature) >= 0.9999, one.path
             assert many.values["quality"] == pytest.approx(one.values["quality"], abs=1e-4)
             assert many.bbox == pytest.approx(one.bbox, abs=0.01)
-        assert many.seconds > 0
     assert batched[1].error and "decode" in batched[1].error.lower() and batched[3].error == "no face found"
