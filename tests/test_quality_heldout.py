@@ -11,7 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from evaluation.heldout import BASELINES, dark_summary, heldout_photos, masked_summary, recapture_summary, score_photos, wild_edc
+from evaluation import metrics
+from evaluation.calibdata import discover, held_out
+from evaluation.heldout import BASELINES, dark_summary, heldout_photos, masked_summary, recapture_summary, score_photos, split_of, wild_edc
 
 DATA_ROOT = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -34,12 +36,19 @@ def spoof(pipeline, params):
     return recapture_summary(score_photos(pipeline, photos), pipeline) | {"identities": sorted({p.identity for p in photos})}
 
 
-def test_held_out_sets_were_not_fitted(params):
-    split = params.metadata["split"]
-    for name in ("wild", "spoof", "dark", "masked"):
-        entry = split["sets"][name]
-        assert entry["held_out_identities"], f"{name}: no held-out identities recorded"
-        assert entry["held_out_photos"] < entry["photos"]
+def test_these_tests_draw_the_identities_the_calibration_held_out(params):
+    """The split these tests recompute from the data (evaluation.calibdata.held_out, with the seed and share in
+    the params file) must be the one the shipped calibration left out of its fit, as it recorded it; a changed
+    split function or data set would otherwise judge the score on identities it was fitted on. (That the fit
+    reads no held-out record is tests/test_calibration_split.py's job.)"""
+    seed, share = split_of(params)
+    photos = discover(data_set("wild"), None, dark_per_identity=None, seed=seed)
+    held = held_out(photos, seed, share)
+    for name, entry in params.metadata["split"]["sets"].items():
+        ours = sorted(identity.split(":", 1)[1] for identity in held if identity.startswith(f"{name}:"))
+        assert ours == entry["held_out_identities"], name
+        members = [p for p in photos if p.set == name]
+        assert 0 < len(ours) < len({p.identity for p in members}), name
 
 
 def test_printed_photo_recaptures_score_low(spoof):
@@ -94,8 +103,8 @@ def test_match_thresholds_hold_their_false_match_rate_on_held_out_identities(pip
     kept = [s for s in wild if s.feature is not None]
     features = np.stack([s.feature for s in kept])
     labels = np.array([s.photo.identity for s in kept])
-    upper = np.triu_indices(len(kept), 1)
-    impostor = (features @ features.T)[upper][labels[upper[0]] != labels[upper[1]]]
+    scores, genuine = metrics.pair_similarities(features, labels)
+    impostor = scores[~genuine]
     assert impostor.size >= 30_000
     # Sampling noise on ~40k pairs: a 1e-3 threshold may read up to ~2e-3, a 1e-4 one up to ~5e-4.
     assert (impostor >= pipeline.match_threshold).mean() <= 2e-3
