@@ -86,7 +86,7 @@ def test_sixteen_bit_grayscale_png_becomes_rgb():
 
 
 def test_alpha_is_composited_on_white():
-    rgba = np.zeros((10, 10, 4), np.uint8)
+    rgba = np.zeros((24, 24, 4), np.uint8)
     decoded = decode_image(encode(Image.fromarray(rgba, "RGBA"), "PNG"))
     assert (decoded.rgb == 255).all()
 
@@ -107,8 +107,8 @@ def test_exif_orientation_is_applied():
 
 
 def test_wide_images_are_downscaled_to_the_limit():
-    decoded = decode_image(np.zeros((100, 4000, 3), np.uint8), max_width=1920)
-    assert decoded.rgb.shape[1] == 1920 and decoded.original_size == (4000, 100)
+    decoded = decode_image(np.zeros((400, 4000, 3), np.uint8), max_width=1920)
+    assert decoded.rgb.shape == (192, 1920, 3) and decoded.original_size == (4000, 400)
     assert decoded.scale == pytest.approx(1920 / 4000)
 
 

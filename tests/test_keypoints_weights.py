@@ -65,13 +65,20 @@ def test_real_files_extract_convert_and_a_second_fetch_does_nothing(tmp_path):
 
 
 def test_strip_shaped_and_tiny_images_are_bounded_and_empty():
-    """A panorama gets at most 4 tiles; images too thin to hold a person get none and an empty answer."""
+    """A panorama gets at most 4 tiles; images too thin to hold a person get none and an empty answer.
+
+    Through the engine, images under the decode limits (a side under 20 px, beyond 20:1) are refused with
+    a typed error first (engine.decode); the smallest and longest that pass get an empty answer."""
     import numpy as np
 
     from engine.keypoints.engine import MAX_TILES, tile_origins
+    from errors import ImageDecodeError
     from service import keypoints as service
 
     assert len(tile_origins(100_000, 300)) == MAX_TILES and tile_origins(2000, 3) == [] and tile_origins(500, 480) == []
     engine = service.get_engine()
-    for shape in [(1, 1, 3), (3, 2000, 3), (64, 64, 3)]:
+    for shape in [(1, 1, 3), (3, 2000, 3)]:
+        with pytest.raises(ImageDecodeError):
+            engine.detect(np.full(shape, 128, np.uint8))
+    for shape in [(20, 20, 3), (20, 400, 3), (400, 20, 3), (64, 64, 3)]:
         assert engine.detect(np.full(shape, 128, np.uint8)).persons == []
