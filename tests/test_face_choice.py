@@ -37,7 +37,9 @@ def test_multi_face_photo_lists_all_faces_main_face_first(pipeline, faces_dir):
 
 
 def test_tight_crop_of_every_photo_verifies_like_its_source(pipeline, faces_dir, clean_results):
-    """A detector box grown by 20 % and sent as PNG (how evaluators prepare inputs)."""
+    """A detector box grown by 20 % and sent as PNG (how evaluators prepare inputs). All 62 faces/ photos: this
+    compares the pretrained recognizer's features of two views, and no fitted parameter (threshold, weight,
+    calibration) enters it, so the fit/held-out split does not apply."""
     low = []
     for file, result in clean_results.items():
         decoded = pipeline.decode(faces_dir / file)
@@ -48,9 +50,12 @@ def test_tight_crop_of_every_photo_verifies_like_its_source(pipeline, faces_dir,
     assert not low, f"tight crops below cosine 0.9: {low}"
 
 
-def test_face_cut_by_the_border_says_so_and_not_eyes_closed(pipeline, faces_dir):
+def test_face_cut_by_the_border_says_so_and_not_eyes_closed(pipeline, faces_dir, held_out_files, identities):
+    """One photo of each held-out faces/ identity (cut_by_border is also a calibration degradation), cut on each side."""
     truncated = []
-    for file in ("img1.jpg", "img2.jpg", "img5.jpg", "img11.jpg"):
+    first_of_each = {identities[file]: file for file in reversed(held_out_files)}
+    assert len(first_of_each) == 4
+    for file in sorted(first_of_each.values()):
         decoded = pipeline.decode(faces_dir / file)
         box = np.asarray(pipeline.analyze(decoded).face.bbox) * decoded.scale
         for seed in (0, 1):
@@ -61,9 +66,14 @@ def test_face_cut_by_the_border_says_so_and_not_eyes_closed(pipeline, faces_dir)
     flagged = [face for face in truncated if "face_truncated" in face.reasons]
     assert len(flagged) >= 0.75 * len(truncated), [(f.signals.truncation, f.reasons) for f in truncated]
     assert not any("eyes_closed" in face.reasons for face in truncated)
-    assert all(face.quality < 0.6 for face in flagged)
 
 
-def test_whole_faces_are_not_called_truncated(clean_results):
-    flagged = [file for file, result in clean_results.items() if "face_truncated" in result.face.reasons]
-    assert not flagged
+def test_whole_faces_are_not_called_truncated(held_out_clean_results):
+    """Held-out faces/ photos (whole faces). Reasons are only written below trust, so the truncation signal
+    itself is checked, not only the reasons."""
+    from engine.quality.geometry import is_truncated
+
+    assert len(held_out_clean_results) >= 15
+    flagged = [file for file, result in held_out_clean_results.items()
+               if is_truncated(result.face.signals.truncation) or "face_truncated" in result.face.reasons]
+    assert not flagged, [(file, held_out_clean_results[file].face.signals.truncation) for file in flagged]
