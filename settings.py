@@ -18,11 +18,20 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 PROJECT_ROOT = Path(__file__).resolve().parent
 
 
-class ApiKeySpec(BaseModel):
-    """What one API key may do: which models (empty = all) and how many requests per minute."""
+SCOPES = ("extract", "compare", "gallery:read", "gallery:write", "monitor", "keypoints", "admin")
 
+
+class ApiKeySpec(BaseModel):
+    """What one API key may do: its scopes (``admin`` = every scope), which models (empty = all), how many
+    requests per minute, and the name the UI shows for whoever signs in with it."""
+
+    scopes: list[Literal["extract", "compare", "gallery:read", "gallery:write", "monitor", "keypoints", "admin"]] = Field(default_factory=lambda: ["admin"])
     models: list[str] = Field(default_factory=list)
     rpm: int = Field(60, ge=1)
+    name: str = Field("", max_length=64)
+
+    def allows(self, scope: str) -> bool:
+        return "admin" in self.scopes or scope in self.scopes
 
 
 class Settings(BaseSettings):
@@ -69,8 +78,14 @@ class Settings(BaseSettings):
     events_retention_days: int = 30
     thumbnails_retention_days: int = 7
 
-    # HTTP API: keys (JSON mapping key → {"models": [...], "rpm": N}; empty = open API), limits, URLs
+    # Access (one door for the API and the UI): keys as a JSON mapping key → {"scopes": [...], "models": [...],
+    # "rpm": N, "name": "..."}; empty = open to anyone who can reach the port. A browser signs in with a key and
+    # keeps a signed, HTTP-only session cookie (SESSION_SECRET signs it; random per process when empty).
     api_keys: dict[str, ApiKeySpec] = Field(default_factory=dict)
+    session_secret: str = ""
+    session_hours: float = Field(12.0, gt=0)
+    # UI temporary files (uploads, heatmaps, feature downloads) are deleted this many seconds after they are made
+    ui_temp_keep_s: int = Field(120, ge=1)
     max_request_bytes: int = 30 * 1024 * 1024
     allow_private_urls: bool = False
     url_fetch_timeout_s: float = 5.0

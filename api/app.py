@@ -1,30 +1,62 @@
-"""The HTTP side of the server: the routes, ``/health`` and ``/stats`` (``app.py`` mounts the UI beside them)."""
+"""The HTTP side of the server: the routes, ``/health``, ``/stats`` and the API docs served from local files
+(``app.py`` mounts the UI beside them and puts the door in front of everything)."""
 
 from __future__ import annotations
 
 import time
+from importlib.resources import files
 
 from fastapi import FastAPI
-from fastapi.responses import JSONResponse
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
 
 from api import keypoints as keypoints_api
 from api import routes as api_routes
 from api.security import BodySizeLimit
 from service import faces as service
+from service.access import OPEN, SIGNED_IN
 from service.monitor import monitor_snapshot
 from service.validation import check_source
 from settings import get_settings
 
 VERSION = "0.1.0"
+ROUTE_SCOPES = {
+    "/health": OPEN,
+    "/stats": "monitor",
+    "/docs": SIGNED_IN,
+    "/openapi.json": SIGNED_IN,
+    **api_routes.ROUTE_SCOPES,
+    **keypoints_api.ROUTE_SCOPES,
+}
+MODEL_CHOSEN_BY_CALLER = set(api_routes.MODEL_CHOSEN_BY_CALLER)
 
 
 def create_api() -> FastAPI:
-    """FastAPI server: the routes, ``/health`` and ``/stats``."""
+    """FastAPI server: the routes, ``/health`` and ``/stats``, and ``/docs`` with no outside request."""
     started = time.time()
-    api = FastAPI(title="face-recognition-ood", version=VERSION, description="Face features with an OOD quality score. See the README.")
+    api = FastAPI(
+        title="face-recognition-ood",
+        version=VERSION,
+        description="Face features with an OOD quality score. See the README.",
+        docs_url=None,
+        redoc_url=None,
+    )
+    api.mount("/docs-assets", StaticFiles(directory=str(files("fastapi_offline") / "static")), name="docs-assets")
+
+    @api.get("/docs", include_in_schema=False)
+    def docs() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url="/openapi.json",
+            title="face-recognition-ood · API",
+            swagger_js_url="/docs-assets/swagger-ui-bundle.js",
+            swagger_css_url="/docs-assets/swagger-ui.css",
+            swagger_favicon_url="/docs-assets/favicon.png",
+        )
 
     @api.get("/health")
     def health() -> JSONResponse:
+        """Open (load balancers need it), and it says nothing secret: whether the models are loaded, and the uptime."""
         if not service.is_ready():
             return JSONResponse({"status": "loading"}, status_code=503)
         pipeline = service.get_pipeline()
@@ -39,4 +71,5 @@ def create_api() -> FastAPI:
     @api.get("/stats")
     def stats(source: str | None = None) -> JSONResponse:
         return JSONResponse(monitor_snapshot(check_source(source)))
+
     return api

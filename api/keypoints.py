@@ -13,8 +13,8 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from api.routes import envelope, limiter
-from api.security import authorize, image_bytes
+from api.routes import envelope
+from api.security import image_bytes
 from schemas.keypoints import person_json
 from service import keypoints as service
 from settings import get_settings
@@ -22,6 +22,7 @@ from settings import get_settings
 log = logging.getLogger("frood.api.keypoints")
 PATH = "/human-keypoint-detection"
 router = APIRouter()
+ROUTE_SCOPES = {PATH: "keypoints"}
 
 
 class KeypointRequest(BaseModel):
@@ -38,7 +39,6 @@ def _detect(data: bytes, threshold: float) -> dict:
 @router.post(PATH)
 def human_keypoint_detection(body: KeypointRequest, request: Request) -> JSONResponse:
     settings = get_settings()
-    authorize(settings, limiter, request.headers, None)
     threshold = settings.keypoints_det_threshold if body.detThreshold is None else body.detThreshold
     result = _detect(image_bytes(body.image, settings), threshold)
     log.info("Keypoints: %d person(s) at detThreshold %.2f", len(result["persons"]), threshold)

@@ -1,6 +1,6 @@
-"""API keys, per-key rate limits, request-size limits and safe fetching of image URLs.
+"""Request-size limits and images given by reference (base64 or an http(s) URL fetched as checked).
 
-Without configured keys the API is open (meant for local use; the README says so).
+Who may call what is decided at the door (api/door.py, service/access.py).
 """
 
 from __future__ import annotations
@@ -8,35 +8,12 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-import threading
-import time
-from collections import deque
 
 from errors import ApiError
-from service.models import resolve_name
 from service.url_fetch import fetch_image_url
 from settings import Settings
 
 _URL_LIKE = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:")
-
-
-class RateLimiter:
-    """Sliding 60-second window per key."""
-
-    def __init__(self) -> None:
-        self._hits: dict[str, deque[float]] = {}
-        self._lock = threading.Lock()
-
-    def check(self, key: str, per_minute: int, now: float | None = None) -> None:
-        now = time.monotonic() if now is None else now
-        with self._lock:
-            hits = self._hits.setdefault(key, deque())
-            while hits and hits[0] <= now - 60.0:
-                hits.popleft()
-            if len(hits) >= per_minute:
-                retry_after = max(1, int(hits[0] + 60.0 - now) + 1)
-                raise ApiError(429, f"rate limit of {per_minute} requests per minute exceeded", {"Retry-After": str(retry_after)})
-            hits.append(now)
 
 
 def presented_key(headers) -> str | None:
@@ -48,19 +25,6 @@ def presented_key(headers) -> str | None:
     if authorization.lower().startswith("bearer "):
         return authorization[7:].strip()
     return None
-
-
-def authorize(settings: Settings, limiter: RateLimiter, headers, model: str | None) -> None:
-    """401 without a valid key, 403 for a model the key may not use, 429 over its rate (keys configured only)."""
-    if not settings.api_keys:
-        return
-    key = presented_key(headers)
-    if not key or key not in settings.api_keys:
-        raise ApiError(401, "missing or unknown API key (send X-API-Key or Authorization: Bearer)")
-    spec = settings.api_keys[key]
-    if model is not None and spec.models and resolve_name(model) not in {resolve_name(name) for name in spec.models}:
-        raise ApiError(403, f"this API key may not use model {model!r}; allowed: {', '.join(spec.models)}")
-    limiter.check(key, spec.rpm)
 
 
 def image_bytes(value: str, settings: Settings) -> bytes:

@@ -248,10 +248,10 @@ class RejectWebhookJSON(_Strict):
     channel: str  # the shell: ui or api
     operation: str
     model: str
-    image: str  # base64 PNG, at most 512 px a side
+    image: str | None  # base64 PNG, at most 512 px a side; null unless STORE_API_THUMBNAILS (API) / STORE_THUMBNAILS (UI) keep images
 
 
-def reject_webhook_json(quality: float, reasons: list[str], source: str, channel: str, operation: str, model: str, image: str) -> dict:
+def reject_webhook_json(quality: float, reasons: list[str], source: str, channel: str, operation: str, model: str, image: str | None) -> dict:
     return RejectWebhookJSON(
         quality_score=round(float(quality), 4), reasons=list(reasons), source=source, channel=channel, operation=operation, model=model, image=image
     ).model_dump()

@@ -157,7 +157,10 @@ def _record(
         except Exception:  # the user's answer must not fail because the stats store did
             log.exception("Could not record a stats event")
     if rejected and _outbox is not None:
-        image = _png_base64(_shrink(decoded.rgb, WEBHOOK_IMAGE_MAX_SIDE))
+        # The outbox keeps the event on disk until delivered (and a while after): the image goes with it only where
+        # a setting keeps such images (STORE_API_THUMBNAILS for API traffic, STORE_THUMBNAILS for the UI's).
+        keep_image = settings.store_api_thumbnails if source == "api" else settings.store_thumbnails
+        image = _png_base64(_shrink(decoded.rgb, WEBHOOK_IMAGE_MAX_SIDE)) if keep_image else None
         payload = reject_webhook_json(quality, reasons, source_id or source, source, operation, result.model, image)
         event_id = _outbox.enqueue(payload)
         if event_id:

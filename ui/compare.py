@@ -5,6 +5,7 @@ from __future__ import annotations
 import gradio as gr
 
 from service import faces as service
+from service.access import requires
 from ui import facegrid
 from ui.common import IMAGE_HEIGHT, IMAGE_SOURCES, clean_source, error_markdown, quality_badge, reason_lines
 from ui.i18n import I18N, Locale, locale_of, reason_text, tr
@@ -15,6 +16,7 @@ def _crop_caption(side: str, quality: float | None, codes: list[str], locale: Lo
     return lines + [reason_text(code, locale, short=True) for code in codes]
 
 
+@requires("compare")
 def on_compare(
     image_a: str | None, image_b: str | None, thorough: bool, source: str | None = None, request: gr.Request | None = None
 ):

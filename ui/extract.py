@@ -6,6 +6,7 @@ import json
 import logging
 import shutil
 import tempfile
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -16,6 +17,8 @@ import numpy as np
 
 from schemas import analysis_json
 from service import faces as service
+from service.access import requires
+from settings import get_settings
 from ui.common import IMAGE_HEIGHT, IMAGE_SOURCES, clean_source, error_markdown, quality_badge, reason_lines
 from ui.i18n import I18N, locale_of, tr
 
@@ -40,9 +43,15 @@ def downloads_folder(now: float | None = None) -> Path:
             pass
     folder = parent / uuid.uuid4().hex
     folder.mkdir()
+    # Gradio copies the answer's files into its own cache (swept after UI_TEMP_KEEP_S too): ours go as soon as that
+    # time has passed, not at the next request, which may never come.
+    remover = threading.Timer(get_settings().ui_temp_keep_s, shutil.rmtree, args=(folder,), kwargs={"ignore_errors": True})
+    remover.daemon = True
+    remover.start()
     return folder
 
 
+@requires("extract")
 def on_extract(image: str | None, thorough: bool, source: str | None = None, request: gr.Request | None = None):
     locale = locale_of(request)
     if image is None:

@@ -23,6 +23,7 @@ from PIL import Image
 from errors import FroodError
 from service import faces as service
 from service import gallery as gallery_service
+from service.access import requires
 from service.gallery import INDEX_TYPES, registry
 from settings import get_settings
 from ui import facegrid
@@ -122,6 +123,7 @@ def _refresh(key: str | None, locale: Locale) -> tuple[str, gr.Dropdown]:
     return identities_html(key, locale), gr.Dropdown(choices=_identity_choices(key), value=None)
 
 
+@requires("gallery:read")
 def on_reload(key: str | None, request: gr.Request):
     locale = locale_of(request)
     choices = gallery_choices()
@@ -134,6 +136,7 @@ def on_reload(key: str | None, request: gr.Request):
     return gr.Dropdown(choices=choices, value=key), "", listing, identities
 
 
+@requires("gallery:write")
 def on_create(name: str, index_type: str, request: gr.Request):
     locale = locale_of(request)
     try:
@@ -166,6 +169,7 @@ def _skip_reason(locale: Locale, english: str, analysis: Any, reject: float) -> 
     return f"质量 {face.quality:.2f} < {reject}（{reasons}）"
 
 
+@requires("gallery:write")
 def on_enrol(
     key: str | None,
     label: str,
@@ -216,6 +220,7 @@ def on_enrol(
     return text, listing, identities, None  # cleared: the next person starts from an empty list
 
 
+@requires("gallery:write")
 def on_remove(key: str | None, label: str | None, request: gr.Request):
     locale = locale_of(request)
     if not key:
@@ -250,6 +255,7 @@ def identified_markdown(faces: list[gallery_service.IdentifiedFace], locale: Loc
     return "\n".join(rows)
 
 
+@requires("gallery:read")
 def on_identify(key: str | None, image: str | None, source: str | None = None, request: gr.Request | None = None):
     """Every face of the photo against the gallery: boxes, names and scores drawn; unknown faces marked."""
     locale = locale_of(request)

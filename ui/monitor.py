@@ -10,6 +10,7 @@ import pandas as pd
 
 from errors import FroodError
 from service import faces as service
+from service.access import requires
 from service.monitor import monitor_snapshot
 from settings import get_settings
 from ui import charts, facegrid
@@ -57,6 +58,7 @@ def per_source_table(frame: pd.DataFrame, locale: Locale) -> pd.DataFrame:
     )
 
 
+@requires("monitor")
 def on_monitor(window: str, source: str | None = None, request: gr.Request | None = None):
     """Summary, hourly chart, day × hour heatmap, per-source table, hour and source choices, the latest hour's thumbnails."""
     locale = locale_of(request)
@@ -96,6 +98,7 @@ def on_monitor(window: str, source: str | None = None, request: gr.Request | Non
     )
 
 
+@requires("monitor")
 def on_hour(hour: str | None, source: str | None = None, request: gr.Request | None = None) -> str:
     """The low-quality thumbnails of one hour at native size, each captioned with time, quality, reasons, source."""
     locale = locale_of(request)

@@ -14,6 +14,7 @@ import gradio as gr
 import pandas as pd
 
 from errors import FroodError
+from service.access import requires
 from settings import get_settings
 from ui.i18n import Locale, add_labels, error_text, locale_of
 
@@ -77,6 +78,7 @@ def persons_table(persons: list, kpt_threshold: float, locale: Locale = "en") ->
     return pd.DataFrame(rows, columns=columns(locale, kpt_threshold))
 
 
+@requires("keypoints")
 def on_pose(image: str | None, threshold: float, request: gr.Request = None):
     """Photo path → (status markdown, drawn image, persons table); every failure is a readable message."""
     locale = locale_of(request)
