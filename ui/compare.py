@@ -8,7 +8,7 @@ from service import faces as service
 from service.access import requires
 from ui import facegrid
 from ui.common import IMAGE_HEIGHT, IMAGE_SOURCES, clean_source, error_markdown, quality_badge, reason_lines
-from ui.i18n import I18N, Locale, locale_of, reason_text, tr
+from ui.i18n import I18N, Locale, decision_text, locale_of, reason_text, tr
 
 
 def _crop_caption(side: str, quality: float | None, codes: list[str], locale: Locale) -> list[str]:
@@ -30,7 +30,7 @@ def on_compare(
         return error_markdown(error, locale), ""
     result = timed.value
     text = (
-        f"### {tr(locale, 'decision.' + result.decision)}\n\n"
+        f"### {decision_text(result.decision, locale)}\n\n"
         f"**{tr(locale, 'similarity')}:** {result.similarity:.3f} ({tr(locale, 'threshold')} {result.match_threshold:.3f})\n\n"
         f"**{tr(locale, 'quality_a')}:** {quality_badge(result.quality_a, locale)}{reason_lines(result.a.face.reasons, locale)}\n\n"
         f"**{tr(locale, 'quality_b')}:** {quality_badge(result.quality_b, locale)}{reason_lines(result.b.face.reasons, locale)}\n\n"

@@ -12,7 +12,7 @@ from typing import Any
 import gradio as gr
 
 from errors import FroodError
-from schemas.messages import REASON_TEXTS
+from schemas.messages import DECISION_TEXTS, REASON_TEXTS
 
 Locale = str  # "en" or "zh"
 
@@ -170,12 +170,6 @@ MESSAGES: dict[Locale, dict[str, str]] = {
         "no_photo": "enrolled over the API (no photo kept)",
         "bad_source": "The source must be at most 64 letters, digits or . _ : - characters",
         "bad_name": "The name must be 1 to 64 characters, without / or \\",
-        "decision.match": "High-confidence match",
-        "decision.non_match": "High-confidence non-match",
-        "decision.review": "Needs manual review",
-        "decision.retake_a": "Image A rejected: retake image A",
-        "decision.retake_b": "Image B rejected: retake image B",
-        "decision.unreliable": "Both images rejected: result unreliable",
     },
     "zh": {
         "need_two": "请提供两张图像",
@@ -239,12 +233,6 @@ MESSAGES: dict[Locale, dict[str, str]] = {
         "no_photo": "通过 API 录入（未保存照片）",
         "bad_source": "来源最多 64 个字符，只能包含字母、数字或 . _ : -",
         "bad_name": "姓名须为 1 到 64 个字符，且不含 / 或 \\",
-        "decision.match": "高置信度匹配：同一人",
-        "decision.non_match": "高置信度不匹配：不同人",
-        "decision.review": "需要人工复核",
-        "decision.retake_a": "图像 A 质量过低：请重拍图像 A",
-        "decision.retake_b": "图像 B 质量过低：请重拍图像 B",
-        "decision.unreliable": "两张图像质量均过低：结果不可靠",
     },
 }
 
@@ -271,6 +259,12 @@ def tr(locale: Locale, key: str, **fields: Any) -> str:
     """The message ``key`` in ``locale`` (English when missing), formatted with ``fields``."""
     template = MESSAGES.get(locale, MESSAGES["en"]).get(key) or MESSAGES["en"][key]
     return template.format(**fields) if fields else template
+
+
+def decision_text(decision: str, locale: Locale) -> str:
+    """A compare decision in one language (its sentences live in schemas.messages, beside the API's)."""
+    english, chinese = DECISION_TEXTS[decision]
+    return chinese if locale == "zh" else english
 
 
 def reason_text(code: str, locale: Locale, short: bool = False) -> str:
