@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import json
-from pathlib import Path
 
 import pytest
 import requests
@@ -19,8 +18,7 @@ KEYS = {ADMIN: {"scopes": ["admin"], "name": "Ada Admin", "rpm": 10000}, VIEWER:
 
 @pytest.fixture(scope="module")
 def app(tmp_path_factory, faces_dir):
-    if not Path(uidriver.CHROMIUM).exists():
-        pytest.fail("Debian's chromium is required for the browser tests (apt-get install chromium); `make test` installs it")
+    uidriver.require_chromium()
     running = RunningApp(tmp_path_factory.mktemp("signin-app"), API_KEYS=json.dumps(KEYS)).start()
     yield running
     running.stop()
@@ -28,12 +26,7 @@ def app(tmp_path_factory, faces_dir):
 
 @pytest.fixture(scope="module")
 def browser(app):
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = uidriver.launch(playwright)
-        yield chromium
-        chromium.close()
+    yield from uidriver.browser_session()
 
 
 def sign_in(browser, base_url: str, key: str):

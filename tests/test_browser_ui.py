@@ -26,8 +26,7 @@ def data_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def app(data_dir, faces_dir):
-    if not Path(uidriver.CHROMIUM).exists():
-        pytest.fail("Debian's chromium is required for the browser tests (apt-get install chromium); `make test` installs it")
+    uidriver.require_chromium()
     running = RunningApp(data_dir).start()
     yield running
     running.stop()
@@ -35,12 +34,7 @@ def app(data_dir, faces_dir):
 
 @pytest.fixture(scope="module")
 def browser(app):
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = uidriver.launch(playwright)
-        yield chromium
-        chromium.close()
+    yield from uidriver.browser_session()
 
 
 @pytest.mark.parametrize("locale", ["en", "zh"])

@@ -36,6 +36,23 @@ def launch(playwright):
     return playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
 
 
+def require_chromium() -> None:
+    if not Path(CHROMIUM).exists():
+        import pytest
+
+        pytest.fail("Debian's chromium is required for the browser tests (apt-get install chromium); `make test` installs it")
+
+
+def browser_session():
+    """A headless Chromium for a test module's ``browser`` fixture (yields it, closes it)."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = launch(playwright)
+        yield chromium
+        chromium.close()
+
+
 def open_page(browser, base_url: str, locale: str, width: int = 1280, height: int = 900):
     """A page in ``locale`` ("en" or "zh"): the browser's language and its Accept-Language header."""
     page = browser.new_page(locale=LOCALES[locale], viewport={"width": width, "height": height})
