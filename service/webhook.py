@@ -28,6 +28,7 @@ import time
 import uuid
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import requests
 
@@ -247,25 +248,10 @@ class WebhookDelivery:
 
 class WebhookOutbox(WebhookDelivery):
     """The delivery over the SQLite outbox at ``db_path`` (created only when a URL is set; ``manage_only``
-    opens an existing file for the operator commands)."""
+    opens an existing file for the operator commands). The other arguments are :class:`WebhookDelivery`'s."""
 
-    def __init__(
-        self,
-        db_path: Path,
-        url: str,
-        secret: str = "",
-        timeout_s: float = 5.0,
-        max_attempts: int = 8,
-        base_backoff_s: float = 1.0,
-        max_backoff_s: float = 300.0,
-        poll_interval_s: float = 0.5,
-        keep_delivered_days: float | None = None,
-        prune_interval_s: float | None = None,
-        manage_only: bool = False,
-    ):
+    def __init__(self, db_path: Path, url: str, secret: str = "", *options: Any, manage_only: bool = False, **named: Any):
         self.db_path = Path(db_path)
         self.manage_only = manage_only
         store = SQLiteOutboxStore(self.db_path) if url or (manage_only and self.db_path.is_file()) else None
-        super().__init__(
-            store, url, secret, timeout_s, max_attempts, base_backoff_s, max_backoff_s, poll_interval_s, keep_delivered_days, prune_interval_s
-        )
+        super().__init__(store, url, secret, *options, **named)

@@ -13,26 +13,16 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from service.webhook import EVENT_ID_HEADER, SIGNATURE_HEADER, WebhookDelivery, verify_signature
 from tests.apphelpers import WebhookReceiver
-from tests.postgres_server import TemporaryPostgres, unavailable_reason
+from tests.test_contract_stats import postgres_url  # noqa: F401 (the contract suites' one fixture for a throw-away server)
 
 BACKENDS = ("sqlite", "postgres")
 CLOSED_PORT = "http://127.0.0.1:9/hook"
-
-
-@pytest.fixture(scope="module")
-def postgres_url() -> Iterator[str]:
-    if unavailable_reason():
-        pytest.skip(unavailable_reason())
-    server = TemporaryPostgres().start()
-    yield server.url
-    server.stop()
 
 
 @pytest.fixture(params=BACKENDS)

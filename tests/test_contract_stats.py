@@ -6,6 +6,7 @@ and tests/test_postgres_store.py (migrations, replicas, the answers of both on t
 
 from __future__ import annotations
 
+import concurrent.futures
 import datetime as dt
 import threading
 from collections.abc import Iterator
@@ -27,6 +28,7 @@ COLUMNS = ["source", "count", "mean_quality", "low_quality_rate", "top_reasons"]
 
 @pytest.fixture(scope="module")
 def postgres_url() -> Iterator[str]:
+    """A real throw-away PostgreSQL for the module (tests/postgres_server.py); skips where none can start."""
     if unavailable_reason():
         pytest.skip(unavailable_reason())
     server = TemporaryPostgres().start()
@@ -70,21 +72,12 @@ def event(quality: float | None, when: dt.datetime, source: str = "ui", reasons:
 
 
 def test_eight_threads_times_two_hundred_writes_gives_exactly_1600_rows(store):
-    errors = []
-
     def writer(worker: int) -> None:
-        try:
-            for index in range(200):
-                store.record(event(0.5 + worker / 100, T0 + dt.timedelta(seconds=index)))
-        except Exception as error:  # pragma: no cover - reported below
-            errors.append(error)
+        for index in range(200):
+            store.record(event(0.5 + worker / 100, T0 + dt.timedelta(seconds=index)))
 
-    threads = [threading.Thread(target=writer, args=(worker,)) for worker in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
-    assert not errors
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        list(pool.map(writer, range(8)))  # a writer's error is raised here
     assert store.count_events() == 1600
 
 
@@ -166,6 +159,8 @@ def test_retention_drops_old_events_and_older_thumbnails(open_store, tmp_path):
     assert store.low_quality_in_hour(now - dt.timedelta(days=10))[0].thumbnail_path is None
     kept = store.low_quality_in_hour(now - dt.timedelta(days=1))[0].thumbnail_path
     assert kept is not None and Path(kept).is_file()
+    assert [str(path) for path in tmp_path.rglob("*.jpg")] == [kept]  # the dropped thumbnails' files are gone too
+    assert not list(tmp_path.rglob("*.part"))
     assert store.prune(now=now) == {"events_deleted": 0, "thumbnails_deleted": 0}
 
 

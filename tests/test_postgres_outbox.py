@@ -16,6 +16,7 @@ import pytest
 from service.webhook import EVENT_ID_HEADER
 from tests.apphelpers import ROOT, WebhookReceiver
 from tests.postgres_server import TemporaryPostgres, unavailable_reason
+from tests.test_contract_outbox import wait_for
 
 pytestmark = pytest.mark.skipif(unavailable_reason() is not None, reason=str(unavailable_reason()))
 
@@ -47,34 +48,18 @@ def make_outbox(server):
 
 
 @pytest.fixture
-def receiver():
-    servers: list[WebhookReceiver] = []
-
-    def make(failures: int = 0) -> WebhookReceiver:
-        servers.append(WebhookReceiver(failures))
-        return servers[-1]
-
-    yield make
-    for item in servers:
-        item.close()
+def hook():
+    server = WebhookReceiver()
+    yield server
+    server.close()
 
 
-def wait_for(condition, seconds: float = 30.0) -> bool:
-    deadline = time.time() + seconds
-    while time.time() < deadline:
-        if condition():
-            return True
-        time.sleep(0.05)
-    return condition()
-
-
-def test_four_replicas_deliver_three_hundred_events_exactly_once(make_outbox, receiver):
-    hook = receiver()
+def test_four_replicas_deliver_three_hundred_events_exactly_once(make_outbox, hook):
     replicas = [make_outbox(hook.url) for _ in range(4)]
     for replica in replicas:
         replica.start()
     expected = [replicas[index % 4].enqueue({"quality_score": 0.1, "n": index}) for index in range(300)]
-    assert wait_for(lambda: len(hook.requests) >= 300 and replicas[0].stats()["sent"] == 300)
+    assert wait_for(lambda: len(hook.requests) >= 300 and replicas[0].stats()["sent"] == 300, 30)
     time.sleep(0.5)  # any duplicate would arrive now
     counts = collections.Counter(headers[EVENT_ID_HEADER] for headers, _ in hook.requests)
     assert sorted(counts) == sorted(expected) and set(counts.values()) == {1}
@@ -96,9 +81,8 @@ WORKER = textwrap.dedent(
 )
 
 
-def test_a_worker_killed_mid_post_loses_nothing(make_outbox, receiver, server, tmp_path):
+def test_a_worker_killed_mid_post_loses_nothing(make_outbox, hook, server, tmp_path):
     """The receiver stalls the first POST; the worker process holding it is SIGKILLed; a survivor delivers it."""
-    hook = receiver()
     stalled = []
     handler = hook.server.RequestHandlerClass
     original = handler.do_POST

@@ -1,15 +1,13 @@
-"""What only the SQLite stats store does: thumbnails as files in day folders (pruned with their rows, orphans and
-stale temp files swept) and a file that survives a writer killed mid-write. The answers both backends give are
-tests/test_contract_stats.py."""
+"""What only the SQLite stats store does: thumbnails as files in day folders (orphans and stale temp files swept)
+and a file that survives a writer killed mid-write. The answers both backends give are tests/test_contract_stats.py."""
 
 from __future__ import annotations
 
 import datetime as dt
 
-import numpy as np
 import pytest
 
-from storage.stats_sqlite import Event, SQLiteStore
+from storage.stats_sqlite import SQLiteStore
 
 UTC = dt.UTC
 T0 = dt.datetime(2026, 11, 20, 10, 0, tzinfo=UTC)
@@ -18,21 +16,6 @@ T0 = dt.datetime(2026, 11, 20, 10, 0, tzinfo=UTC)
 @pytest.fixture
 def store(tmp_path) -> SQLiteStore:
     return SQLiteStore(tmp_path / "stats.sqlite3", tmp_path / "thumbs")
-
-
-def event(quality: float | None, when: dt.datetime, **extra) -> Event:
-    return Event(source="ui", operation="extract", model="m", quality=quality, latency_ms=5.0, timestamp=when, **extra)
-
-
-def test_pruned_thumbnails_leave_the_disk(store, tmp_path):
-    image = np.zeros((64, 64, 3), np.uint8)
-    now = T0 + dt.timedelta(days=40)
-    store.record(event(0.1, T0), thumbnail=image)  # 40 days old: event and thumbnail go
-    store.record(event(0.1, now - dt.timedelta(days=10)), thumbnail=image)  # event stays, thumbnail goes
-    store.record(event(0.1, now - dt.timedelta(days=1)), thumbnail=image)  # both stay
-    assert store.prune(now=now) == {"events_deleted": 1, "thumbnails_deleted": 2}
-    assert len(list((tmp_path / "thumbs").rglob("*.jpg"))) == 1
-    assert not list((tmp_path / "thumbs").rglob("*.part"))
 
 
 def test_prune_sweeps_orphans_in_expired_day_folders_and_stale_temp_files(store, tmp_path):
