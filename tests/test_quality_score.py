@@ -34,21 +34,21 @@ def clean_results(pipeline):
 
 
 @pytest.fixture(scope="module")
-def degraded_scores(pipeline, clean_results):
-    """(file, degradation) → quality of the matching face, or 0.0 when the degradation lost the face."""
-    scores = {}
+def degraded_faces(pipeline, clean_results):
+    """(file, degradation) → (quality, reasons) of the main face, or (0.0, None) when the degradation lost the face."""
+    faces = {}
     for file, result in clean_results.items():
         decoded = pipeline.decode(file)
         box = np.asarray(result.face.bbox) * decoded.scale
         for index, name in enumerate(STRONG_DEGRADATIONS):
             degraded = pipeline.analyze(DEGRADATIONS[name](decoded.rgb, box, index))
-            scores[(file, name)] = degraded.faces[0].quality if degraded.faces else 0.0
-    return scores
+            faces[(file, name)] = (degraded.faces[0].quality, degraded.faces[0].reasons) if degraded.faces else (0.0, None)
+    return faces
 
 
 @pytest.mark.parametrize("degradation", STRONG_DEGRADATIONS)
-def test_clean_face_scores_higher_than_its_degraded_copy(degradation, clean_results, degraded_scores):
-    wins = [clean_results[file].face.quality > degraded_scores[(file, degradation)] for file in clean_results]
+def test_clean_face_scores_higher_than_its_degraded_copy(degradation, clean_results, degraded_faces):
+    wins = [clean_results[file].face.quality > degraded_faces[(file, degradation)][0] for file in clean_results]
     assert np.mean(wins) >= 0.95, f"{degradation}: clean scored higher for only {np.mean(wins):.0%} of photos"
 
 
@@ -62,16 +62,17 @@ def test_clean_frontal_faces_are_trusted(pipeline, faces_dir):
     assert np.mean(trusted) >= 0.9, f"only {np.mean(trusted):.0%} of clean frontal faces scored ≥ 0.6"
 
 
-def test_low_scores_have_reasons(clean_results, pipeline):
-    for result in clean_results.values():
-        assert 0.0 <= result.face.quality <= 1.0
-    file = next(iter(clean_results))
-    decoded = pipeline.decode(file)
-    box = np.asarray(clean_results[file].face.bbox) * decoded.scale
-    for name in STRONG_DEGRADATIONS:
-        result = pipeline.analyze(DEGRADATIONS[name](decoded.rgb, box, 0))
-        for face in result.faces:
-            assert face.quality >= 0.6 or face.reasons, f"{name}: score {face.quality:.2f} without a reason"
+@pytest.mark.parametrize(("degradation", "code"), [("blur_strong", "blurred"), ("occlusion_lower", "face_occluded")])
+def test_a_degraded_copy_that_loses_trust_names_the_damage(degradation, code, degraded_faces):
+    """Held-out trusted faces, strongly blurred or with the lower half covered: where the copy is no longer
+    trusted, the reason given names what was done to it (not just any reason: a low score always gets one).
+    Seen on this sample: blur 14 of 15 untrusted copies say blurred (9 of 24 blurred copies stay trusted);
+    lower occlusion 18 of 22. (Very dark and tiny copies: the test below, which also requires the loss of trust.)"""
+    copies = {file.name: face for (file, name), face in degraded_faces.items() if name == degradation}
+    untrusted = {file: reasons for file, (quality, reasons) in copies.items() if reasons is not None and quality < 0.6}
+    assert len(untrusted) >= 10, f"{degradation}: only {len(untrusted)} copies lost trust"
+    named = [code in reasons for reasons in untrusted.values()]
+    assert np.mean(named) >= 0.8, untrusted
 
 
 def test_random_noise_images_are_no_face_or_rejected(pipeline):
