@@ -29,7 +29,9 @@ def create_app() -> FastAPI:
     install_login(api)  # before the mount: the UI at "/" would shadow routes added after it
     demo = build_ui()
     demo.queue(default_concurrency_limit=2)
-    app = gr.mount_gradio_app(api, demo, path="/", i18n=I18N, show_error=False)
+    # No run history (it can connect to a Hugging Face bucket), no MCP server, no server-side rendering: nothing
+    # of the UI talks to the outside or runs beside the app.
+    app = gr.mount_gradio_app(api, demo, path="/", i18n=I18N, show_error=False, run_history=False, mcp_server=False, ssr_mode=False)
     app.add_middleware(AccessDoor, door=door(), route_scopes=ROUTE_SCOPES, functions=lambda: demo.fns, model_chosen_by_caller=MODEL_CHOSEN_BY_CALLER)
     return app
 

@@ -13,6 +13,7 @@ from fastapi.staticfiles import StaticFiles
 
 from api import keypoints as keypoints_api
 from api import routes as api_routes
+from api import verify as verify_api
 from api.security import BodySizeLimit
 from service import faces as service
 from service.access import OPEN, SIGNED_IN
@@ -28,8 +29,9 @@ ROUTE_SCOPES = {
     "/openapi.json": SIGNED_IN,
     **api_routes.ROUTE_SCOPES,
     **keypoints_api.ROUTE_SCOPES,
+    **verify_api.ROUTE_SCOPES,
 }
-MODEL_CHOSEN_BY_CALLER = set(api_routes.MODEL_CHOSEN_BY_CALLER)
+MODEL_CHOSEN_BY_CALLER = set(api_routes.MODEL_CHOSEN_BY_CALLER) | verify_api.MODEL_CHOSEN_BY_CALLER
 
 
 def create_api() -> FastAPI:
@@ -52,20 +54,24 @@ def create_api() -> FastAPI:
             swagger_js_url="/docs-assets/swagger-ui-bundle.js",
             swagger_css_url="/docs-assets/swagger-ui.css",
             swagger_favicon_url="/docs-assets/favicon.png",
+            swagger_ui_parameters={"validatorUrl": None},  # Swagger UI would otherwise ask validator.swagger.io
         )
 
     @api.get("/health")
-    def health() -> JSONResponse:
-        """Open (load balancers need it), and it says nothing secret: whether the models are loaded, and the uptime."""
-        if not service.is_ready():
+    async def health() -> JSONResponse:
+        """Open (load balancers need it), and it says nothing secret: whether the models are loaded, the uptime, and how
+        many images each model's queue holds. ``async`` and lock-free: it runs in the event loop, never behind busy
+        worker threads, a lock the inference worker holds, or a model call."""
+        snapshot = service.health_snapshot()
+        if snapshot is None:
             return JSONResponse({"status": "loading"}, status_code=503)
-        pipeline = service.get_pipeline()
         return JSONResponse(
-            {"status": "ok", "model": pipeline.model, "device": pipeline.device, "version": VERSION, "uptime_s": round(time.time() - started, 1)}
+            {"status": "ok", **snapshot, "version": VERSION, "uptime_s": round(time.time() - started, 1), "queue": service.queue_depths()}
         )
 
     api_routes.install(api)
     keypoints_api.install(api)
+    verify_api.install(api)
     api.add_middleware(BodySizeLimit, limit=get_settings().max_request_bytes)
 
     @api.get("/stats")

@@ -19,6 +19,7 @@ import uuid
 from collections.abc import Callable
 from http.cookies import SimpleCookie
 from typing import Any
+from urllib.parse import parse_qs
 
 from api.routes import PADDLEX_PATHS
 from errors import ApiError
@@ -29,7 +30,12 @@ from settings import get_settings
 
 log = logging.getLogger("frood.door")
 GRADIO_PREFIX = "/gradio_api"
-_CALL = re.compile(rf"^{GRADIO_PREFIX}/(?:queue/join|(?:run|api|call|call/v2)/(?P<api_name>[^/]+))/?$")
+# Where Gradio runs a function. On queue/join, run/ and api/ a body's ``fn_index`` wins over the path's name
+# (gradio.route_utils.get_fn); on call/ and call/v2/ only the path's name counts (the body has no fn_index).
+_CALL = re.compile(rf"^{GRADIO_PREFIX}/(?:(?P<join>queue/join)|(?P<indexed>run|api)/(?P<indexed_name>[^/]+)|(?P<named>call/v2|call)/(?P<name>[^/]+))/?$")
+_STREAM_INPUT = re.compile(rf"^{GRADIO_PREFIX}/stream/[^/]+/?$")  # replaces a queued call's data after it joined
+_FILE_ROUTE = re.compile(rf"^{GRADIO_PREFIX}/file[=/]")
+_SESSION_ROUTES = re.compile(rf"^{GRADIO_PREFIX}/(?:queue/data|heartbeat/(?P<session>[^/]+)|cancel)/?$")
 _UPLOAD = re.compile(rf"^{GRADIO_PREFIX}/upload/?$")
 _OPEN_PREFIXES = ("/assets/", "/static/", "/svelte/", "/docs-assets/", "/pwa_icon")
 _OPEN_PATHS = {"/health", "/login", "/logout", "/favicon.ico", "/theme.css", "/robots.txt", "/manifest.json"}
@@ -37,6 +43,7 @@ _OPEN_PATHS = {"/health", "/login", "/logout", "/favicon.ico", "/theme.css", "/r
 _ADMIN_ONLY = re.compile(
     rf"^(?:/monitoring|/dev/reload|{GRADIO_PREFIX}/(?:component_server|dev/reload|run-history|runs|vibe-|undo-vibe-|process_recording|token|proxy=))"
 )
+MAX_SESSIONS = 100_000
 MAX_CALL_BODY = 1024 * 1024  # a Gradio call carries file references, never file bytes
 
 
@@ -51,6 +58,7 @@ class AccessDoor:
         self.route_scopes = route_scopes
         self.functions = functions
         self.model_chosen_by_caller = model_chosen_by_caller or set()
+        self._sessions: dict[str, str] = {}  # Gradio session_hash -> the key id that first used it
 
     async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
         if scope["type"] != "http":
@@ -66,9 +74,10 @@ class AccessDoor:
             call = _CALL.match(path)
             if call and scope.get("method") == "POST":
                 body = await _read_body(receive, MAX_CALL_BODY)
-                self._check_call(principal, call.group("api_name"), body)
+                by_index = call.group("named") is None
+                self._check_call(principal, call.group("name") or call.group("indexed_name"), body, by_index)
                 scope.setdefault("state", {})["frood_principal"] = principal
-                await self.app(scope, _replay(body), send)
+                await self.app(scope, _replay(body, receive), send)
                 return
             route_scope = self.route_scopes.get(path.rstrip("/") or "/", SIGNED_IN)
             if _ADMIN_ONLY.match(path):
@@ -81,6 +90,11 @@ class AccessDoor:
             # event-stream requests would otherwise eat an operator's budget.
             checked = self.door.check(principal, route_scope, model, count=route_scope != SIGNED_IN)
             scope.setdefault("state", {})["frood_principal"] = checked
+            if _STREAM_INPUT.match(path) and scope.get("method") == "POST" and not self._has_streaming_inputs():
+                raise ApiError(404, "this app has no streaming inputs")
+            if _FILE_ROUTE.match(path) and "://" in path:
+                raise ApiError(400, "files are served from this server only, not fetched from URLs")
+            self._check_session_owner(checked, path, scope)
             if _UPLOAD.match(path) and scope.get("method") == "POST":
                 await self.app(scope, receive, self._recording_uploads(checked, send))
                 return
@@ -106,9 +120,9 @@ class AccessDoor:
         morsel = cookie.get(SESSION_COOKIE)
         return self.door.principal_for_session(morsel.value if morsel else None) if morsel else self.door.principal_for_key(None)
 
-    def _check_call(self, principal: Principal | None, api_name: str | None, body: bytes) -> None:
-        """The function Gradio will run (``fn_index`` wins over the api name, as in Gradio's ``get_fn``), its scope,
-        the model it runs, and every file it is given."""
+    def _check_call(self, principal: Principal | None, api_name: str | None, body: bytes, by_index: bool) -> None:
+        """The function Gradio will run (resolved as Gradio resolves it on that route), its scope, the model it
+        runs, and every file anywhere in the body."""
         if principal is None:
             self.door.check(None, SIGNED_IN)
         try:
@@ -118,7 +132,7 @@ class AccessDoor:
         if not isinstance(payload, dict):
             raise ApiError(400, "the request body must be a JSON object")
         functions = self.functions()
-        fn_index = payload.get("fn_index")
+        fn_index = payload.get("fn_index") if by_index else None
         if fn_index is not None:
             if not isinstance(fn_index, int) or fn_index not in functions:
                 raise ApiError(404, f"no UI function with fn_index {str(fn_index)[:20]!r}")
@@ -130,7 +144,30 @@ class AccessDoor:
             function = matches[0]
         needed = scope_of(getattr(function, "fn", None))
         self.door.check(principal, needed, _route_model(needed))
-        _check_files(payload.get("data"), principal, self.door)
+        _check_files(payload, principal, self.door)
+        session = payload.get("session_hash")
+        if isinstance(session, str) and principal is not None:
+            self._claim_session(principal, session)
+
+    def _has_streaming_inputs(self) -> bool:
+        return any(getattr(fn, "connection", None) == "stream" for fn in self.functions().values())
+
+    def _claim_session(self, principal: Principal, session: str) -> None:
+        """A Gradio session belongs to whoever first called with it: nobody else reads its results or cancels it."""
+        owner = self._sessions.setdefault(session, principal.key_id)
+        if owner != principal.key_id:
+            raise ApiError(403, "this session belongs to another caller")
+        if len(self._sessions) > MAX_SESSIONS:
+            self._sessions.pop(next(iter(self._sessions)))
+
+    def _check_session_owner(self, principal: Principal | None, path: str, scope: dict) -> None:
+        match = _SESSION_ROUTES.match(path)
+        if not match or principal is None:
+            return
+        session = match.group("session") or parse_qs(scope.get("query_string", b"").decode("latin-1")).get("session_hash", [None])[0]
+        owner = self._sessions.get(session) if session else None
+        if owner is not None and owner != principal.key_id:
+            raise ApiError(403, "this session belongs to another caller")
 
     def _recording_uploads(self, principal: Principal, send: Callable) -> Callable:
         """Remember the paths Gradio's upload route answers with: the only files this caller may name later."""
@@ -164,7 +201,8 @@ def _route_model(scope: str) -> str | None:
 
 
 def _check_files(data: Any, principal: Principal | None, door: Door, depth: int = 0) -> None:
-    """Every file-like argument (a dict with ``path`` or ``url``, or Gradio's FileData marker) must be this caller's upload."""
+    """Every file-like value anywhere in a call (a dict with ``path`` or ``url``, or Gradio's FileData marker) must be
+    this caller's upload; its ``url``, if any, may only point back at this server's file route."""
     if depth > 20:
         raise ApiError(400, "the request's data is nested too deeply")
     if isinstance(data, list):
@@ -175,6 +213,9 @@ def _check_files(data: Any, principal: Principal | None, door: Door, depth: int 
         return
     marker = isinstance(data.get("meta"), dict) and data["meta"].get("_type") == "gradio.FileData"
     if marker or "path" in data or "url" in data:
+        url = data.get("url")
+        if url is not None and (not isinstance(url, str) or "://" in url and f"{GRADIO_PREFIX}/file=" not in url):
+            raise ApiError(400, "a file's url may only point back to this server's /gradio_api/file= route")
         path = data.get("path")
         if not isinstance(path, str) or not path or "://" in path:
             raise ApiError(400, "files must be uploaded to this server first (POST /gradio_api/upload), not named by URL")
@@ -199,16 +240,17 @@ async def _read_body(receive: Callable, limit: int) -> bytes:
     return bytes(body)
 
 
-def _replay(body: bytes) -> Callable:
+def _replay(body: bytes, receive: Callable) -> Callable:
+    """The body the door read, once; then the real channel (so a client's disconnect is still seen)."""
     sent = {"done": False}
 
-    async def receive() -> dict:
+    async def replayed() -> dict:
         if sent["done"]:
-            return {"type": "http.disconnect"}
+            return await receive()
         sent["done"] = True
         return {"type": "http.request", "body": body, "more_body": False}
 
-    return receive
+    return replayed
 
 
 async def _json(send: Callable, status: int, payload: dict, headers: dict[str, str] | None = None) -> None:

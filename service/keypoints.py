@@ -14,8 +14,10 @@ from PIL import Image
 
 from engine.decode import DecodedImage, ImageInput
 from engine.keypoints.draw import draw_skeletons
-from engine.keypoints.engine import KeypointEngine, KeypointResult, Person
+from engine.keypoints.engine import COCO_KEYPOINTS, KeypointEngine, KeypointResult, Person
 from settings import get_settings
+
+__all__ = ["COCO_KEYPOINTS", "KeypointEngine", "KeypointResult", "Person", "get_engine"]
 
 log = logging.getLogger("frood.keypoints")
 _lock = threading.Lock()

@@ -189,7 +189,7 @@ def test_unknown_ui_functions_are_404_not_500(keyed):
 
 def test_health_is_open_and_says_nothing_secret(keyed):
     health = requests.get(keyed.base_url + "/health", timeout=10).json()
-    assert set(health) == {"status", "model", "device", "version", "uptime_s"}
+    assert set(health) == {"status", "model", "device", "version", "uptime_s", "queue"}  # queue: images per model (issue 22)
     assert not any(key in json.dumps(health) for key in KEYS)
 
 
@@ -395,3 +395,38 @@ def test_an_open_server_says_so(tmp_path_factory):
     finally:
         running.stop()
     assert "API_KEYS" in tr("en", "open_server") and "API_KEYS" in tr("zh", "open_server")
+
+
+# -- ways around the door that Gradio's own routes open (each found by trying it) ---------------------------------
+
+
+def test_a_call_by_name_is_checked_against_the_function_gradio_runs(keyed, built):
+    """On /call/<name> Gradio runs the function named in the path and ignores a body's fn_index."""
+    monitor_index = next(index for index, fn in built[1].fns.items() if fn.api_name == "monitor")
+    sneaky = call(keyed, "POST", "/gradio_api/call/gallery_remove", VIEWER, json={"data": ["k", "x"], "fn_index": monitor_index})
+    assert sneaky.status_code == 403
+
+
+def test_keyword_calls_are_file_checked_too(keyed, secret_photo):
+    """/call/v2/<name> takes keyword arguments, not a data list: every value of the body is checked."""
+    file_data = {"path": str(secret_photo), "meta": {"_type": "gradio.FileData"}}
+    answer = call(keyed, "POST", "/gradio_api/call/v2/pose", ADMIN, json={"image": file_data, "threshold": 0.5})
+    assert answer.status_code == 400
+    assert copies_of(secret_photo.name) == [secret_photo]
+
+
+def test_the_file_route_fetches_no_url_and_stream_inputs_are_closed(keyed):
+    listener = CountingListener()
+    try:
+        for path in (f"/gradio_api/file=http://127.0.0.1:{listener.port}/x.jpg", f"/gradio_api/file/http://127.0.0.1:{listener.port}/x.jpg"):
+            assert call(keyed, "GET", path, ADMIN).status_code == 400
+        assert call(keyed, "POST", "/gradio_api/stream/some-event", ADMIN, json={"data": []}).status_code == 404
+        assert listener.connections == 0
+    finally:
+        listener.close()
+
+
+def test_a_gradio_session_belongs_to_whoever_opened_it(keyed):
+    assert call(keyed, "POST", "/gradio_api/call/monitor", VIEWER, json={"data": ["24h", ""], "session_hash": "viewer-session-2"}).status_code == 200
+    assert call(keyed, "GET", "/gradio_api/queue/data?session_hash=viewer-session-2", ADMIN).status_code == 403
+    assert call(keyed, "GET", "/gradio_api/heartbeat/viewer-session-2", ADMIN).status_code == 403
