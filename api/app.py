@@ -75,7 +75,8 @@ def create_api() -> FastAPI:
     api.add_middleware(BodySizeLimit, limit=get_settings().max_request_bytes)
 
     @api.get("/stats")
-    def stats(source: str | None = None) -> JSONResponse:
-        return JSONResponse(monitor_snapshot(check_source(source)))
+    def stats(source: str | None = None, window: str = "today") -> JSONResponse:
+        """The Monitor's numbers for ``window`` (today, 24h, 7d; UTC), of one ``source`` or all, with every source's row."""
+        return JSONResponse(monitor_snapshot(check_source(source), window))
 
     return api

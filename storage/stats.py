@@ -322,20 +322,22 @@ class StatsStore(ABC):
             for row in rows
         ]
 
-    def per_source(self, since: dt.datetime, low_quality_threshold: float = 0.4) -> pd.DataFrame:
-        """One row per source seen since ``since``, busiest first: which gate or device is dropping quality.
+    def per_source(self, since: dt.datetime, low_quality_threshold: float = 0.4, *, source: str | None = None) -> pd.DataFrame:
+        """One row per source seen since ``since`` (or only ``source``'s), busiest first: which gate or device is
+        dropping quality.
 
         Columns: ``source, count, mean_quality, low_quality_rate`` (scored events only; NaN when none)
         and ``top_reasons``: up to three reason codes, most frequent first, among that source's low-quality events.
         """
-        params = {"threshold": low_quality_threshold, "since": self._stamp(since)}
+        params = {"threshold": low_quality_threshold, "since": self._stamp(since), "source": source}
         p = self._param
-        rows = self._rows(f"SELECT source, COUNT(*), AVG(quality), AVG({self._low_flag()}) FROM events WHERE ts >= {p('since')} GROUP BY source", params)
+        where = f"ts >= {p('since')}{self._source_clause(source)}"
+        rows = self._rows(f"SELECT source, COUNT(*), AVG(quality), AVG({self._low_flag()}) FROM events WHERE {where} GROUP BY source", params)
         if not rows:
             return pd.DataFrame(columns=PER_SOURCE_COLUMNS)
         reasons = self._rows(
             f"SELECT source, {self.REASON_CODE}, COUNT(*) FROM events, {self.REASONS_FROM}"
-            f" WHERE ts >= {p('since')} AND quality < {p('threshold')} GROUP BY 1, 2",
+            f" WHERE {where} AND quality < {p('threshold')} GROUP BY 1, 2",
             params,
         )
         top = top_reasons(reasons)

@@ -73,9 +73,34 @@ def test_monitor_of_an_empty_store_and_of_one_source(attached_store):
         attached_store.record(Event(source=source, operation="extract", model="m", quality=quality, reason_codes=["blurred"] if quality < 0.4 else []))
     summary, _, _, table, _, sources, _ = ui_monitor.on_monitor("24h", "gate-2", ENGLISH)
     assert "Processed:** 2" in summary and "Mean quality:** 0.15" in summary
-    assert list(table["Source"]) == ["gate-2", "gate-1"] and list(table["Top reasons"]) == ["Blurred", ""]
+    assert list(table["Source"]) == ["gate-2"] and list(table["Top reasons"]) == ["Blurred"]  # the filter holds in the table too
+    everyone = ui_monitor.on_monitor("24h", None, ENGLISH)[3]
+    assert list(everyone["Source"]) == ["gate-2", "gate-1"] and list(everyone["Top reasons"]) == ["Blurred", ""]
     assert [value for _, value in sources.choices] == ["", "gate-1", "gate-2"]
     assert "source must be at most 64" in ui_monitor.on_monitor("24h", "no spaces please", ENGLISH)[0]
+
+
+def test_the_chosen_hour_survives_refreshes_and_the_window_sets_the_period(attached_store):
+    """Issue 25: the 30 s refresh put the chosen hour back to the latest; the 7 d switch left the summary on today."""
+    import datetime as dt
+
+    from storage.stats_sqlite import Event
+
+    now = dt.datetime.now(dt.UTC)
+    for hours_ago, quality in ((0, 0.1), (3, 0.2), (30, 0.3)):
+        attached_store.record(Event(source="gate-9", operation="extract", model="m", quality=quality, reason_codes=["too_dark"],
+                                    timestamp=now - dt.timedelta(hours=hours_ago)))
+    first = ui_monitor.on_monitor("24h", None, ENGLISH)
+    hours = first[4].choices
+    latest, older = hours[0][0] if isinstance(hours[0], tuple) else hours[0], hours[1][0] if isinstance(hours[1], tuple) else hours[1]
+    assert first[4].value == latest
+    for _ in range(2):  # two refreshes with the operator's choice
+        again = ui_monitor.on_monitor("24h", None, ENGLISH, older)
+        assert again[4].value == older
+    assert ui_monitor.on_monitor("24h", None, ENGLISH, "1999-01-01 00:00")[4].value == latest  # gone from the window
+    day, week = ui_monitor.on_monitor("24h", None, ENGLISH)[0], ui_monitor.on_monitor("7d", None, ENGLISH)[0]
+    assert "Last 24 hours" in day and "Processed:** 2" in day
+    assert "Last 7 days" in week and "Processed:** 3" in week
 
 
 def test_gallery_tab_counts_every_photo_under_its_source(attached_store, faces_dir, tmp_path, monkeypatch):
@@ -101,3 +126,25 @@ def test_gallery_tab_counts_every_photo_under_its_source(attached_store, faces_d
     assert attached_store.summary(since, source="ui")["count"] == 0
     bad = gallery_tab.on_enrol(key, "angelina", photos, "no spaces please", ENGLISH, no_progress)[0]
     assert "source must be at most 64" in bad and len(registry.get(key)) == 2
+
+
+def test_stats_gives_every_sources_numbers_for_the_period(attached_store):
+    """``GET /stats`` (service.monitor.monitor_snapshot): the Monitor's table as JSON, for today, 24 h or 7 days."""
+    import datetime as dt
+
+    from errors import ApiError
+    from service.monitor import monitor_snapshot
+    from storage.stats_sqlite import Event
+
+    now = dt.datetime.now(dt.UTC)
+    for source, quality, days_ago in (("gate-1", 0.9, 0), ("gate-2", 0.1, 0), ("gate-2", 0.2, 3)):
+        attached_store.record(Event(source=source, operation="extract", model="m", quality=quality, reason_codes=["too_dark"] if quality < 0.4 else [],
+                                    timestamp=now - dt.timedelta(days=days_ago)))
+    week = monitor_snapshot(None, "7d")
+    assert week["window"] == "7d" and week["count"] == 3
+    assert {row["source"]: row["count"] for row in week["sources"]} == {"gate-1": 1, "gate-2": 2}
+    gate2 = next(row for row in week["sources"] if row["source"] == "gate-2")
+    assert gate2["low_quality_rate"] == 1.0 and gate2["top_reasons"] == ["too_dark"] and gate2["mean_quality"] == 0.15
+    assert [row["source"] for row in monitor_snapshot("gate-1", "24h")["sources"]] == ["gate-1"]
+    with pytest.raises(ApiError):
+        monitor_snapshot(None, "1y")

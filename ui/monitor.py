@@ -11,7 +11,7 @@ import pandas as pd
 from errors import FroodError
 from service import faces as service
 from service.access import requires
-from service.monitor import monitor_snapshot
+from service.monitor import monitor_snapshot, window_start
 from settings import get_settings
 from ui import charts, facegrid
 from ui.common import clean_source, error_markdown
@@ -29,15 +29,20 @@ def _source_or_none(source: str | None) -> str | None:
     return clean_source(source) if source else None
 
 
+PERIOD_LABELS = {"today": "today", "24h": "period_24h", "7d": "period_7d"}
+
+
 def summary_markdown(snapshot: dict, locale: Locale) -> str:
-    """Both "reject" numbers named with their thresholds: the quality gate and the webhook's."""
+    """Both "reject" numbers named with their thresholds: the quality gate and the webhook's (and whether it sends)."""
     hook = snapshot["webhook"]
     webhook_state = (
         f"{tr(locale, 'pending')} {hook['pending']} · {tr(locale, 'sent')} {hook['sent']} · {tr(locale, 'failed')} {hook['failed']}"
-        + ("" if snapshot["webhook_enabled"] else f" ({tr(locale, 'webhook_off')})")
+        if snapshot["webhook_enabled"]
+        else tr(locale, "webhook_off")
     )
+    period = tr(locale, PERIOD_LABELS.get(snapshot.get("window", "today"), "today"))
     return (
-        f"**{tr(locale, 'today')}** · **{tr(locale, 'processed')}:** {snapshot['count']} · "
+        f"**{period}** · **{tr(locale, 'processed')}:** {snapshot['count']} · "
         f"**{tr(locale, 'mean_quality')}:** {_fmt(snapshot['mean_quality'])}\n\n"
         f"- **{tr(locale, 'low_quality', threshold=snapshot['reject_threshold'])}:** {_fmt(snapshot['low_quality_rate'], '{:.1%}')}\n"
         f"- **{tr(locale, 'webhook_rejects', threshold=snapshot['auto_reject_threshold'])}:** {snapshot['rejected']}\n"
@@ -59,8 +64,9 @@ def per_source_table(frame: pd.DataFrame, locale: Locale) -> pd.DataFrame:
 
 
 @requires("monitor")
-def on_monitor(window: str, source: str | None = None, request: gr.Request | None = None):
-    """Summary, hourly chart, day × hour heatmap, per-source table, hour and source choices, the latest hour's thumbnails."""
+def on_monitor(window: str, source: str | None = None, request: gr.Request | None = None, hour: str | None = None):
+    """Summary, hourly chart, day × hour heatmap, per-source table, hour and source choices, and the thumbnails of
+    the hour the operator chose (kept across refreshes while it is still in the window), else the latest hour's."""
     locale = locale_of(request)
     settings = get_settings()
     try:
@@ -69,10 +75,12 @@ def on_monitor(window: str, source: str | None = None, request: gr.Request | Non
         return error_markdown(error, locale), gr.Plot(), gr.Plot(), gr.Dataframe(), gr.Dropdown(), gr.Dropdown(), gr.HTML()
     store = service.store()
     now = datetime.now(UTC)
-    hours = 24 * 7 if window == "7d" else 24
-    since = (now - timedelta(hours=hours - 1)).replace(minute=0, second=0, microsecond=0)
+    window = window if window in ("24h", "7d") else "24h"
+    since = window_start(window, now)
     threshold = settings.reject_threshold
-    frame = store.hourly(since, now, threshold, source=chosen)
+    # Up to the end of the current hour: an event stored in this very second is in the chart as in the summary.
+    until = now.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
+    frame = store.hourly(since, until, threshold, source=chosen)
     line = charts.hourly_quality_figure(
         frame, tr(locale, "hourly_title"), tr(locale, "mean_quality"), tr(locale, "images"), tr(locale, "utc_hour")
     )
@@ -83,18 +91,18 @@ def on_monitor(window: str, source: str | None = None, request: gr.Request | Non
         tr(locale, "utc_hour"),
         tr(locale, "date"),
     )
-    table = per_source_table(store.per_source(since, threshold), locale)
+    table = per_source_table(store.per_source(since, threshold, source=chosen), locale)
     choices = [hour.strftime("%Y-%m-%d %H:00") for hour, count in zip(frame["hour"], frame["count"]) if count][::-1]
     source_choices = [(tr(locale, "all_sources"), ALL_SOURCES)] + [(name, name) for name in store.sources()]
-    latest = choices[0] if choices else None
+    shown = hour if hour in choices else (choices[0] if choices else None)
     return (
-        summary_markdown(monitor_snapshot(chosen), locale),
+        summary_markdown(monitor_snapshot(chosen, window), locale),
         line,
         heat,
         table,
-        gr.Dropdown(choices=choices, value=latest),
+        gr.Dropdown(choices=choices, value=shown),
         gr.Dropdown(choices=source_choices, value=chosen or ALL_SOURCES),
-        on_hour(latest, chosen, request),
+        on_hour(shown, chosen, request),
     )
 
 
@@ -136,9 +144,10 @@ def build_monitor_tab() -> None:
         gr.Markdown(I18N("thumbs"))
         thumbs = gr.HTML(elem_id="monitor-thumbs")
         outputs = [summary, hourly_plot, heatmap_plot, table, hour, source, thumbs]
-        refresh.click(on_monitor, [window, source], outputs, api_name="monitor")
-        window.change(on_monitor, [window, source], outputs, api_name=False)
-        source.input(on_monitor, [window, source], outputs, api_name=False)
-        tab.select(on_monitor, [window, source], outputs, api_name=False)
-        gr.Timer(30).tick(on_monitor, [window, source], outputs, api_name=False)
+        inputs = [window, source, hour]  # the chosen hour goes in, so a refresh keeps it
+        refresh.click(on_monitor, inputs, outputs, api_name="monitor")
+        window.change(on_monitor, inputs, outputs, api_name=False)
+        source.input(on_monitor, inputs, outputs, api_name=False)
+        tab.select(on_monitor, inputs, outputs, api_name=False)
+        gr.Timer(30).tick(on_monitor, inputs, outputs, api_name=False)
         hour.input(on_hour, [hour, source], [thumbs], api_name=False)
