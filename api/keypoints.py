@@ -31,8 +31,7 @@ class KeypointRequest(BaseModel):
 
 
 def _detect(data: bytes, threshold: float) -> dict:
-    engine = service.get_engine()
-    result = engine.detect(data, det_threshold=threshold, name="api")
+    result = service.detect(data, threshold, source="api", name="api")
     return {"image": service.drawn_jpeg_base64(result), "persons": [person_json(person) for person in result.persons]}
 
 

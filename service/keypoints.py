@@ -8,6 +8,7 @@ import io
 import logging
 import math
 import threading
+import time
 
 import numpy as np
 from PIL import Image
@@ -15,9 +16,12 @@ from PIL import Image
 from engine.decode import DecodedImage, ImageInput
 from engine.keypoints.draw import draw_skeletons
 from engine.keypoints.engine import COCO_KEYPOINTS, KeypointEngine, KeypointResult, Person
+from service import faces
+from service.access import KEYPOINT_MODEL
 from settings import get_settings
+from storage.stats import Event
 
-__all__ = ["COCO_KEYPOINTS", "KeypointEngine", "KeypointResult", "Person", "get_engine"]
+__all__ = ["COCO_KEYPOINTS", "KeypointEngine", "KeypointResult", "Person", "detect", "get_engine"]
 
 log = logging.getLogger("frood.keypoints")
 _lock = threading.Lock()
@@ -49,6 +53,23 @@ def get_engine() -> KeypointEngine:
                 _engine.pose_nms, _engine.second_look,
             )
         return _engine
+
+
+def detect(image: ImageInput, threshold: float | None = None, source: str = "ui", source_id: str | None = None, name: str = "") -> KeypointResult:
+    """People and their keypoints in one image, with one stats row (operation ``keypoints``, unscored: the
+    Monitor counts the traffic and its latency, but no face quality)."""
+    settings = get_settings()
+    threshold = settings.keypoints_det_threshold if threshold is None else float(threshold)
+    start = time.perf_counter()
+    result = get_engine().detect(image, det_threshold=threshold, name=name or source)
+    latency = (time.perf_counter() - start) * 1000
+    store = faces.store()
+    if store is not None:
+        try:
+            store.record(Event(source=source_id or source, operation="keypoints", model=KEYPOINT_MODEL, latency_ms=latency))
+        except Exception:  # the caller's answer must not fail because the stats store did
+            log.exception("Could not record a stats event")
+    return result
 
 
 def drawn_image(result: KeypointResult) -> Image.Image:

@@ -61,6 +61,16 @@ def test_envelope_persons_and_drawn_image(app):
         assert drawn.format == "JPEG" and drawn.size == (665, 1000)
 
 
+def test_each_keypoint_request_is_counted_by_the_monitor(app):
+    """The keypoint routes record their traffic like every other use case (unscored: no face quality)."""
+    before = app.stats()
+    image = base64.b64encode(photo().read_bytes()).decode()
+    assert post(app, {"image": image}).status_code == 200
+    after = app.stats()
+    assert after["count"] == before["count"] + 1
+    assert after["mean_quality"] == before["mean_quality"]  # an unscored row moves no quality number
+
+
 def test_det_threshold_filters_people(app):
     image = base64.b64encode(photo().read_bytes()).decode()
     loose = post(app, {"image": image, "detThreshold": 0.05}).json()["result"]["persons"]

@@ -89,7 +89,7 @@ def on_pose(image: str | None, threshold: float, request: gr.Request = None):
     try:
         from service import keypoints as service
 
-        result = service.get_engine().detect(image, det_threshold=float(threshold), name="ui")
+        result = service.detect(image, float(threshold), source="ui")
         drawn = service.drawn_image(result)
     except FroodError as error:
         return f"**⚠️ {error_text(error, locale)}**", None, empty
