@@ -16,18 +16,21 @@ from typing import Literal
 
 import faiss
 from fastapi import APIRouter, FastAPI, File, Form, Query, Request, UploadFile
+from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from PIL import Image
 from pydantic import BaseModel, Field
+from starlette.requests import ClientDisconnect
 
 from api.security import image_bytes, presented_key
 from errors import ApiError, FroodError
+from logs import client_error
 from schemas import api as schemas
 from service import faces as service
 from service import gallery as gallery_service
 from service import models as model_service
-from service.access import SIGNED_IN, door
+from service.access import OPEN, door
 from service.gallery import registry
 from service.models import resolve_name
 from service.validation import check_identifier, check_ids, check_label, shorten
@@ -45,7 +48,7 @@ ROUTE_SCOPES = {
     "/face-recognition-index-remove": "gallery:write",
     "/face-recognition-infer": "gallery:read",
     "/extract": "extract",
-    "/models": SIGNED_IN,
+    "/models": OPEN,
 }
 MODEL_CHOSEN_BY_CALLER = {"/extract"}  # the route checks the model it is asked for itself
 MAX_PAIRS = 10_000
@@ -135,27 +138,38 @@ def _id_map(gallery) -> dict[str, str]:
     return {str(k): v for k, v in gallery.labels.items()}
 
 
+def _fingerprint(body: ClientRequest) -> str:
+    return gallery_service.request_fingerprint(body.model_dump()) if body.requestId else ""
+
+
 @router.post("/face-recognition-index-build", response_model=schemas.Envelope[schemas.IndexBuildJSON], responses=_PADDLEX_ERRORS)
 def index_build(body: BuildIndexRequest, request: Request) -> JSONResponse:
     _check_client_fields(body)
     items = _decode_pairs(body.imageLabelPairs)
     key = registry.key_for(body.requestId, presented_key(request.headers))
-    if body.requestId:
-        with registry.lock:
-            if registry.exists(key):  # a retried build: answer with what the first one did
-                gallery = registry.get(key)
-                done = gallery.recall_request(body.requestId) or {}
-                return envelope(schemas.index_build_json(key, _id_map(gallery), done.get("skipped", []), replayed=True))
-    pipeline = service.get_pipeline()
-    gallery = gallery_service.new_gallery(pipeline, body.indexType, body.metric)
-    result = gallery_service.enrol(pipeline, gallery, items, _recorder("index_build", body.source))
-    if body.requestId:
-        gallery.remember_request(body.requestId, {"enrolled": len(result.ids), "skipped": result.skipped[:100]})
+    fingerprint = _fingerprint(body)
+
+    def replayed() -> JSONResponse | None:
+        """A retried build (same requestId and body): what the first one did. Another body with it: 409."""
+        if not body.requestId or not registry.exists(key):
+            return None
+        gallery = registry.get(key)
+        done = gallery_service.remembered(gallery.recall_request(body.requestId), body.requestId, fingerprint) or {}
+        return envelope(schemas.index_build_json(key, _id_map(gallery), done.get("skipped", []), replayed=True))
+
     with registry.lock:
-        if body.requestId and registry.exists(key):  # a concurrent retry won the race: keep its gallery
-            gallery = registry.get(key)
-            done = gallery.recall_request(body.requestId) or {}
-            return envelope(schemas.index_build_json(key, _id_map(gallery), done.get("skipped", []), replayed=True))
+        if (answer := replayed()) is not None:
+            return answer
+    pipeline = service.get_pipeline()
+    prepared = gallery_service.prepare_enrolment(pipeline, items, _recorder("index_build", body.source))
+    gallery_service.require_enrolled(prepared)  # every image skipped: 422 with the reasons, nothing created
+    gallery = gallery_service.new_gallery(pipeline, body.indexType, body.metric)
+    result = gallery_service.add_prepared(gallery, prepared)
+    if body.requestId:
+        gallery.remember_request(body.requestId, {"enrolled": len(result.ids), "skipped": result.skipped[:100], "fingerprint": fingerprint})
+    with registry.lock:
+        if (answer := replayed()) is not None:  # a concurrent retry won the race: keep its gallery
+            return answer
         key = registry.create(gallery, key)
     log.info("Index %s built: %d enrolled, %d skipped", key, len(result.ids), len(result.skipped))
     return envelope(schemas.index_build_json(key, _id_map(gallery), result.skipped))
@@ -167,10 +181,12 @@ def index_add(body: AddRequest, request: Request) -> JSONResponse:
     registry.get(body.indexKey)  # 400/404 before any image is decoded
     items = _decode_pairs(body.imageLabelPairs)
     pipeline = service.get_pipeline()
+    fingerprint = _fingerprint(body)
 
     def replayed() -> JSONResponse | None:
         gallery = registry.get(body.indexKey)
         done = gallery.recall_request(body.requestId) if body.requestId else None
+        done = gallery_service.remembered(done, body.requestId, fingerprint)  # same id, other body: 409
         return None if done is None else envelope(schemas.index_add_json(_id_map(gallery), done.get("skipped", []), replayed=True))
 
     with registry.lock:
@@ -183,7 +199,7 @@ def index_add(body: AddRequest, request: Request) -> JSONResponse:
         gallery = registry.get(body.indexKey)
         result = gallery_service.add_prepared(gallery, prepared)
         if body.requestId:
-            gallery.remember_request(body.requestId, {"enrolled": len(result.ids), "skipped": result.skipped[:100]})
+            gallery.remember_request(body.requestId, {"enrolled": len(result.ids), "skipped": result.skipped[:100], "fingerprint": fingerprint})
         registry.save(body.indexKey)
     return envelope(schemas.index_add_json(_id_map(gallery), result.skipped))
 
@@ -192,9 +208,10 @@ def index_add(body: AddRequest, request: Request) -> JSONResponse:
 def index_remove(body: RemoveRequest, request: Request) -> JSONResponse:
     _check_client_fields(body)
     check_ids(body.ids)
+    fingerprint = _fingerprint(body)
     with registry.lock:
         gallery = registry.get(body.indexKey)
-        if body.requestId and gallery.recall_request(body.requestId) is not None:
+        if body.requestId and gallery_service.remembered(gallery.recall_request(body.requestId), body.requestId, fingerprint) is not None:
             return envelope(schemas.index_remove_json(_id_map(gallery), replayed=True))
         try:
             gallery.remove(body.ids)
@@ -202,7 +219,7 @@ def index_remove(body: RemoveRequest, request: Request) -> JSONResponse:
             missing = sorted(set(body.ids) - set(gallery.labels))
             raise ApiError(404, f"ids not in the index: {shorten(missing, 200)}") from error
         if body.requestId:
-            gallery.remember_request(body.requestId, {"removed": sorted(set(body.ids))})
+            gallery.remember_request(body.requestId, {"removed": sorted(set(body.ids)), "fingerprint": fingerprint})
         registry.save(body.indexKey)
     return envelope(schemas.index_remove_json(_id_map(gallery)))
 
@@ -230,13 +247,16 @@ def infer(body: InferRequest, request: Request) -> JSONResponse:
     response_model=schemas.ExtractJSON | schemas.ExtractNoFaceJSON,
     responses={status: {"model": schemas.DetailJSON} for status in (400, 401, 413, 503)},
 )
-def extract(
+async def extract(
     request: Request, image: UploadFile = File(...), model_name: str = Form("default"), source: str | None = Form(None),
     person_box: bool | None = Form(None), person_box_query: bool | None = Query(None, alias="person_box"),
 ) -> JSONResponse:
     """InsightFace-evaluation style: multipart ``image`` + ``model_name`` (+ optional ``source`` id) → feature and quality.
-    ``person_box`` (form or query; default FACE_PERSON_BOX) adds the face's person box from the keypoint engine."""
-    settings = get_settings()
+    ``person_box`` (form or query; default FACE_PERSON_BOX) adds the face's person box from the keypoint engine.
+
+    Back-pressure: the request takes its place in the model's queue here, in the event loop, before it waits for a
+    worker thread; when the expected wait exceeds ``BATCH_MAX_QUEUE_WAIT_S`` it is answered 503 + ``Retry-After`` at once.
+    """
     allowed = [model.name for model in model_service.usable_models()]
     check_identifier(model_name, "model_name")
     if source is not None:
@@ -245,11 +265,20 @@ def extract(
     if name not in allowed:
         raise ApiError(400, f"model_name {shorten(model_name)} is not available; allowed: {', '.join(allowed)}")
     door().check(getattr(request.state, "frood_principal", None), "extract", name, count=False)  # the door counted the call
+    with service.admit(name) as ticket:  # 503 + Retry-After now, rather than a long wait later
+        return await run_in_threadpool(_extract, image, name, source, person_box, person_box_query, ticket.admitted)
+
+
+def _extract(image: UploadFile, name: str, source: str | None, person_box: bool | None, person_box_query: bool | None,
+             admitted: bool) -> JSONResponse:
+    settings = get_settings()
     data = image.file.read(settings.max_upload_bytes + 1)
     if len(data) > settings.max_upload_bytes:
         raise ApiError(413, f"image larger than {settings.max_upload_bytes // 2**20} MiB")
     start = time.perf_counter()
-    timed = service.extract(data, name=shorten(image.filename or "upload", 80), source="api", model=name, source_id=source)
+    timed = service.extract(
+        data, name=shorten(image.filename or "upload", 80), source="api", model=name, source_id=source, admitted=admitted
+    )
     result = timed.value
     link = None  # issue 10: the person box of the face (keypoint engine on the same image), only when asked
     if result.faces and next((flag for flag in (person_box, person_box_query) if flag is not None), settings.face_person_box):
@@ -275,23 +304,68 @@ def install(app: FastAPI) -> None:
             return envelope_error(status, message, headers)
         return JSONResponse(schemas.detail_json(message), status_code=status, headers=headers)
 
+    def client_fault(request: Request, status: int, error: Exception) -> None:
+        if status < 500:  # the caller's request or input: one warning line, never a traceback
+            client_error(log, f"{request.method} {request.url.path} -> {status}", error)
+
     @app.exception_handler(ApiError)
     async def api_error(request: Request, error: ApiError) -> JSONResponse:
+        client_fault(request, error.status, error)
         return respond(request, error.status, str(error), error.headers)
 
     @app.exception_handler(FroodError)
     async def frood_error(request: Request, error: FroodError) -> JSONResponse:
+        client_fault(request, error.status, error)
         return respond(request, error.status, str(error), getattr(error, "headers", None))  # e.g. 503 Retry-After
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, error: RequestValidationError) -> JSONResponse:
         problems = error.errors()
         if any(problem.get("type") == "json_invalid" for problem in problems):
-            return respond(request, 400, "the request body is not valid JSON")
-        details = "; ".join(f"{'.'.join(str(p) for p in problem.get('loc', [])[1:]) or 'body'}: {problem.get('msg')}" for problem in problems)
-        return respond(request, 422, f"invalid request: {details}")
+            status, message = 400, "the request body is not valid JSON"
+        else:
+            details = "; ".join(f"{'.'.join(str(p) for p in problem.get('loc', [])[1:]) or 'body'}: {problem.get('msg')}" for problem in problems)
+            status, message = 422, shorten_text(f"invalid request: {details}", 1000)
+        client_fault(request, status, ApiError(status, message))
+        return respond(request, status, message)
 
-    @app.exception_handler(Exception)
-    async def unexpected(request: Request, error: Exception) -> JSONResponse:
-        log.exception("Unexpected error on %s", request.url.path)
-        return respond(request, 500, "internal error: the request could not be processed")
+    app.add_middleware(ServerFaults, respond=respond)
+
+
+def shorten_text(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+class ServerFaults:
+    """ASGI middleware: a fault of ours (an unexpected exception) is logged once with its traceback and answered 500
+    in the route's error format; the exception stops here, so the server keeps the keep-alive connection usable for
+    the client's next request (uvicorn closes a connection whose app raised). If the answer had already started, it
+    cannot be replaced: the exception goes on and the server closes the connection, as it must."""
+
+    def __init__(self, app, respond):
+        self.app = app
+        self.respond = respond
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        started = False
+
+        async def tracking_send(message):
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except ClientDisconnect:  # the client left (or BodySizeLimit stopped an oversized body): no fault, no answer
+            log.info("Client left before %s was read", scope.get("path", "")[:200])
+            return
+        except Exception:
+            request = Request(scope)
+            log.exception("Unexpected error on %s", request.url.path)
+            if started:
+                raise
+            response = self.respond(request, 500, "internal error: the request could not be processed")
+            await response(scope, receive, send)

@@ -18,7 +18,9 @@ from logs import LOG_LINE_MAX
 from tests.apphelpers import RunningApp, WebhookReceiver
 
 FULL = {"X-API-Key": "full-key"}
-API_KEYS = json.dumps({"full-key": {"models": [], "rpm": 10000}, "limited-key": {"models": ["facenet-vggface2"], "rpm": 2}})
+API_KEYS = json.dumps(
+    {"full-key": {"models": [], "rpm": 10000}, "limited-key": {"models": ["facenet-vggface2"], "rpm": 2}, "slow-key": {"models": [], "rpm": 2}}
+)
 
 
 def b64(path) -> str:
@@ -229,8 +231,11 @@ def test_api_keys_401_403_429(app, faces_dir):
     response = requests.post(f"{app.base_url}/extract", files={"image": open(faces_dir / "img1.jpg", "rb")}, data={"model_name": "default"},
                              headers={"X-API-Key": "limited-key"}, timeout=60)
     assert response.status_code == 403 and "facenet-vggface2" in response.json()["detail"]
-    limited = {"Authorization": "Bearer limited-key"}
-    statuses = [post(app, "face-recognition-index-remove", {"ids": [1], "indexKey": "0123456789abcdef"}, headers=limited) for _ in range(3)]
+    # The gallery routes run the served model, which this key may not use (issue 20: it used to get through).
+    limited = post(app, "face-recognition-index-remove", {"ids": [1], "indexKey": "0123456789abcdef"}, headers={"Authorization": "Bearer limited-key"})
+    assert limited.status_code == 403 and limited.json()["errorCode"] == 403
+    slow = {"Authorization": "Bearer slow-key"}
+    statuses = [post(app, "face-recognition-index-remove", {"ids": [1], "indexKey": "0123456789abcdef"}, headers=slow) for _ in range(3)]
     assert [r.status_code for r in statuses[:1]] == [404]
     assert statuses[-1].status_code == 429 and int(statuses[-1].headers["Retry-After"]) >= 1
 
@@ -302,3 +307,35 @@ def test_extract_source_and_model_name_are_validated(app, faces_dir, data_dir):
     image = {"image": open(faces_dir / "img1.jpg", "rb")}
     response = requests.post(f"{app.base_url}/extract", files=image, data={"source": "kiosk-12"}, headers=FULL, timeout=60)
     assert response.status_code == 200 and [op for op, _ in stats_rows(data_dir, "kiosk-12")] == ["extract"]
+
+
+def test_a_request_id_reused_for_another_body_is_409_and_changes_nothing(app, faces_dir):
+    """Issue 22: an idempotency key reused for a different request is a conflict, never a silent 'replayed'."""
+    pairs = [{"image": b64(faces_dir / "img1.jpg"), "label": "a"}]
+    first = result(post(app, "face-recognition-index-build", {"imageLabelPairs": pairs, "requestId": "build-409"}))
+    other = post(app, "face-recognition-index-build", {"imageLabelPairs": [{**pairs[0], "label": "z"}], "requestId": "build-409"})
+    assert other.status_code == 409 == other.json()["errorCode"] and "requestId 'build-409'" in other.json()["errorMsg"]
+    key = first["indexKey"]
+    add = {"imageLabelPairs": [{"image": b64(faces_dir / "img2.jpg"), "label": "b"}], "indexKey": key, "requestId": "add-409"}
+    assert result(post(app, "face-recognition-index-add", add))["idMap"] == {"0": "a", "1": "b"}
+    conflict = post(app, "face-recognition-index-add", {**add, "imageLabelPairs": [{"image": b64(faces_dir / "img3.jpg"), "label": "c"}]})
+    assert conflict.status_code == 409 and "different request" in conflict.json()["errorMsg"]
+    assert result(post(app, "face-recognition-index-add", add))["replayed"]  # the same body is still a retry
+    remove = {"ids": [1], "indexKey": key, "requestId": "rm-409"}
+    assert result(post(app, "face-recognition-index-remove", remove))["idMap"] == {"0": "a"}
+    assert post(app, "face-recognition-index-remove", {**remove, "ids": [0]}).status_code == 409
+    inferred = result(post(app, "face-recognition-infer", {"image": b64(faces_dir / "img1.jpg"), "indexKey": key}))
+    assert inferred["faces"][0]["recResults"][0]["label"] == "a"  # nothing of the conflicting requests was applied
+
+
+def test_a_build_where_every_image_is_skipped_creates_nothing_and_says_why(app, data_dir, tmp_path):
+    blank = tmp_path / "blank.png"
+    Image.new("RGB", (200, 200), (128, 128, 128)).save(blank)
+    before = set((data_dir / "indexes").iterdir()) if (data_dir / "indexes").is_dir() else set()
+    response = post(app, "face-recognition-index-build", {"imageLabelPairs": [
+        {"image": b64(blank), "label": "b"}, {"image": base64.b64encode(b"not an image").decode(), "label": "c"}], "requestId": "empty-1"})
+    body = response.json()
+    assert response.status_code == 422 == body["errorCode"], body
+    assert "no image could be enrolled" in body["errorMsg"] and "no face found" in body["errorMsg"] and "not an image" in body["errorMsg"]
+    after = set((data_dir / "indexes").iterdir()) if (data_dir / "indexes").is_dir() else set()
+    assert after == before  # no folder for an empty gallery

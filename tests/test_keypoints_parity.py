@@ -25,7 +25,7 @@ from settings import get_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 TFJS_MODULES = ROOT / "build" / "tfjs-parity" / "node_modules"
-RUNNER = ROOT / "keypoints" / "parity" / "run_tfjs.js"
+RUNNER = ROOT / "engine" / "keypoints" / "parity" / "run_tfjs.js"
 PHOTO = ROOT.parent / "shared" / "data" / "keypoints" / "ochuman" / "000817.jpg"
 
 
