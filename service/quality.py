@@ -85,3 +85,13 @@ def analyze_components(
             continue
         reports.append(ImageComponents(name, tuple(result.image_size), components_of(pipeline, decoded, result)))
     return reports
+
+
+def components_for(image: ImageInput | DecodedImage, result: AnalysisResult, model: str | None = None) -> list[FaceComponents]:
+    """The component report of an image already analysed by the service (the Extract tab, ``/extract?components=true``):
+    the image is decoded again (cheap beside the models), the faces are not analysed again."""
+    from service.faces import get_pipeline
+
+    pipeline = get_pipeline(model or result.model)
+    decoded = image if isinstance(image, DecodedImage) else pipeline.decode(image)
+    return components_of(pipeline, decoded, result)

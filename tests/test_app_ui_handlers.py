@@ -30,12 +30,28 @@ def test_a_failing_heatmap_keeps_the_feature_and_says_so(faces_dir, private_tmp,
         raise RuntimeError("simulated heatmap failure")
 
     monkeypatch.setattr(service, "heatmap", broken_heatmap)
-    text, payload, files, heat = ui_extract.on_extract(str(faces_dir / "img3.jpg"), False)  # no request: English
-    assert heat is None
+    text, payload, files, heat, components = ui_extract.on_extract(str(faces_dir / "img3.jpg"), False)  # no request: English
+    assert heat is None and components is not None  # the components are there even without the heatmap
     assert len(payload["feature"]) == 512 and len(files) == 2
     assert "heatmap could not be computed" in text and "Quality" in text
     text_zh = ui_extract.on_extract(str(faces_dir / "img3.jpg"), False, "", CHINESE)[0]
     assert "质量热力图计算失败" in text_zh and "heatmap" not in text_zh
+
+
+def test_extract_shows_the_components_failing_first_in_the_page_language(faces_dir, private_tmp):
+    """Issue 26 in the Extract tab: the ISO/IEC 29794-5 components of the face, what to fix first."""
+    from PIL import Image
+
+    dark = private_tmp / "dark.png"
+    with Image.open(faces_dir / "img3.jpg") as photo:
+        Image.eval(photo.convert("RGB"), lambda value: int(value * 0.15)).save(dark)
+    table = ui_extract.on_extract(str(dark), False, "", ENGLISH)[4]
+    assert list(table.columns) == ["Measure", "Value", "Quality (0–100)", "Requirement"]
+    failing = list(table["Requirement"]).count("not met")
+    assert failing >= 1 and set(table["Requirement"][:failing]) == {"not met"}  # failing first
+    assert any("xposure" in name or "rightness" in name for name in table["Measure"][:failing]), table.head(5)
+    table_zh = ui_extract.on_extract(str(dark), False, "", CHINESE)[4]
+    assert list(table_zh.columns)[0] == "分项" and "未达标" in set(table_zh["要求"])
 
 
 def test_downloads_go_to_one_folder_whose_old_requests_are_removed(faces_dir, private_tmp):

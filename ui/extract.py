@@ -14,9 +14,12 @@ from pathlib import Path
 import cv2
 import gradio as gr
 import numpy as np
+import pandas as pd
 
 from schemas import analysis_json
+from schemas.component_messages import component_label
 from service import faces as service
+from service import quality as quality_service
 from service.access import requires
 from settings import get_settings
 from ui.common import IMAGE_HEIGHT, IMAGE_SOURCES, clean_source, error_markdown, quality_badge, reason_lines
@@ -51,24 +54,39 @@ def downloads_folder(now: float | None = None) -> Path:
     return folder
 
 
+def components_table(report, locale: str) -> pd.DataFrame:
+    """One face's components, failing requirements first, then the lowest qualities: what to fix comes first."""
+    language = "zh" if locale == "zh" else "en"
+    measures = sorted(report.components.measures.values(), key=lambda item: (item.passes is not False, item.quality))
+    verdict = {True: tr(locale, "passes_yes"), False: tr(locale, "passes_no"), None: "–"}
+    return pd.DataFrame(
+        {
+            tr(locale, "col_measure"): [component_label(item.name, language) for item in measures],
+            tr(locale, "col_value"): [f"{item.value:.3g} {item.unit}".strip() for item in measures],
+            tr(locale, "col_quality"): [int(item.quality) for item in measures],
+            tr(locale, "col_passes"): [verdict[item.passes] for item in measures],
+        }
+    )
+
+
 @requires("extract")
 def on_extract(image: str | None, thorough: bool, source: str | None = None, request: gr.Request | None = None):
     locale = locale_of(request)
     if image is None:
-        return f"**⚠️ {tr(locale, 'need_one')}**", None, None, None
+        return f"**⚠️ {tr(locale, 'need_one')}**", None, None, None, None
     try:
         timed = service.extract(image, thorough=thorough, source=clean_source(source))
         result = timed.value
         payload = analysis_json(result)
         if not result.faces:
-            return f"**⚠️ {tr(locale, 'no_face')}** · {timed.latency_ms:.0f} ms", payload, None, None
+            return f"**⚠️ {tr(locale, 'no_face')}** · {timed.latency_ms:.0f} ms", payload, None, None, None
         folder = downloads_folder()
         json_path = folder / "feature.json"
         json_path.write_text(json.dumps(payload), encoding="utf-8")
         npy_path = folder / "feature.npy"
         np.save(npy_path, result.face.feature)
     except Exception as error:
-        return error_markdown(error, locale), None, None, None
+        return error_markdown(error, locale), None, None, None, None
     text = (
         f"**{tr(locale, 'quality')}:** {quality_badge(result.face.quality, locale)}{reason_lines(result.face.reasons, locale)}\n\n"
         f"{tr(locale, 'faces_found')}: {len(result.faces)} · {tr(locale, 'response_time')}: {timed.latency_ms:.0f} ms"
@@ -79,7 +97,12 @@ def on_extract(image: str | None, thorough: bool, source: str | None = None, req
         log.exception("Quality heatmap failed")
         heat = None
         text += f"\n\n⚠️ {tr(locale, 'heatmap_failed')}"
-    return text, payload, [str(json_path), str(npy_path)], heat
+    try:  # the components explain the score; the answer stands without them
+        components = components_table(quality_service.components_for(image, result)[0], locale)
+    except Exception:
+        log.exception("Quality components failed")
+        components = None
+    return text, payload, [str(json_path), str(npy_path)], heat, components
 
 
 def build_extract_tab() -> None:
@@ -93,5 +116,7 @@ def build_extract_tab() -> None:
         with gr.Row():
             feature_json = gr.JSON(label=I18N("json"))
             heatmap = gr.Image(label=I18N("heatmap"), type="numpy", interactive=False, height=240)
+        gr.Markdown(I18N("components_title"))
+        components = gr.Dataframe(interactive=False, elem_id="extract-components", wrap=True)
         files = gr.File(label=I18N("downloads"), file_count="multiple")
-        button.click(on_extract, [image, thorough, source], [result, feature_json, files, heatmap], api_name="extract")
+        button.click(on_extract, [image, thorough, source], [result, feature_json, files, heatmap, components], api_name="extract")
