@@ -17,7 +17,7 @@ PAGE = """<!doctype html>
 <style>body{{font-family:system-ui,sans-serif;max-width:22rem;margin:12vh auto;padding:0 1rem;color:#1f2937}}
 label,input,button{{display:block;width:100%;box-sizing:border-box;font-size:1rem}}
 input{{padding:.6rem;margin:.4rem 0 1rem;border:1px solid #9ca3af;border-radius:.4rem}}
-button{{padding:.6rem;background:#ea580c;color:#fff;border:0;border-radius:.4rem;cursor:pointer}}
+button{{padding:.6rem;background:#c2410c;color:#fff;border:0;border-radius:.4rem;cursor:pointer}}
 .error{{color:#b91c1c;margin-bottom:1rem}}</style></head>
 <body><h1>{title}</h1>{error}
 <form method="post" action="/login"><label for="key">{key_label}</label>
