@@ -1,8 +1,13 @@
-"""Logging set-up: one line per event, ``[LEVEL] message``, to stdout and a daily-rotated file kept 7 days."""
+"""Logging set-up: one line per event, ``[LEVEL] message``, to stdout and a file that rolls over at midnight (UTC)
+and whenever it reaches ``LOG_MAX_BYTES``, ``LOG_BACKUP_COUNT`` files kept.
+
+A client's bad input is one ``[WARNING]`` line (:func:`client_error`); a traceback is only for the server's own faults.
+"""
 
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from logging.handlers import TimedRotatingFileHandler
 
@@ -24,6 +29,51 @@ class BoundedFormatter(logging.Formatter):
         return "\n".join(line if len(line) <= LOG_LINE_MAX else line[: LOG_LINE_MAX - 20] + f"… [{len(line)} chars]" for line in text.split("\n"))
 
 
+class SizeAndTimeRotatingFileHandler(TimedRotatingFileHandler):
+    """Rolls over at the timed boundary (midnight) and also as soon as the file would exceed ``max_bytes``.
+
+    Several roll-overs in one day get distinct names (``.2026-12-06``, ``.2026-12-06.1``, ...); the oldest beyond
+    ``backupCount`` are deleted, so the disk used is bounded by about ``(backupCount + 1) × max_bytes``.
+    """
+
+    def __init__(self, filename, max_bytes: int, **kwargs):
+        super().__init__(filename, **kwargs)
+        self.max_bytes = max_bytes
+
+    def shouldRollover(self, record: logging.LogRecord) -> bool:  # noqa: N802 (logging's naming)
+        if super().shouldRollover(record):
+            return True
+        if self.max_bytes <= 0 or self.stream is None or not os.path.isfile(self.baseFilename):
+            return False
+        message = f"{self.format(record)}\n"
+        self.stream.seek(0, 2)
+        encoding = self.encoding if self.encoding not in (None, "locale") else "utf-8"
+        return self.stream.tell() + len(message.encode(encoding, "replace")) > self.max_bytes
+
+    def rotation_filename(self, default_name: str) -> str:
+        """The timed name, or that name with ``.1``, ``.2``... when the day already rolled over (by size)."""
+        name, number = default_name, 0
+        while os.path.exists(name):
+            number += 1
+            name = f"{default_name}.{number}"
+        return name
+
+    def getFilesToDelete(self) -> list[str]:  # noqa: N802 (logging's naming)
+        directory, base = os.path.split(self.baseFilename)
+        prefix = base + "."
+        found = [os.path.join(directory, name) for name in os.listdir(directory or ".") if name.startswith(prefix)]
+        if len(found) <= self.backupCount:
+            return []
+        found.sort(key=lambda path: (os.path.getmtime(path), path))
+        return found[: len(found) - self.backupCount]
+
+
+def client_error(logger: logging.Logger, what: str, error: BaseException) -> None:
+    """A caller's bad request or input: one warning line, no traceback (those are for the server's own faults)."""
+    code = getattr(error, "code", type(error).__name__)
+    logger.warning("%s: %s (%s)", what, str(error)[:300].replace("\n", " "), code)
+
+
 def configure_logging(quiet: bool = False) -> None:
     """Idempotent. ``quiet`` sends console lines to stderr (keeps ``--json`` output on stdout clean)."""
     global _configured
@@ -40,7 +90,14 @@ def configure_logging(quiet: bool = False) -> None:
     root.addHandler(console)
     try:
         settings.log_dir.mkdir(parents=True, exist_ok=True)
-        file_handler = TimedRotatingFileHandler(settings.log_dir / LOG_FILE_NAME, when="midnight", backupCount=7, encoding="utf-8", utc=True)
+        file_handler = SizeAndTimeRotatingFileHandler(
+            settings.log_dir / LOG_FILE_NAME,
+            max_bytes=settings.log_max_bytes,
+            when="midnight",
+            backupCount=settings.log_backup_count,
+            encoding="utf-8",
+            utc=True,
+        )
         file_handler.setFormatter(formatter)
         root.addHandler(file_handler)
     except OSError as error:

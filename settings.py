@@ -124,6 +124,13 @@ class Settings(BaseSettings):
     batch_queue_length: int = Field(64, ge=1)
     batch_retry_after_s: int = Field(1, ge=1)  # the Retry-After a full queue's 503 carries
 
+    # Issue 22, one bad request never hurts another: back-pressure and bounded logs
+    # A request is refused with 503 + Retry-After when its expected wait (images held × the moving average of the
+    # per-image service time) exceeds this: accepted requests keep a bounded latency.
+    batch_max_queue_wait_s: float = Field(5.0, gt=0.0)
+    log_max_bytes: int = Field(50 * 1024 * 1024, ge=1024)  # the log file also rolls over at this size (and at midnight)
+    log_backup_count: int = Field(7, ge=1)  # rolled-over files kept
+
     # Optional weights supplied by the user for non-default models
     facenet_weights_path: Path | None = None
     arcface_onnx_path: Path | None = None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import logging
 import time
 import uuid
@@ -330,10 +331,34 @@ def install(app: FastAPI) -> None:
         return respond(request, status, message)
 
     app.add_middleware(ServerFaults, respond=respond)
+    app.add_middleware(EarlyBusy, paths={"/extract"})
 
 
 def shorten_text(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+class EarlyBusy:
+    """ASGI middleware: when every model's queue is past its expected-wait limit, ``/extract`` is answered 503 with
+    ``Retry-After`` before its upload is read or parsed, so refusing costs the server next to nothing under load (the
+    route still takes its precise place in the queue of the model it is asked for). The unread body means the
+    connection is closed after the answer, and the answer says so (``Connection: close``)."""
+
+    def __init__(self, app, paths: set[str]):
+        self.app = app
+        self.paths = paths
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http" and scope.get("path") in self.paths and (retry := service.busy_everywhere()) is not None:
+            message = f"the server is busy; retry in {retry} s"
+            service.note_refused_early()  # counted in the batcher's throttled "busy" line, not one log line each
+            body = json.dumps(schemas.detail_json(message)).encode()
+            headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                       (b"retry-after", str(retry).encode()), (b"connection", b"close")]
+            await send({"type": "http.response.start", "status": 503, "headers": headers})
+            await send({"type": "http.response.body", "body": body})
+            return
+        await self.app(scope, receive, send)
 
 
 class ServerFaults:

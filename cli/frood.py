@@ -14,13 +14,20 @@ from schemas.messages import decision_message, describe
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
 
-# Exit codes (documented in docs/robustness.md): 0 done; 1 an unexpected failure stopped the command;
-# 2 a usage or input error; 3 `extract`: no face found; 4 `embed`: every line written, but some inputs failed.
+# Exit codes (documented in the README, docs/robustness.md and `frood --help`): 0 done; 1 an unexpected failure
+# stopped the command; 2 a usage or input error; 3 `extract`: no face found; 4 `embed`: every line written, but some
+# inputs failed.
 EXIT_OK = 0
 EXIT_UNEXPECTED = 1
 EXIT_ERROR = 2
 EXIT_NO_FACE = 3
 EXIT_SOME_FAILED = 4
+EXIT_CODES_HELP = """exit codes:
+  0  done
+  1  an unexpected failure (a bug, CUDA out of memory) stopped the command
+  2  a usage or input error (a missing file or gallery, unknown ids, nothing to do): the message is on stderr
+  3  extract: no face found (with --json too; the JSON is still printed)
+  4  embed: every line was written, but some inputs failed"""
 
 
 def _pipeline(args: argparse.Namespace, with_quality: bool = True):
@@ -64,7 +71,7 @@ def cmd_extract(args: argparse.Namespace) -> int:
     payload = analysis_json(result)
     if args.json:
         print(json.dumps(payload))
-        return 0
+        return EXIT_OK if result.faces else EXIT_NO_FACE
     if not result.faces:
         print(f"{args.image}: no face found")
         return EXIT_NO_FACE
@@ -123,8 +130,10 @@ def cmd_embed(args: argparse.Namespace) -> int:
 
     from schemas import embed_line
 
-    pipeline = _pipeline(args)
     inputs = list(iter_inputs(args.input))
+    if not inputs:
+        raise FroodError(f"--input {args.input} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))}); nothing was written")
+    pipeline = _pipeline(args)
     output = Path(args.output)
     output.parent.mkdir(parents=True, exist_ok=True)
     failures = 0
@@ -221,40 +230,82 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _existing_gallery(directory: Path) -> Path:
+    """The folder of a saved gallery, or a clear error (never a traceback) when there is none."""
+    if not directory.is_dir() or not any(directory.iterdir()):
+        raise FroodError(f"--index {directory}: no gallery there (build one with `frood index build`)")
+    return directory
+
+
+def _loaded(load, directory: Path):
+    """``load(directory)`` with a damaged, foreign or unreadable gallery as a clear error."""
+    try:
+        return load(_existing_gallery(directory))
+    except (ValueError, OSError) as error:  # GalleryMismatchError / GalleryCorruptError are ValueErrors
+        raise FroodError(f"--index {directory} cannot be loaded: {str(error)[:300]}") from error
+
+
+def _load(pipeline, directory: Path):
+    from service import gallery as gallery_service
+
+    return _loaded(lambda path: gallery_service.load_gallery(pipeline, path), directory)
+
+
+def _ids(values: list[str]) -> list[int]:
+    if not values:
+        raise FroodError("remove needs --ids: the gallery ids to remove (see `frood index info`)")
+    bad = [value for value in values if not value.isdigit()]
+    if bad:
+        raise FroodError(f"--ids must be gallery ids (whole numbers >= 0), got {', '.join(map(repr, bad[:5]))}")
+    return [int(value) for value in values]
+
+
 def cmd_index(args: argparse.Namespace) -> int:
     from service import gallery as gallery_service
     from service.backends import load_gallery
 
     directory = Path(args.index)
     if args.action == "info":
-        info = load_gallery(directory).info()  # FAISS files or a Milvus collection's pointer
+        info = _loaded(load_gallery, directory).info()  # FAISS files or a Milvus collection's pointer
         print(json.dumps(info, indent=2, default=str))
-        return 0
-    pipeline = _pipeline(args)
+        return EXIT_OK
     if args.action == "remove":
-        gallery = gallery_service.load_gallery(pipeline, directory)
-        removed = gallery.remove([int(i) for i in args.ids])
+        ids = _ids(args.ids)
+        pipeline = _pipeline(args)
+        gallery = _load(pipeline, directory)
+        missing = sorted(set(ids) - set(gallery.labels))
+        if missing:
+            raise FroodError(f"ids not in the gallery {directory}: {', '.join(map(str, missing[:20]))}; nothing was removed")
+        removed = gallery.remove(ids)
         gallery.save(directory)
         print(json.dumps({"removed": removed, "size": len(gallery)}))
-        return 0
-    if args.action == "build":
-        gallery = gallery_service.new_gallery(pipeline, args.index_type, args.metric)
-    else:
-        gallery = gallery_service.load_gallery(pipeline, directory)
+        return EXIT_OK
+    if not args.root:
+        raise FroodError(f"{args.action} needs --root: the folder with images/<identity>/*.jpg")
+    if args.action == "build" and directory.exists() and any(directory.iterdir()) and not args.force:
+        raise FroodError(f"--index {directory} already exists; add --force to replace it, or use `frood index add` to grow it")
     pairs = gallery_service.read_label_file(Path(args.root), Path(args.labels) if args.labels else None)
     if not pairs:
         raise FroodError(f"no images found under {args.root} (expected images/<identity>/*.jpg or a label file)")
-    result = gallery_service.enrol(pipeline, gallery, [(path, label, str(path)) for path, label in pairs])
+    pipeline = _pipeline(args)
+    gallery = gallery_service.new_gallery(pipeline, args.index_type, args.metric) if args.action == "build" else _load(pipeline, directory)
+    prepared = gallery_service.prepare_enrolment(pipeline, [(path, label, str(path)) for path, label in pairs])
+    if args.action == "build":
+        gallery_service.require_enrolled(prepared)  # every image skipped: an error, no folder written
+    result = gallery_service.add_prepared(gallery, prepared)
     gallery.save(directory)
     print(json.dumps({"index": str(directory), "size": len(gallery), **result.as_dict()}, indent=2, ensure_ascii=False))
-    return 0
+    return EXIT_OK
 
 
 def cmd_identify(args: argparse.Namespace) -> int:
     from service import gallery as gallery_service
 
+    directory = _existing_gallery(Path(args.index))
+    if not Path(args.image).is_file():
+        raise FroodError(f"{args.image}: no such image file")
     pipeline = _pipeline(args)
-    gallery = gallery_service.load_gallery(pipeline, Path(args.index))
+    gallery = _load(pipeline, directory)
     decoded = pipeline.decode(args.image)
     faces = gallery_service.identify(pipeline, gallery, decoded, top_k=args.top_k)
     payload = {"image": args.image, "faces": [face.as_dict() for face in faces]}
@@ -272,11 +323,16 @@ def cmd_identify(args: argparse.Namespace) -> int:
             print(f"{face.label:<24} score {best:.3f}  quality {face.quality:.2f}  bbox {[round(v) for v in face.bbox]}")
         if not faces:
             print("no face found")
-    return 0
+    return EXIT_OK
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="frood", description="Face features with an out-of-distribution quality score.")
+    parser = argparse.ArgumentParser(
+        prog="frood",
+        description="Face features with an out-of-distribution quality score.",
+        epilog=EXIT_CODES_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--model", default=None, help="model name (see `frood models`); default from MODEL")
     parser.add_argument("--device", default=None, help="cpu or cuda; default from DEVICE")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -322,6 +378,7 @@ def build_parser() -> argparse.ArgumentParser:
     index.add_argument("--index-type", default="Flat", choices=["Flat", "IVF", "HNSW32"])
     index.add_argument("--metric", default="IP", choices=["IP", "L2"])
     index.add_argument("--ids", nargs="*", default=[], help="remove: the ids to remove")
+    index.add_argument("--force", action="store_true", help="build: replace a gallery that already exists at --index")
     index.set_defaults(func=cmd_index, json=True)  # its answer is always JSON on stdout: log lines go to stderr
 
     identify = sub.add_parser("identify", help="identify every face of an image against a gallery")
@@ -368,6 +425,9 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except FroodError as error:
         print(f"error: {error}", file=sys.stderr)
+        return EXIT_ERROR
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError) as error:  # input the user named
+        print(f"error: {error.strerror or error}: {error.filename or ''}".rstrip(": "), file=sys.stderr)
         return EXIT_ERROR
 
 

@@ -71,12 +71,67 @@ def get_batcher(model: str | None = None) -> Any:
         return _batchers[pipeline.model]
 
 
-def _analyze(pipeline: FacePipeline, decoded: DecodedImage, name: str, thorough: bool) -> AnalysisResult:
-    """Through the model's batcher when there is one (the server), else directly (scripts, tests)."""
+def _analyze(pipeline: FacePipeline, decoded: DecodedImage, name: str, thorough: bool, admitted: bool = False) -> AnalysisResult:
+    """Through the model's batcher when there is one (the server), else directly (scripts, tests).
+
+    ``decoded`` has passed every check of ``pipeline.decode`` (header limits, pixels): only valid images join a batch.
+    """
     batcher = get_batcher(pipeline.model)
     if batcher is None:
         return pipeline.analyze(decoded, name=name, thorough=thorough)
-    return batcher.analyze(decoded, name, thorough)
+    return batcher.analyze(decoded, name, thorough, admitted=admitted)
+
+
+class _NoTicket:
+    """Admission where no batcher runs yet (the model is still loading, or batching is off): nothing is held."""
+
+    admitted = False
+
+    def release(self) -> None:
+        pass
+
+    def __enter__(self) -> _NoTicket:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+
+def admit(model: str | None = None, images: int = 1) -> Any:
+    """A place in the model's inference queue, taken before the request's work starts, or a 503 ``QueueFullError``
+    (with ``Retry-After``) when the expected wait exceeds ``BATCH_MAX_QUEUE_WAIT_S``. Never waits: safe in the event
+    loop (no lock, no model load). Release the returned ticket when the answer is ready."""
+    try:
+        batcher = _batchers.get(resolve_name(model or get_settings().model))
+    except Exception:  # an unknown model name: the route answers it
+        return _NoTicket()
+    return _NoTicket() if batcher is None else batcher.admit(images)
+
+
+def busy_everywhere() -> int | None:
+    """The Retry-After (s) to answer at once when every model's queue would refuse one more image, else None: lets a
+    shell refuse before it even reads the request's body (a refused upload then costs nothing). Plain reads, no lock."""
+    refusals = [batcher.refusal() for batcher in list(_batchers.values())]
+    if not refusals or any(refusal is None for refusal in refusals):
+        return None
+    return min(retry for _, retry in refusals)
+
+
+def note_refused_early() -> None:
+    """A request a shell refused before reading it (every queue busy): counted by the batchers' "busy" log line."""
+    for batcher in list(_batchers.values()):
+        batcher.note_refused()
+
+
+def queue_depths() -> dict[str, int]:
+    """Images each model's batcher holds now (for /health): plain reads, never waits on the worker or a lock."""
+    return {model: batcher.depth for model, batcher in list(_batchers.items())}
+
+
+def health_snapshot() -> dict[str, Any] | None:
+    """The configured model's name and device, or None while it is loading: no lock, no model call."""
+    pipeline = _pipelines.get(resolve_name(get_settings().model))
+    return None if pipeline is None else {"model": pipeline.model, "device": pipeline.device}
 
 
 def is_ready() -> bool:
@@ -175,12 +230,19 @@ def record_analysis(
 
 
 def extract(
-    image: ImageInput, name: str = "", thorough: bool = False, source: str = "ui", model: str | None = None, source_id: str | None = None
+    image: ImageInput,
+    name: str = "",
+    thorough: bool = False,
+    source: str = "ui",
+    model: str | None = None,
+    source_id: str | None = None,
+    admitted: bool = False,
 ) -> Timed:
+    """``admitted``: the caller holds a ticket from :func:`admit` for this image."""
     pipeline = get_pipeline(model)
     start = time.perf_counter()
-    decoded = pipeline.decode(image, name)
-    result = _analyze(pipeline, decoded, name, thorough)
+    decoded = pipeline.decode(image, name)  # every check before the image joins a batch
+    result = _analyze(pipeline, decoded, name, thorough, admitted)
     latency = (time.perf_counter() - start) * 1000
     if result.faces:
         log.info("Feature extracted for %s (OOD: %.2f)", name or "upload", result.face.quality)

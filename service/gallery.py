@@ -8,6 +8,8 @@ match threshold is "unknown".
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
 import shutil
@@ -17,6 +19,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -138,6 +141,49 @@ def add_prepared(gallery: GalleryIndex, prepared: Enrolment) -> EnrolResult:
         result.ids = gallery.add(np.stack(prepared.vectors), prepared.labels)
         result.labels = list(prepared.labels)
     return result
+
+
+class NothingEnrolledError(ApiError):
+    """A gallery build where every image was skipped: nothing is created, and the caller is told why (422)."""
+
+    code = "nothing_enrolled"
+
+    def __init__(self, skipped: list[dict]):
+        reasons = "; ".join(f"{item['image']} ({shorten(item['label'], 30)}): {item['reason']}" for item in skipped[:10])
+        more = f"; and {len(skipped) - 10} more" if len(skipped) > 10 else ""
+        super().__init__(422, f"no image could be enrolled, so no index was created: {reasons}{more}")
+        self.skipped = skipped
+
+
+def require_enrolled(prepared: Enrolment) -> Enrolment:
+    """A new gallery needs at least one enrolled face: otherwise :class:`NothingEnrolledError` (nothing is created)."""
+    if not prepared.vectors:
+        raise NothingEnrolledError(prepared.skipped)
+    return prepared
+
+
+def request_fingerprint(payload: dict[str, Any]) -> str:
+    """The sha256 of a write request's body (its ``requestId`` left out): a retry has the same, another request not."""
+    body = {name: value for name, value in payload.items() if name != "requestId"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, ensure_ascii=True, default=str).encode()).hexdigest()
+
+
+def remembered(done: dict[str, Any] | None, request_id: str | None, fingerprint: str) -> dict[str, Any] | None:
+    """What an already-applied request with this ``requestId`` answered, or None if there was none.
+
+    The same ``requestId`` with a different body is a conflict (409), as an idempotency key reused for another
+    request is in payment APIs: the new request is never silently dropped. (Results remembered before fingerprints
+    were stored carry none and are replayed as before.)
+    """
+    if done is None:
+        return None
+    if done.get("fingerprint", fingerprint) != fingerprint:
+        raise ApiError(
+            409,
+            f"requestId {shorten(request_id)} was already used for a different request; "
+            "a retry must send the same body, and a new request needs a new requestId",
+        )
+    return done
 
 
 def enrol(

@@ -85,3 +85,61 @@ def test_embed_over_the_shared_folder(faces_dir, tmp_path):
     lines = output.read_text().splitlines()
     assert len(lines) == len(list(faces_dir.glob("*.jpg")))
     assert not list(tmp_path.glob("*.part"))
+
+
+def test_help_documents_the_exit_codes():
+    result = frood("--help")
+    assert result.returncode == 0
+    for line in ("0  done", "1  an unexpected failure", "2  a usage or input error", "3  extract: no face found", "4  embed:"):
+        assert line in result.stdout
+
+
+def test_gallery_commands_explain_instead_of_crashing(faces_dir, tmp_path):
+    """Issue 22: missing galleries, bad or unknown ids, a build over an existing gallery: `error: ...`, exit 2, no traceback."""
+    missing = tmp_path / "no-such-index"
+    for args in (("index", "info", "--index", str(missing)), ("identify", str(faces_dir / "img1.jpg"), "--index", str(missing)),
+                 ("index", "remove", "--index", str(missing), "--ids", "abc")):
+        result = frood(*args)
+        assert result.returncode == 2, (args, result.stderr[-500:])
+        assert result.stderr.startswith("error: ") and "Traceback" not in result.stderr
+    root = tmp_path / "people"
+    (root / "images" / "alice").mkdir(parents=True)
+    (root / "images" / "alice" / "img1.jpg").write_bytes((faces_dir / "img1.jpg").read_bytes())
+    index = tmp_path / "index"
+    assert frood("index", "build", "--index", str(index), "--root", str(root)).returncode == 0
+    unknown = frood("index", "remove", "--index", str(index), "--ids", "99")
+    assert unknown.returncode == 2 and "ids not in the gallery" in unknown.stderr and "Traceback" not in unknown.stderr
+    again = frood("index", "build", "--index", str(index), "--root", str(root))
+    assert again.returncode == 2 and "--force" in again.stderr  # never silently replaced
+    assert json.loads(frood("index", "info", "--index", str(index)).stdout)["count"] == 1
+    blank_root = tmp_path / "blank"
+    (blank_root / "images" / "bob").mkdir(parents=True)
+    (blank_root / "images" / "bob" / "blank.png").write_bytes(_blank_png())
+    empty = frood("index", "build", "--index", str(tmp_path / "empty-index"), "--root", str(blank_root))
+    assert empty.returncode == 2 and "no image could be enrolled" in empty.stderr and "no face" in empty.stderr
+    assert not (tmp_path / "empty-index").exists()  # nothing created
+
+
+def _blank_png() -> bytes:
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (200, 200), (128, 128, 128)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_extract_without_a_face_exits_3_with_json_too(tmp_path):
+    blank = tmp_path / "blank.png"
+    blank.write_bytes(_blank_png())
+    plain, as_json = frood("extract", str(blank)), frood("extract", str(blank), "--json")
+    assert plain.returncode == 3 and as_json.returncode == 3, (plain.stderr[-300:], as_json.stderr[-300:])
+    assert json.loads(as_json.stdout)["faces_found"] == 0
+
+
+def test_embed_over_an_empty_folder_is_an_error_not_a_success(tmp_path):
+    (tmp_path / "empty").mkdir()
+    result = frood("embed", "--input", str(tmp_path / "empty"), "--output", str(tmp_path / "out.jsonl"))
+    assert result.returncode == 2 and "holds no images" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "out.jsonl").exists()
