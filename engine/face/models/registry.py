@@ -16,6 +16,7 @@ import torch
 
 from errors import UnknownModelError, WeightsMissingError
 from engine.face.models.base import Embedder, TorchEmbedder
+from engine.face.models.sface import SFACE_SOURCE, make_sface, sface_path
 from engine.weights import faceplugin_dir, onnx_to_torch
 
 DEFAULT_MODEL = "faceplugin-r512"
@@ -124,6 +125,7 @@ _REGISTRY: dict[str, ModelSpec] = {
     spec.name: spec
     for spec in (
         ModelSpec(DEFAULT_MODEL, 512, "npm faceplugin-face-recognition-js@0.0.1 model/fr_feature.onnx (MIT)", _make_faceplugin, _faceplugin_path),
+        ModelSpec("sface", 128, SFACE_SOURCE, make_sface, sface_path),
         ModelSpec("facenet-vggface2", 512, f"user-supplied {FACENET_HUB_FILE} (facenet-pytorch InceptionResnetV1)", _make_facenet, _facenet_path),
         ModelSpec("arcface-onnx", 512, "user-supplied InsightFace-style ONNX recognizer (ARCFACE_ONNX_PATH)", _make_arcface, _arcface_path),
     )
