@@ -15,6 +15,7 @@ from api import keypoints as keypoints_api
 from api import routes as api_routes
 from api import verify as verify_api
 from api.security import BodySizeLimit
+from schemas.monitor import HealthJSON, StatsJSON
 from service import faces as service
 from service.access import OPEN
 from service.monitor import monitor_snapshot
@@ -59,7 +60,7 @@ def create_api() -> FastAPI:
             swagger_ui_parameters={"validatorUrl": None},  # Swagger UI would otherwise ask validator.swagger.io
         )
 
-    @api.get("/health")
+    @api.get("/health", response_model=HealthJSON)
     async def health() -> JSONResponse:
         """Open (load balancers need it), and it says nothing secret: whether the models are loaded, the uptime, and how
         many images each model's queue holds. ``async`` and lock-free: it runs in the event loop, never behind busy
@@ -76,7 +77,7 @@ def create_api() -> FastAPI:
     verify_api.install(api)
     api.add_middleware(BodySizeLimit, limit=get_settings().max_request_bytes)
 
-    @api.get("/stats")
+    @api.get("/stats", response_model=StatsJSON)
     def stats(source: str | None = None, window: str = "today") -> JSONResponse:
         """The Monitor's numbers for ``window`` (today, 24h, 7d; UTC), of one ``source`` or all, with every source's row."""
         return JSONResponse(monitor_snapshot(check_source(source), window))

@@ -15,7 +15,8 @@ from pydantic import BaseModel, Field
 
 from api.routes import envelope
 from api.security import image_bytes
-from schemas.keypoints import person_json
+from schemas.api import Envelope
+from schemas.keypoints import KeypointsResultJSON, person_json
 from service import keypoints as service
 from settings import get_settings
 
@@ -35,7 +36,7 @@ def _detect(data: bytes, threshold: float) -> dict:
     return {"image": service.drawn_jpeg_base64(result), "persons": [person_json(person) for person in result.persons]}
 
 
-@router.post(PATH)
+@router.post(PATH, response_model=Envelope[KeypointsResultJSON])
 def human_keypoint_detection(body: KeypointRequest, request: Request) -> JSONResponse:
     settings = get_settings()
     threshold = settings.keypoints_det_threshold if body.detThreshold is None else body.detThreshold

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict
+
 
 def person_json(person: Any) -> dict:
     """PaddleX's serving shape: ``bbox``, ``kpts`` (17 × [x, y, score]), ``detScore``, ``kptScore``."""
@@ -18,3 +20,21 @@ def person_json(person: Any) -> dict:
 def keypoints_json(result: Any) -> dict:
     """Everyone found in one image, with the image's size."""
     return {"persons": [person_json(person) for person in result.persons], "width": result.width, "height": result.height}
+
+
+class PersonJSON(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    bbox: list[float]  # x1, y1, x2, y2 in the image's pixels
+    kpts: list[list[float]]  # 17 COCO keypoints, each [x, y, score]
+    detScore: float  # noqa: N815 (PaddleX's field names)
+    kptScore: float  # noqa: N815
+
+
+class KeypointsResultJSON(BaseModel):
+    """The ``result`` of ``/human-keypoint-detection`` (inside PaddleX's envelope)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    image: str  # base64 JPEG with every person's box and skeleton drawn
+    persons: list[PersonJSON]

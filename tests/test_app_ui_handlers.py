@@ -156,7 +156,10 @@ def test_stats_gives_every_sources_numbers_for_the_period(attached_store):
     for source, quality, days_ago in (("gate-1", 0.9, 0), ("gate-2", 0.1, 0), ("gate-2", 0.2, 3)):
         attached_store.record(Event(source=source, operation="extract", model="m", quality=quality, reason_codes=["too_dark"] if quality < 0.4 else [],
                                     timestamp=now - dt.timedelta(days=days_ago)))
+    from schemas.monitor import StatsJSON
+
     week = monitor_snapshot(None, "7d")
+    StatsJSON.model_validate(week)  # the documented schema is the real answer
     assert week["window"] == "7d" and week["count"] == 3
     assert {row["source"]: row["count"] for row in week["sources"]} == {"gate-1": 1, "gate-2": 2}
     gate2 = next(row for row in week["sources"] if row["source"] == "gate-2")
