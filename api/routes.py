@@ -13,6 +13,7 @@ import json
 import logging
 import time
 import uuid
+from dataclasses import dataclass
 from typing import Literal
 
 import faiss
@@ -251,6 +252,8 @@ def infer(body: InferRequest, request: Request) -> JSONResponse:
 async def extract(
     request: Request, image: UploadFile = File(...), model_name: str = Form("default"), source: str | None = Form(None),
     person_box: bool | None = Form(None), person_box_query: bool | None = Query(None, alias="person_box"),
+    all_faces: bool | None = Form(None), all_faces_query: bool | None = Query(None, alias="all_faces"),
+    components: bool | None = Form(None), components_query: bool | None = Query(None, alias="components"),
 ) -> JSONResponse:
     """InsightFace-evaluation style: multipart ``image`` + ``model_name`` (+ optional ``source`` id) → feature and quality.
     ``person_box`` (form or query; default FACE_PERSON_BOX) adds the face's person box from the keypoint engine.
@@ -267,11 +270,27 @@ async def extract(
         raise ApiError(400, f"model_name {shorten(model_name)} is not available; allowed: {', '.join(allowed)}")
     door().check(getattr(request.state, "frood_principal", None), "extract", name, count=False)  # the door counted the call
     with service.admit(name) as ticket:  # 503 + Retry-After now, rather than a long wait later
-        return await run_in_threadpool(_extract, image, name, source, person_box, person_box_query, ticket.admitted)
+        options = ExtractOptions(
+            person_box=_flag(person_box, person_box_query, get_settings().face_person_box),
+            all_faces=_flag(all_faces, all_faces_query, False),
+            components=_flag(components, components_query, False),
+        )
+        return await run_in_threadpool(_extract, image, name, source, options, ticket.admitted)
 
 
-def _extract(image: UploadFile, name: str, source: str | None, person_box: bool | None, person_box_query: bool | None,
-             admitted: bool) -> JSONResponse:
+@dataclass(frozen=True)
+class ExtractOptions:
+    person_box: bool  # the main face's person box, from the keypoint engine
+    all_faces: bool  # every face, not only the main one
+    components: bool  # the ISO/IEC 29794-5 components of each face reported
+
+
+def _flag(form: bool | None, query: bool | None, default: bool) -> bool:
+    """A flag given as a form field or a query parameter (the form wins), else its default."""
+    return next((value for value in (form, query) if value is not None), default)
+
+
+def _extract(image: UploadFile, name: str, source: str | None, options: ExtractOptions, admitted: bool) -> JSONResponse:
     settings = get_settings()
     data = image.file.read(settings.max_upload_bytes + 1)
     if len(data) > settings.max_upload_bytes:
@@ -282,12 +301,19 @@ def _extract(image: UploadFile, name: str, source: str | None, person_box: bool 
     )
     result = timed.value
     link = None  # issue 10: the person box of the face (keypoint engine on the same image), only when asked
-    if result.faces and next((flag for flag in (person_box, person_box_query) if flag is not None), settings.face_person_box):
+    if result.faces and options.person_box:
         from schemas.faces import person_box_json
         from service.keypoints import person_boxes_for_faces
 
         link = person_box_json(person_boxes_for_faces(data, [result.faces[0].bbox])[0])
-    return JSONResponse(schemas.extract_json(name, result, (time.perf_counter() - start) * 1000, person_box=link))
+    reports = None
+    if options.components:
+        from service.quality import components_for
+
+        reports = [item.components for item in components_for(data, result, name)]
+        reports = reports if options.all_faces else reports[:1]
+    latency = (time.perf_counter() - start) * 1000
+    return JSONResponse(schemas.extract_json(name, result, latency, person_box=link, all_faces=options.all_faces, components=reports))
 
 
 @router.get("/models", response_model=schemas.ModelsJSON)

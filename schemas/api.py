@@ -25,28 +25,46 @@ class _Strict(BaseModel):
 # --- /extract (InsightFace-evaluation style) and /models -----------------------------------------------------
 
 
+class ExtractFaceJSON(_Strict):
+    """One face of ``/extract?all_faces=true`` (main face first): what deepface's ``represent`` gives per face."""
+
+    bbox: list[float]
+    det_score: float
+    quality_score: float | None
+    reasons: list[Reason]
+    feature: list[float]
+    components: dict | None = None  # schemas.components.ComponentsJSON, when asked for
+
+
 class ExtractJSON(_Strict):
-    """``/extract`` for an image with a face: the largest face's feature and quality."""
+    """``/extract`` for an image with a face: the main face's quality first, then its feature."""
 
     model_name: str
-    feature: list[float]
     quality_score: float | None
     faces_found: int
     bbox: list[float]
     reasons: list[Reason]
     # issue 10: written only when the request (or FACE_PERSON_BOX) asks for it; null when no person holds the face
     person_box: list[float] | None = None
+    components: dict | None = None  # the main face's ISO/IEC 29794-5 components (``components=true``)
+    faces: list[ExtractFaceJSON] | None = None  # every face (``all_faces=true``)
     latency_ms: float
+    feature: list[float]
 
 
 class ExtractNoFaceJSON(_Strict):
-    """``/extract`` for an image without a face (HTTP 200: a valid answer, not an error)."""
+    """``/extract`` for an image without a face (HTTP 200: a valid answer, not an error): the same fields as a face's
+    answer, empty, with the reason saying why."""
 
     model_name: str
-    feature: list[float]
     quality_score: float
-    message: str
     faces_found: int
+    bbox: list[float] | None
+    reasons: list[Reason]
+    message: str
+    faces: list[ExtractFaceJSON] | None = None
+    latency_ms: float
+    feature: list[float]
 
 
 class ModelJSON(_Strict):
@@ -59,15 +77,40 @@ class ModelsJSON(_Strict):
     models: list[ModelJSON]
 
 
-def extract_json(model_name: str, result: Any, latency_ms: float, person_box: dict | None = None) -> dict:
-    """The ``/extract`` answer for an ``AnalysisResult`` (its largest face, or the no-face answer).
+def extract_json(
+    model_name: str, result: Any, latency_ms: float, person_box: dict | None = None, all_faces: bool = False, components: list | None = None
+) -> dict:
+    """The ``/extract`` answer for an ``AnalysisResult``: its main face (or the no-face answer), optionally every face.
 
     ``person_box``: :func:`schemas.faces.person_box_json`'s dict when the person box was asked for, else None
-    (then the key is not written at all)."""
-    from schemas.faces import analysis_json
+    (then the key is not written at all). ``components``: one ``engine.quality.components.Components`` per face
+    when they were asked for."""
+    from schemas.components import components_json
+    from schemas.faces import _feature, analysis_json
+    from schemas.messages import describe
 
+    reports = [components_json(report) for report in components] if components is not None else None
+    faces = None
+    if all_faces:
+        faces = [
+            ExtractFaceJSON(
+                bbox=[round(v, 1) for v in face.bbox],
+                det_score=round(face.det_score, 4),
+                quality_score=None if face.quality is None else round(float(face.quality), 4),
+                reasons=describe(face.reasons),
+                feature=_feature(face.feature),
+                components=reports[index] if reports else None,
+            )
+            for index, face in enumerate(result.faces)
+        ]
     if not result.faces:
-        return ExtractNoFaceJSON(model_name=model_name, feature=[], quality_score=0.0, message="no face found", faces_found=0).model_dump()
+        payload = ExtractNoFaceJSON(
+            model_name=model_name, feature=[], quality_score=0.0, message="no face found", faces_found=0, bbox=None,
+            reasons=describe(["no_face"]), faces=faces, latency_ms=round(latency_ms, 1),
+        ).model_dump()
+        if faces is None:
+            payload.pop("faces")
+        return payload
     face = analysis_json(result)
     payload = ExtractJSON(
         model_name=model_name,
@@ -77,10 +120,13 @@ def extract_json(model_name: str, result: Any, latency_ms: float, person_box: di
         bbox=face["bbox"],
         reasons=face["reasons"],
         person_box=(person_box or {}).get("person_box"),
+        components=reports[0] if reports else None,
+        faces=faces,
         latency_ms=round(latency_ms, 1),
     ).model_dump()
-    if person_box is None:
-        payload.pop("person_box")
+    for key, asked in (("person_box", person_box is not None), ("components", reports is not None), ("faces", all_faces)):
+        if not asked:
+            payload.pop(key)
     return payload
 
 
