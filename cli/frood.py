@@ -70,7 +70,9 @@ def cmd_extract(args: argparse.Namespace) -> int:
     result = pipeline.analyze(args.image, name=Path(args.image).name, thorough=args.thorough)
     payload = analysis_json(result)
     if args.json:
-        print(json.dumps(payload))
+        if args.all_faces or args.components:
+            payload = _with_every_face(pipeline, args, result, payload)
+        print(json.dumps(payload, ensure_ascii=False))
         return EXIT_OK if result.faces else EXIT_NO_FACE
     if not result.faces:
         print(f"{args.image}: no face found")
@@ -82,6 +84,19 @@ def cmd_extract(args: argparse.Namespace) -> int:
         print(f"  - {reason['en']} / {reason['zh']}")
     print(f"  feature: {len(face.feature)}-d ({pipeline.model}); use --json for the values")
     return 0
+
+
+def _with_every_face(pipeline, args: argparse.Namespace, result, payload: dict) -> dict:
+    """``--all-faces`` / ``--components``: the same shapes as ``/extract`` gives them."""
+    from schemas.api import extract_json
+    from service.quality import components_of
+
+    reports = None
+    if args.components:
+        reports = [item.components for item in components_of(pipeline, pipeline.decode(args.image), result)]
+        reports = reports if args.all_faces else reports[:1]
+    extra = extract_json(pipeline.model, result, 0.0, all_faces=args.all_faces, components=reports)
+    return payload | {key: extra[key] for key in ("faces", "components") if key in extra}
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
@@ -349,6 +364,8 @@ def build_parser() -> argparse.ArgumentParser:
     extract.add_argument("image")
     extract.add_argument("--json", action="store_true")
     extract.add_argument("--thorough", action="store_true", help="add feature stability under perturbations")
+    extract.add_argument("--all-faces", action="store_true", help="--json: every face (box, quality, reasons, feature), main face first")
+    extract.add_argument("--components", action="store_true", help="--json: the ISO/IEC 29794-5 components of each face reported")
     extract.set_defaults(func=cmd_extract)
 
     compare = sub.add_parser("compare", help="compare the largest faces of two images")
@@ -397,6 +414,12 @@ def build_parser() -> argparse.ArgumentParser:
     from cli.keypoints import add_keypoints_parser
 
     add_keypoints_parser(sub)
+
+    from cli.quality import add_quality_parser
+    from cli.verify import add_verify_parser
+
+    add_quality_parser(sub)
+    add_verify_parser(sub)
 
     calibrate = sub.add_parser("calibrate", help="fit the quality score and match thresholds on labelled photos (split by identity)")
     calibrate.add_argument("--data-root", default=None, help="folder holding any of wild/ faces/ spoof/ dark/ masked/ (see docs/quality.md)")
