@@ -295,11 +295,15 @@ class RejectWebhookJSON(_Strict):
     operation: str
     model: str
     image: str | None  # base64 PNG, at most 512 px a side; null unless STORE_API_THUMBNAILS (API) / STORE_THUMBNAILS (UI) keep images
+    components: dict | None = None  # the main face's ISO/IEC 29794-5 components (schemas.components); null without a face
 
 
-def reject_webhook_json(quality: float, reasons: list[str], source: str, channel: str, operation: str, model: str, image: str | None) -> dict:
+def reject_webhook_json(
+    quality: float, reasons: list[str], source: str, channel: str, operation: str, model: str, image: str | None, components: dict | None = None
+) -> dict:
     return RejectWebhookJSON(
-        quality_score=round(float(quality), 4), reasons=list(reasons), source=source, channel=channel, operation=operation, model=model, image=image
+        quality_score=round(float(quality), 4), reasons=list(reasons), source=source, channel=channel, operation=operation, model=model, image=image,
+        components=components,
     ).model_dump()
 
 

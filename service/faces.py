@@ -216,10 +216,24 @@ def _record(
         # a setting keeps such images (STORE_API_THUMBNAILS for API traffic, STORE_THUMBNAILS for the UI's).
         keep_image = settings.store_api_thumbnails if source == "api" else settings.store_thumbnails
         image = _png_base64(_shrink(decoded.rgb, WEBHOOK_IMAGE_MAX_SIDE)) if keep_image else None
-        payload = reject_webhook_json(quality, reasons, source_id or source, source, operation, result.model, image)
+        payload = reject_webhook_json(quality, reasons, source_id or source, source, operation, result.model, image, _main_components(decoded, result))
         event_id = _outbox.enqueue(payload)
         if event_id:
             log.info("Rejected image queued for the webhook (event %s, OOD: %.2f)", event_id, quality)
+
+
+def _main_components(decoded: DecodedImage, result: AnalysisResult) -> dict | None:
+    """The rejected main face's components for the webhook: what an operator fixes (only rejects pay for them)."""
+    if not result.faces:
+        return None
+    try:
+        from schemas.components import components_json
+        from service.quality import components_of
+
+        return components_json(components_of(get_pipeline(result.model), decoded, result)[0].components)
+    except Exception:  # the webhook goes out without them rather than not at all
+        log.exception("Could not measure the components of a rejected face")
+        return None
 
 
 def record_analysis(

@@ -371,6 +371,8 @@ def test_api_images_are_not_kept_in_the_webhook_outbox_without_store_api_thumbna
         api_events = [json.loads(body) for _, body in receiver.requests if json.loads(body)["channel"] == "api"]
     assert api_events, "the reject webhook was not called for the API image"
     assert all(event["image"] is None for event in api_events)
+    # What the operator can act on travels without the picture: the face's ISO/IEC 29794-5 components (issue 26).
+    assert all(event["components"]["components"]["UnderExposurePrevention"]["unit"] is not None for event in api_events)
     with sqlite3.connect(keyed.log_path.parent / "webhook-outbox.sqlite3") as outbox:
         bodies = " ".join(str(row) for row in outbox.execute("SELECT * FROM outbox").fetchall())
     assert "iVBOR" not in bodies  # no base64 PNG anywhere in the outbox
