@@ -61,12 +61,18 @@ class AccessDoor:
         self._sessions: dict[str, str] = {}  # Gradio session_hash -> the key id that first used it
 
     async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
-        if scope["type"] != "http":
+        if scope["type"] not in ("http", "websocket"):  # lifespan
             await self.app(scope, receive, send)
             return
         path = scope.get("path", "")
         headers = {key.decode("latin-1").lower(): value.decode("latin-1") for key, value in scope.get("headers", [])}
         principal = self._principal(headers)
+        if scope["type"] == "websocket":  # no route of ours speaks it; none opens without a key either
+            if principal is None:
+                await send({"type": "websocket.close", "code": 1008})
+                return
+            await self.app(scope, receive, send)
+            return
         try:
             if path in _OPEN_PATHS or path.startswith(_OPEN_PREFIXES):
                 await self.app(scope, receive, send)
