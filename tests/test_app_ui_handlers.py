@@ -30,8 +30,8 @@ def test_a_failing_heatmap_keeps_the_feature_and_says_so(faces_dir, private_tmp,
         raise RuntimeError("simulated heatmap failure")
 
     monkeypatch.setattr(service, "heatmap", broken_heatmap)
-    text, payload, files, heat, components = ui_extract.on_extract(str(faces_dir / "img3.jpg"), False)  # no request: English
-    assert heat is None and components is not None  # the components are there even without the heatmap
+    text, payload, files, heat, components, faces = ui_extract.on_extract(str(faces_dir / "img3.jpg"), False)  # no request: English
+    assert heat is None and components is not None and faces is not None  # the components are there even without the heatmap
     assert len(payload["feature"]) == 512 and len(files) == 2
     assert "heatmap could not be computed" in text and "Quality" in text
     text_zh = ui_extract.on_extract(str(faces_dir / "img3.jpg"), False, "", CHINESE)[0]
@@ -84,11 +84,11 @@ def test_monitor_of_an_empty_store_and_of_one_source(attached_store):
     from storage.stats_sqlite import Event
 
     summary, _, _, table, _, sources, thumbs = ui_monitor.on_monitor("24h", None, CHINESE)
-    assert "已处理:** 0" in summary and table.empty and thumbs == ""  # no traffic: no hour to show
+    assert "已处理**：0" in summary and table.empty and thumbs == ""  # no traffic: no hour to show
     for source, quality in (("gate-1", 0.9), ("gate-2", 0.1), ("gate-2", 0.2)):
         attached_store.record(Event(source=source, operation="extract", model="m", quality=quality, reason_codes=["blurred"] if quality < 0.4 else []))
     summary, _, _, table, _, sources, _ = ui_monitor.on_monitor("24h", "gate-2", ENGLISH)
-    assert "Processed:** 2" in summary and "Mean quality:** 0.15" in summary
+    assert "Processed**: 2" in summary and "Mean quality**: 0.15" in summary
     assert list(table["Source"]) == ["gate-2"] and list(table["Top reasons"]) == ["Blurred"]  # the filter holds in the table too
     everyone = ui_monitor.on_monitor("24h", None, ENGLISH)[3]
     assert list(everyone["Source"]) == ["gate-2", "gate-1"] and list(everyone["Top reasons"]) == ["Blurred", ""]
@@ -115,8 +115,8 @@ def test_the_chosen_hour_survives_refreshes_and_the_window_sets_the_period(attac
         assert again[4].value == older
     assert ui_monitor.on_monitor("24h", None, ENGLISH, "1999-01-01 00:00")[4].value == latest  # gone from the window
     day, week = ui_monitor.on_monitor("24h", None, ENGLISH)[0], ui_monitor.on_monitor("7d", None, ENGLISH)[0]
-    assert "Last 24 hours" in day and "Processed:** 2" in day
-    assert "Last 7 days" in week and "Processed:** 3" in week
+    assert "Last 24 hours" in day and "Processed**: 2" in day
+    assert "Last 7 days" in week and "Processed**: 3" in week
 
 
 def test_gallery_tab_counts_every_photo_under_its_source(attached_store, faces_dir, tmp_path, monkeypatch):

@@ -22,8 +22,9 @@ from service import faces as service
 from service import quality as quality_service
 from service.access import requires
 from settings import get_settings
-from ui.common import IMAGE_HEIGHT, IMAGE_SOURCES, clean_source, error_markdown, quality_badge, reason_lines
-from ui.i18n import I18N, locale_of, tr
+from ui.common import IMAGE_HEIGHT, IMAGE_SOURCES, clean_source, colon, error_markdown, quality_badge, reason_lines, upload_path, warning
+from ui.drawing import Box, draw_boxes, read_photo
+from ui.i18n import I18N, locale_of, reason_text, tr
 
 log = logging.getLogger("frood.ui")
 DOWNLOADS_DIR_NAME = "frood-ui-downloads"  # one folder under the temp dir, one short-lived subfolder per request
@@ -69,40 +70,74 @@ def components_table(report, locale: str) -> pd.DataFrame:
     )
 
 
-@requires("extract")
-def on_extract(image: str | None, thorough: bool, source: str | None = None, request: gr.Request | None = None):
-    locale = locale_of(request)
-    if image is None:
-        return f"**⚠️ {tr(locale, 'need_one')}**", None, None, None, None
+FEATURE_LAST = "feature"
+OVERVIEW_SIDE = 480
+
+
+def ordered_payload(payload: dict) -> dict:
+    """The answer with what a person reads first (quality, reasons) and the 512 numbers last."""
+    return {**{key: value for key, value in payload.items() if key != FEATURE_LAST}, FEATURE_LAST: payload.get(FEATURE_LAST, [])}
+
+
+def shown_payload(payload: dict, locale: str) -> dict:
+    """The JSON shown in the page: each reason in the page's language only (the download keeps the API's form)."""
+    shown = ordered_payload(payload)
+    shown["reasons"] = [{"code": item["code"], "text": reason_text(item["code"], locale)} for item in payload.get("reasons", [])]
+    return shown
+
+
+def faces_image(path: str, faces: list):
+    """The photo with every face numbered, face 1 (the one analysed) in blue; None if it cannot be drawn."""
     try:
-        timed = service.extract(image, thorough=thorough, source=clean_source(source))
+        rgb, scale = read_photo(path, OVERVIEW_SIDE)
+        return draw_boxes(rgb, [Box(tuple(face.bbox), str(number), "used" if number == 1 else "other") for number, face in enumerate(faces, 1)], scale)
+    except Exception:
+        log.exception("Could not draw the faces of the photo")
+        return None
+
+
+@requires("extract")
+def on_extract(image: str | dict | None, thorough: bool, source: str | None = None, request: gr.Request | None = None):
+    """Outputs: text, JSON, downloads, heatmap, components table, the photo with the face used boxed."""
+    locale = locale_of(request)
+    path = upload_path(image)
+    if path is None:
+        return warning(tr(locale, "need_one")), None, None, None, None, None
+    try:
+        timed = service.extract(path, thorough=thorough, source=clean_source(source))
         result = timed.value
         payload = analysis_json(result)
         if not result.faces:
-            return f"**⚠️ {tr(locale, 'no_face')}** · {timed.latency_ms:.0f} ms", payload, None, None, None
+            return f"{warning(tr(locale, 'no_face'))} · {timed.latency_ms:.0f} ms", shown_payload(payload, locale), None, None, None, None
         folder = downloads_folder()
         json_path = folder / "feature.json"
-        json_path.write_text(json.dumps(payload), encoding="utf-8")
+        json_path.write_text(json.dumps(ordered_payload(payload), ensure_ascii=False), encoding="utf-8")
         npy_path = folder / "feature.npy"
         np.save(npy_path, result.face.feature)
     except Exception as error:
-        return error_markdown(error, locale), None, None, None, None
+        return error_markdown(error, locale), None, None, None, None, None
+    c = colon(locale)
     text = (
-        f"**{tr(locale, 'quality')}:** {quality_badge(result.face.quality, locale)}{reason_lines(result.face.reasons, locale)}\n\n"
-        f"{tr(locale, 'faces_found')}: {len(result.faces)} · {tr(locale, 'response_time')}: {timed.latency_ms:.0f} ms"
+        f"**{tr(locale, 'quality')}**{c}{quality_badge(result.face.quality, locale)}{reason_lines(result.face.reasons, locale)}\n\n"
+        f"{tr(locale, 'faces_found')}{c}{len(result.faces)} · {tr(locale, 'response_time')}{c}{timed.latency_ms:.0f} ms"
     )
+    if len(result.faces) > 1:
+        text += f"\n\n{tr(locale, 'several_faces_one', count=len(result.faces))}"
+    reject = get_settings().reject_threshold
+    if result.face.quality is not None and result.face.quality < reject:  # offered, but not without a word
+        text += "\n\n" + warning(tr(locale, "rejected_feature", quality=result.face.quality, threshold=reject))
     try:  # the feature is valid even when the heatmap fails: say so, keep the result
         heat = cv2.resize(service.heatmap(result.face), (224, 224), interpolation=cv2.INTER_CUBIC)
     except Exception:
         log.exception("Quality heatmap failed")
         heat = None
-        text += f"\n\n⚠️ {tr(locale, 'heatmap_failed')}"
+        text += "\n\n" + warning(tr(locale, "heatmap_failed"))
     try:  # the components explain the score; the answer stands without them
         components = components_table(quality_service.components_for(image, result)[0], locale)
     except Exception:
         log.exception("Quality components failed")
         components = None
-    return text, payload, [str(json_path), str(npy_path)], heat, components
+    return text, shown_payload(payload, locale), [str(json_path), str(npy_path)], heat, components, faces_image(path, result.faces)
 
 
 def build_extract_tab() -> None:
@@ -114,9 +149,12 @@ def build_extract_tab() -> None:
         button = gr.Button(I18N("run_extract"), variant="primary", elem_id="extract-button")
         result = gr.Markdown(elem_id="extract-result")
         with gr.Row():
-            feature_json = gr.JSON(label=I18N("json"))
-            heatmap = gr.Image(label=I18N("heatmap"), type="numpy", interactive=False, height=240)
+            used = gr.Image(label=I18N("face_used"), type="numpy", interactive=False, height=240, format="png", elem_id="extract-faces")
+            heatmap = gr.Image(label=I18N("heatmap"), type="numpy", interactive=False, height=240, elem_id="extract-heatmap")
+        feature_json = gr.JSON(label=I18N("json"), elem_id="extract-json")
         gr.Markdown(I18N("components_title"))
         components = gr.Dataframe(interactive=False, elem_id="extract-components", wrap=True)
         files = gr.File(label=I18N("downloads"), file_count="multiple")
-        button.click(on_extract, [image, thorough, source], [result, feature_json, files, heatmap, components], api_name="extract")
+        outputs = [result, feature_json, files, heatmap, components, used]
+        # preprocess=False: Gradio would open the upload itself and answer a bare "Error" for a file that is not an image
+        button.click(on_extract, [image, thorough, source], outputs, api_name="extract", preprocess=False)
