@@ -11,6 +11,7 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
+from api import galleries as galleries_api
 from api import keypoints as keypoints_api
 from api import routes as api_routes
 from api import verify as verify_api
@@ -23,7 +24,7 @@ from service.validation import check_source
 from settings import get_settings
 
 VERSION = "0.1.0"
-ROUTE_SCOPES = {
+ROUTE_SCOPES = galleries_api.ScopeTable({  # finds the scope of a templated path (/galleries/{name}) too
     "/health": OPEN,
     "/stats": "monitor",
     # The API's description and its model list run nothing and read no data: integrators and load balancers
@@ -33,7 +34,8 @@ ROUTE_SCOPES = {
     **api_routes.ROUTE_SCOPES,
     **keypoints_api.ROUTE_SCOPES,
     **verify_api.ROUTE_SCOPES,
-}
+    **galleries_api.ROUTE_SCOPES,
+})
 MODEL_CHOSEN_BY_CALLER = set(api_routes.MODEL_CHOSEN_BY_CALLER) | verify_api.MODEL_CHOSEN_BY_CALLER
 
 
@@ -75,6 +77,7 @@ def create_api() -> FastAPI:
     api_routes.install(api)
     keypoints_api.install(api)
     verify_api.install(api)
+    galleries_api.install(api)
     api.add_middleware(BodySizeLimit, limit=get_settings().max_request_bytes)
 
     @api.get("/stats", response_model=StatsJSON)

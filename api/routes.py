@@ -91,6 +91,8 @@ class RemoveRequest(ClientRequest):
 class InferRequest(ClientRequest):
     image: str
     indexKey: str  # noqa: N815
+    topK: int = Field(5, ge=1, le=100)  # noqa: N815 (ours, optional: how many labels per face)
+    threshold: float | None = Field(None, ge=-1.0, le=1.0)  # ours, optional: cosine; default: the model's match threshold
 
 
 def envelope(result: dict) -> JSONResponse:
@@ -237,7 +239,7 @@ def infer(body: InferRequest, request: Request) -> JSONResponse:
     registry.get(body.indexKey)  # 404 before the image is analysed
     analysis = gallery_service.analyse(pipeline, decoded, record=_recorder("infer", body.source))  # outside the lock: slow
     with registry.lock:  # GalleryIndex is not thread-safe: searches wait for adds and removes
-        faces = gallery_service.match(pipeline, registry.get(body.indexKey), analysis)
+        faces = gallery_service.match(pipeline, registry.get(body.indexKey), analysis, body.topK, body.threshold)
     drawn = gallery_service.annotate(decoded.rgb, faces, scale=decoded.scale)
     buffer = io.BytesIO()
     Image.fromarray(drawn).save(buffer, format="JPEG", quality=90)

@@ -91,3 +91,40 @@ def _backend_of(info_path: Path) -> str:
             if line.startswith("labels:"):
                 break
     return "faiss"
+
+
+def open_gallery_meta(settings: Settings | None = None) -> Any:
+    """Where gallery metadata lives: with it, the vectors' backend decides.
+
+    PostgreSQL when ``DATABASE_URL`` is set and the vectors are in Milvus (every replica then shares names, keys and
+    the requestId ledger, and reads nothing from ``DATA_DIR``); else a SQLite file beside the FAISS folders
+    (``DATA_DIR/galleries.sqlite3``): FAISS galleries are files of one machine, so their names are that machine's too.
+    """
+    settings = settings or get_settings()
+    if settings.database_url and settings.gallery_backend == "milvus":
+        from storage.gallery_meta_postgres import PostgresGalleryMeta
+
+        log.info("Gallery metadata: PostgreSQL at %s", redact(settings.database_url))
+        return PostgresGalleryMeta(settings.database_url)
+    from storage.gallery_meta_sqlite import SQLiteGalleryMeta
+
+    return SQLiteGalleryMeta(settings.data_dir / "galleries.sqlite3")
+
+
+def gallery_location(gallery: Any) -> tuple[str, str]:
+    """(backend, location) of a gallery object: ("milvus", its collection) or ("faiss", "")."""
+    collection = getattr(gallery, "collection", None)
+    return ("milvus", str(collection)) if collection else ("faiss", "")
+
+
+def open_gallery(backend: str, location: str, directory: Path, expected_model: str | None = None, expected_dim: int | None = None,
+                 settings: Settings | None = None) -> Any:
+    """The gallery a metadata record names: its Milvus collection (at ``MILVUS_URI``, or this machine's Lite file), or
+    its FAISS folder. ``KeyError`` / ``FileNotFoundError`` when it is gone."""
+    settings = settings or get_settings()
+    if backend == "milvus":
+        from storage.gallery_milvus import MilvusGallery
+
+        return MilvusGallery.open(location, uri=milvus_uri(settings), token=settings.milvus_token, expected_model=expected_model,
+                                  expected_dim=expected_dim)
+    return load_gallery(directory, expected_model=expected_model, expected_dim=expected_dim, settings=settings)

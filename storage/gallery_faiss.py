@@ -239,6 +239,17 @@ class GalleryIndex:
             del self._labels[i]
         return len(wanted)
 
+    def relabel(self, ids: Iterable[int], label: str) -> int:
+        """Give these ids a new label (all or none: unknown ids raise ``KeyError``); the vectors stay as they are."""
+        wanted = sorted({int(i) for i in ids})
+        unknown = [i for i in wanted if i not in self._labels]
+        if unknown:
+            raise KeyError(f"ids not in the gallery: {unknown}")
+        check_labels([label], 1)
+        for i in wanted:
+            self._labels[i] = label
+        return len(wanted)
+
     # ------------------------------------------------------------------ search
 
     def search(self, queries: np.ndarray, k: int = 5) -> list[list[SearchHit]]:

@@ -95,6 +95,8 @@ class MilvusGallery:
         self.created = properties["created"]
         self._next_id = int(properties["next_id"])
         self._search_params = dict(_INDEX[self.index_type][2])
+        self._ledger: Any = None
+        self._pending_requests: dict[str, dict[str, Any]] = {}
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -277,6 +279,44 @@ class MilvusGallery:
             raise KeyError(f"ids not in the gallery: {unknown}")
         self._client.delete(self.collection, ids=wanted)
         return len(wanted)
+
+    def relabel(self, ids: Iterable[int], label: str) -> int:
+        """Give these ids a new label (all or none: unknown ids raise ``KeyError``): their rows are upserted as they were."""
+        wanted = sorted({int(i) for i in ids})
+        check_labels([label], 1, MAX_LABEL_CHARS)
+        if not wanted:
+            return 0
+        rows = self._client.query(self.collection, filter=f"id in {wanted}", output_fields=["id", "vector"])
+        unknown = sorted(set(wanted) - {int(row["id"]) for row in rows})
+        if unknown:
+            raise KeyError(f"ids not in the gallery: {unknown}")
+        for start in range(0, len(rows), _INSERT_BATCH):
+            batch = rows[start : start + _INSERT_BATCH]
+            self._client.upsert(self.collection, [{"id": int(row["id"]), "label": label, "vector": list(row["vector"])} for row in batch])
+        return len(rows)
+
+    # ------------------------------------------------------------------ request ledger
+
+    def attach_ledger(self, ledger: Any) -> None:
+        """Where applied requestIds are kept (an object with ``remember(request_id, result)`` and ``recall(request_id)``,
+        e.g. the gallery metadata store); requests remembered before it was attached are handed over."""
+        self._ledger = ledger
+        pending, self._pending_requests = self._pending_requests, {}
+        for request_id, result in pending.items():
+            ledger.remember(request_id, result)
+
+    def remember_request(self, request_id: str, result: dict[str, Any]) -> None:
+        """Note that a client's request was applied, so a retry is answered, not re-applied (the ledger, or held until one
+        is attached)."""
+        if self._ledger is None:
+            self._pending_requests[request_id] = result
+        else:
+            self._ledger.remember(request_id, result)
+
+    def recall_request(self, request_id: str) -> dict[str, Any] | None:
+        if self._ledger is None:
+            return self._pending_requests.get(request_id)
+        return self._ledger.recall(request_id)
 
     # ------------------------------------------------------------------ search
 

@@ -122,14 +122,14 @@ def test_a_gallery_in_the_older_flat_layout_loads_and_is_upgraded_by_its_next_sa
 
 
 def test_a_failed_save_does_not_keep_serving_the_unsaved_change(tmp_path, monkeypatch, pipeline):
-    from api import routes
-    from api.security import ApiError
+    from errors import ApiError
     from service import faces as service
+    from service.gallery import IndexRegistry
     from settings import get_settings
 
     monkeypatch.setattr(get_settings(), "data_dir", tmp_path)
     monkeypatch.setattr(service, "get_pipeline", lambda model=None: pipeline)
-    registry = routes.IndexRegistry()
+    registry = IndexRegistry()
     gallery = GalleryIndex.create(pipeline.embedder.dim, pipeline.model)
     vectors = np.eye(pipeline.embedder.dim, dtype=np.float32)
     gallery.add(vectors[:1], ["a"])

@@ -1,0 +1,130 @@
+"""Gallery metadata in PostgreSQL (``DATABASE_URL``), shared by every replica; see :mod:`storage.gallery_meta`.
+
+With the vectors in Milvus, this is all a replica needs to find, name and change a gallery: nothing is read
+from ``DATA_DIR``. ``writing(key)`` holds a session advisory lock, so replicas take turns changing one
+gallery (Milvus has no atomic id counter: two replicas adding at the same instant would otherwise collide).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import zlib
+from collections.abc import Iterator
+from typing import Any
+
+from psycopg import errors as pg_errors
+from psycopg.types.json import Jsonb
+
+from storage.gallery_meta import REMEMBERED_REQUESTS, GalleryRecord, KeyTakenError, NameTakenError
+from storage.postgres import migrate, open_pool
+
+COMPONENT = "galleries"
+MIGRATIONS = [
+    (
+        1,
+        "galleries and their request ledger",
+        """
+        CREATE TABLE galleries (
+            key TEXT PRIMARY KEY,
+            name TEXT NOT NULL UNIQUE,
+            model TEXT NOT NULL,
+            dim INTEGER NOT NULL,
+            index_type TEXT NOT NULL,
+            metric TEXT NOT NULL,
+            backend TEXT NOT NULL,
+            location TEXT NOT NULL DEFAULT '',
+            created TIMESTAMPTZ NOT NULL DEFAULT now()
+        );
+        CREATE TABLE gallery_requests (
+            seq BIGSERIAL PRIMARY KEY,
+            key TEXT NOT NULL REFERENCES galleries(key) ON DELETE CASCADE,
+            request_id TEXT NOT NULL,
+            result JSONB NOT NULL,
+            UNIQUE (key, request_id)
+        );
+        """,
+    )
+]
+_WRITTEN = "key, name, model, dim, index_type, metric, backend, location"
+_COLUMNS = f"{_WRITTEN}, to_char(created AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
+
+
+def _record(row: tuple) -> GalleryRecord:
+    return GalleryRecord(row[0], row[1], row[2], int(row[3]), row[4], row[5], row[6], row[7], row[8])
+
+
+class PostgresGalleryMeta:
+    shared = True
+
+    def __init__(self, url: str, pool_size: int = 4):
+        self._pool = open_pool(url, max_size=pool_size, name="frood-galleries")
+        migrate(self._pool, COMPONENT, MIGRATIONS)
+
+    def _one(self, sql: str, params: tuple) -> tuple | None:
+        with self._pool.connection() as connection:
+            return connection.execute(sql, params).fetchone()
+
+    def add(self, record: GalleryRecord) -> GalleryRecord:
+        try:
+            with self._pool.connection() as connection:
+                connection.execute(f"INSERT INTO galleries ({_WRITTEN}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)", record.as_row())
+        except pg_errors.UniqueViolation as error:
+            if self.get(record.key) is not None:
+                raise KeyTakenError(f"a gallery with key {record.key!r} is already registered") from error
+            raise NameTakenError(f"a gallery named {record.name!r} already exists") from error
+        stored = self.get(record.key)
+        assert stored is not None
+        return stored
+
+    def get(self, key: str) -> GalleryRecord | None:
+        row = self._one(f"SELECT {_COLUMNS} FROM galleries WHERE key = %s", (key,))
+        return None if row is None else _record(row)
+
+    def by_name(self, name: str) -> GalleryRecord | None:
+        row = self._one(f"SELECT {_COLUMNS} FROM galleries WHERE name = %s", (name,))
+        return None if row is None else _record(row)
+
+    def list(self) -> list[GalleryRecord]:
+        with self._pool.connection() as connection:
+            return [_record(row) for row in connection.execute(f"SELECT {_COLUMNS} FROM galleries ORDER BY name")]
+
+    def rename(self, key: str, new_name: str) -> bool:
+        try:
+            with self._pool.connection() as connection:
+                return connection.execute("UPDATE galleries SET name = %s WHERE key = %s", (new_name, key)).rowcount > 0
+        except pg_errors.UniqueViolation as error:
+            raise NameTakenError(f"a gallery named {new_name!r} already exists") from error
+
+    def delete(self, key: str) -> bool:
+        with self._pool.connection() as connection:
+            return connection.execute("DELETE FROM galleries WHERE key = %s", (key,)).rowcount > 0  # the ledger cascades
+
+    def remember(self, key: str, request_id: str, result: dict[str, Any]) -> None:
+        with self._pool.connection() as connection, connection.transaction():
+            connection.execute("DELETE FROM gallery_requests WHERE key = %s AND request_id = %s", (key, request_id))
+            connection.execute("INSERT INTO gallery_requests (key, request_id, result) VALUES (%s, %s, %s)", (key, request_id, Jsonb(result)))
+            connection.execute(
+                "DELETE FROM gallery_requests WHERE key = %s AND seq < "
+                "(SELECT COALESCE(MIN(seq), 0) FROM (SELECT seq FROM gallery_requests WHERE key = %s ORDER BY seq DESC LIMIT %s) AS newest)",
+                (key, key, REMEMBERED_REQUESTS),
+            )
+
+    def recall(self, key: str, request_id: str) -> dict[str, Any] | None:
+        row = self._one("SELECT result FROM gallery_requests WHERE key = %s AND request_id = %s", (key, request_id))
+        return None if row is None else dict(row[0])
+
+    @contextlib.contextmanager
+    def writing(self, key: str) -> Iterator[None]:
+        """A session advisory lock on the gallery's key, held on one pooled connection until the change is done."""
+        lock_key = zlib.crc32(f"frood-gallery-{key}".encode())
+        with self._pool.connection() as connection:
+            connection.execute("SELECT pg_advisory_lock(%s)", (lock_key,))
+            connection.commit()
+            try:
+                yield
+            finally:
+                connection.execute("SELECT pg_advisory_unlock(%s)", (lock_key,))
+                connection.commit()
+
+    def close(self) -> None:
+        self._pool.close()

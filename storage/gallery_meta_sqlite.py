@@ -1,0 +1,120 @@
+"""Gallery metadata in one SQLite file under ``DATA_DIR`` (one machine); see :mod:`storage.gallery_meta`."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sqlite3
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from storage.gallery_meta import REMEMBERED_REQUESTS, GalleryRecord, KeyTakenError, NameTakenError
+from storage.sqlite import ThreadConnections
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS galleries (
+    key TEXT PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    model TEXT NOT NULL,
+    dim INTEGER NOT NULL,
+    index_type TEXT NOT NULL,
+    metric TEXT NOT NULL,
+    backend TEXT NOT NULL,
+    location TEXT NOT NULL DEFAULT '',
+    created TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%SZ', 'now'))
+);
+CREATE TABLE IF NOT EXISTS gallery_requests (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    key TEXT NOT NULL REFERENCES galleries(key) ON DELETE CASCADE,
+    request_id TEXT NOT NULL,
+    result TEXT NOT NULL,
+    UNIQUE (key, request_id)
+);
+"""
+_WRITTEN = "key, name, model, dim, index_type, metric, backend, location"
+_COLUMNS = f"{_WRITTEN}, created"
+
+
+def _record(row: tuple) -> GalleryRecord:
+    return GalleryRecord(row[0], row[1], row[2], int(row[3]), row[4], row[5], row[6], row[7], row[8])
+
+
+class SQLiteGalleryMeta:
+    shared = False
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self._connections = ThreadConnections(self.path, "foreign_keys=ON")
+        self._locks: dict[str, threading.RLock] = {}
+        self._locks_guard = threading.Lock()
+        self._connections.get().executescript(SCHEMA)
+
+    def _db(self) -> sqlite3.Connection:
+        return self._connections.get()
+
+    def add(self, record: GalleryRecord) -> GalleryRecord:
+        try:
+            self._db().execute(f"INSERT INTO galleries ({_WRITTEN}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", record.as_row())
+        except sqlite3.IntegrityError as error:
+            if self.get(record.key) is not None:
+                raise KeyTakenError(f"a gallery with key {record.key!r} is already registered") from error
+            raise NameTakenError(f"a gallery named {record.name!r} already exists") from error
+        stored = self.get(record.key)
+        assert stored is not None
+        return stored
+
+    def get(self, key: str) -> GalleryRecord | None:
+        row = self._db().execute(f"SELECT {_COLUMNS} FROM galleries WHERE key = ?", (key,)).fetchone()
+        return None if row is None else _record(row)
+
+    def by_name(self, name: str) -> GalleryRecord | None:
+        row = self._db().execute(f"SELECT {_COLUMNS} FROM galleries WHERE name = ?", (name,)).fetchone()
+        return None if row is None else _record(row)
+
+    def list(self) -> list[GalleryRecord]:
+        return [_record(row) for row in self._db().execute(f"SELECT {_COLUMNS} FROM galleries ORDER BY name")]
+
+    def rename(self, key: str, new_name: str) -> bool:
+        try:
+            cursor = self._db().execute("UPDATE galleries SET name = ? WHERE key = ?", (new_name, key))
+        except sqlite3.IntegrityError as error:
+            raise NameTakenError(f"a gallery named {new_name!r} already exists") from error
+        return cursor.rowcount > 0
+
+    def delete(self, key: str) -> bool:
+        db = self._db()
+        db.execute("DELETE FROM gallery_requests WHERE key = ?", (key,))
+        return db.execute("DELETE FROM galleries WHERE key = ?", (key,)).rowcount > 0
+
+    def remember(self, key: str, request_id: str, result: dict[str, Any]) -> None:
+        db = self._db()
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.execute("DELETE FROM gallery_requests WHERE key = ? AND request_id = ?", (key, request_id))
+            db.execute("INSERT INTO gallery_requests (key, request_id, result) VALUES (?, ?, ?)", (key, request_id, json.dumps(result)))
+            db.execute(
+                "DELETE FROM gallery_requests WHERE key = ? AND seq NOT IN "
+                "(SELECT seq FROM gallery_requests WHERE key = ? ORDER BY seq DESC LIMIT ?)",
+                (key, key, REMEMBERED_REQUESTS),
+            )
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+    def recall(self, key: str, request_id: str) -> dict[str, Any] | None:
+        row = self._db().execute("SELECT result FROM gallery_requests WHERE key = ? AND request_id = ?", (key, request_id)).fetchone()
+        return None if row is None else json.loads(row[0])
+
+    @contextlib.contextmanager
+    def writing(self, key: str) -> Iterator[None]:
+        """A lock per gallery in this process (one machine: the FAISS files are this process's anyway)."""
+        with self._locks_guard:
+            lock = self._locks.setdefault(key, threading.RLock())
+        with lock:
+            yield
+
+    def close(self) -> None:
+        self._connections.close()
