@@ -153,10 +153,10 @@ def list_galleries() -> JSONResponse:
     return JSONResponse(gallery_service.list_galleries())
 
 
-@router.post(GALLERIES, response_model=schemas.GalleryJSON, responses=_ERRORS, dependencies=WRITE, status_code=201)
+@router.post(GALLERIES, response_model=schemas.GalleryJSON, responses=_ERRORS, dependencies=WRITE)
 def create_gallery(body: schemas.CreateGalleryRequest) -> JSONResponse:
     """An empty gallery called ``name`` (409 when the name is taken); its ``indexKey`` works on the PaddleX routes too."""
-    return JSONResponse(gallery_service.create_gallery(body.name, body.indexType, body.metric), status_code=201)
+    return JSONResponse(gallery_service.create_gallery(body.name, body.indexType, body.metric))
 
 
 @router.patch(GALLERY, response_model=schemas.GalleryJSON, responses=_ERRORS, dependencies=WRITE)

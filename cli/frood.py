@@ -275,10 +275,61 @@ def _ids(values: list[str]) -> list[int]:
     return [int(value) for value in values]
 
 
+NAMED_ACTIONS = ("galleries", "create", "identities", "enrol", "identify", "rename", "rename-identity", "remove-identity", "delete")
+
+
+def _named_index(args: argparse.Namespace) -> int:
+    """The server's named galleries (``DATA_DIR`` / ``DATABASE_URL`` + Milvus, as the server has them): the verbs of
+    ``/galleries``, answered with the same JSON."""
+    from logs import configure_logging
+    from service import gallery as gallery_service
+
+    configure_logging(quiet=True)
+    action = args.action
+    if action != "galleries" and not args.name:
+        raise FroodError(f"{action} needs --name: the gallery's name (see `frood index galleries`)")
+    if action in ("enrol", "rename-identity", "remove-identity") and not args.label:
+        raise FroodError(f"{action} needs --label: the identity")
+    if action == "galleries":
+        answer = gallery_service.list_galleries()
+    elif action == "create":
+        answer = gallery_service.create_gallery(args.name, args.index_type, args.metric)
+    elif action == "identities":
+        answer = gallery_service.list_identities(args.name, args.page, args.page_size)
+    elif action == "enrol":
+        if not args.images:
+            raise FroodError("enrol needs image files: frood index enrol --name N --label L --images photo.jpg ...")
+        answer = gallery_service.add_photos(args.name, args.label, [(Path(image), image) for image in args.images])
+    elif action == "identify":
+        if len(args.images) != 1:
+            raise FroodError("identify needs one image file: frood index identify --name N --images photo.jpg")
+        answer = gallery_service.identify_in(args.name, Path(args.images[0]), top_k=args.top_k, threshold=args.threshold)
+    elif action == "rename":
+        if not args.new_name:
+            raise FroodError("rename needs --new-name")
+        answer = gallery_service.rename_gallery(args.name, args.new_name)
+    elif action == "rename-identity":
+        if not args.new_label:
+            raise FroodError("rename-identity needs --new-label")
+        answer = gallery_service.rename_identity(args.name, args.label, args.new_label)
+    elif action == "remove-identity":
+        answer = gallery_service.remove_identity(args.name, args.label)
+    elif action == "remove":
+        answer = {"removed": [gallery_service.remove_photo(args.name, photo_id)["removed"][0] for photo_id in _ids(args.ids)]}
+    else:
+        answer = gallery_service.delete_gallery(args.name)
+    print(json.dumps(answer, indent=2, ensure_ascii=False))
+    return EXIT_OK
+
+
 def cmd_index(args: argparse.Namespace) -> int:
     from service import gallery as gallery_service
     from service.backends import load_gallery
 
+    if args.action in NAMED_ACTIONS or (args.action == "remove" and args.name):
+        return _named_index(args)
+    if not args.index:
+        raise FroodError(f"{args.action} needs --index (a gallery folder), or use the named verbs with --name ({', '.join(NAMED_ACTIONS)})")
     directory = Path(args.index)
     if args.action == "info":
         info = _loaded(load_gallery, directory).info()  # FAISS files or a Milvus collection's pointer
@@ -387,9 +438,20 @@ def build_parser() -> argparse.ArgumentParser:
     webhook.add_argument("--all", action="store_true", help="drop: every failed event")
     webhook.set_defaults(func=cmd_webhook)
 
-    index = sub.add_parser("index", help="build, grow, prune or describe a FAISS face gallery")
-    index.add_argument("action", choices=["build", "add", "remove", "info"])
-    index.add_argument("--index", required=True, help="the gallery folder (vector.index + index_info.yaml)")
+    index = sub.add_parser(
+        "index", help="build, grow, prune or describe a gallery folder (--index); or manage the server's named galleries (--name)"
+    )
+    index.add_argument("action", choices=["build", "add", "remove", "info", *NAMED_ACTIONS])
+    index.add_argument("--images", nargs="+", default=[], help="enrol: photos of --label; identify: one photo")
+    index.add_argument("--index", help="build/add/remove/info: the gallery folder (vector.index + index_info.yaml)")
+    index.add_argument("--name", help="named verbs (and remove): the gallery's name, as GET /galleries lists it")
+    index.add_argument("--label", help="enrol, rename-identity, remove-identity: the identity")
+    index.add_argument("--new-name", help="rename: the gallery's new name")
+    index.add_argument("--new-label", help="rename-identity: the identity's new label")
+    index.add_argument("--page", type=int, default=1, help="identities: page number (from 1)")
+    index.add_argument("--page-size", type=int, default=100, help="identities: identities per page (1-1000)")
+    index.add_argument("--top-k", type=int, default=5, help="identify: best photos listed (1-100)")
+    index.add_argument("--threshold", type=float, default=None, help="identify: cosine in [-1, 1]; default: the model's match threshold")
     index.add_argument("--root", help="build/add: folder with images/<identity>/*.jpg (PaddleX layout)")
     index.add_argument("--labels", help="build/add: label file of 'relative/path.jpg label' lines (default: ROOT/gallery.txt)")
     index.add_argument("--index-type", default="Flat", choices=["Flat", "IVF", "HNSW32"])

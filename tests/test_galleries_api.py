@@ -67,7 +67,7 @@ def error(response: requests.Response, status: int, words: str) -> None:
 
 
 def test_create_list_rename_delete_a_gallery(app):
-    created = ok(call(app, "POST", "/galleries", json={"name": "staff", "indexType": "HNSW32", "metric": "L2"}), 201)
+    created = ok(call(app, "POST", "/galleries", json={"name": "staff", "indexType": "HNSW32", "metric": "L2"}))
     assert created["name"] == "staff" and created["size"] == 0 and created["identities"] == 0
     assert (created["indexType"], created["metric"], created["backend"], created["featureDim"]) == ("HNSW32", "L2", "faiss", 512)
     error(call(app, "POST", "/galleries", json={"name": "staff"}), 409, "already exists")
@@ -76,7 +76,7 @@ def test_create_list_rename_delete_a_gallery(app):
     listed = {row["name"]: row for row in ok(call(app, "GET", "/galleries"))["galleries"]}
     assert listed["staff"]["indexKey"] == created["indexKey"] and listed["staff"]["model"] == created["model"]
 
-    ok(call(app, "POST", "/galleries", json={"name": "other"}), 201)
+    ok(call(app, "POST", "/galleries", json={"name": "other"}))
     renamed = ok(call(app, "PATCH", "/galleries/staff", json={"newName": "team"}))
     assert renamed["name"] == "team" and renamed["indexKey"] == created["indexKey"]
     error(call(app, "PATCH", "/galleries/team", json={"newName": "other"}), 409, "already exists")
@@ -91,7 +91,7 @@ def test_create_list_rename_delete_a_gallery(app):
 
 
 def test_photos_identities_and_identify(app, photos):
-    ok(call(app, "POST", "/galleries", json={"name": "people"}), 201)
+    ok(call(app, "POST", "/galleries", json={"name": "people"}))
     jolie, katy = photos["angelina_jolie"], photos["katy_perry"]
     added = ok(call(app, "POST", "/galleries/people/identities/angelina_jolie/photos", json={"images": [b64(jolie[0]), b64(jolie[1]), b64(noise_png())]}))
     assert len(added["added"]) == 2 and added["photos"] == 2 and added["label"] == "angelina_jolie"
@@ -156,7 +156,7 @@ def test_photos_identities_and_identify(app, photos):
 
 
 def test_a_retried_request_id_adds_once_and_another_body_with_it_is_409(app, photos):
-    ok(call(app, "POST", "/galleries", json={"name": "retries"}), 201)
+    ok(call(app, "POST", "/galleries", json={"name": "retries"}))
     body = {"images": [b64(photos["matt_damon"][0])], "requestId": "enrol-1"}
     first = ok(call(app, "POST", "/galleries/retries/identities/matt/photos", json=body))
     again = ok(call(app, "POST", "/galleries/retries/identities/matt/photos", json=body))
@@ -188,7 +188,7 @@ def test_paddlex_galleries_are_listed_by_key_and_infer_takes_top_k_and_threshold
 
 
 def test_scopes_read_key_reads_and_identifies_but_cannot_change(app, photos):
-    ok(call(app, "POST", "/galleries", json={"name": "scoped"}), 201)
+    ok(call(app, "POST", "/galleries", json={"name": "scoped"}))
     ok(call(app, "POST", "/galleries/scoped/identities/m/photos", json={"images": [b64(photos["mark_zuckerberg"][0])]}))
     assert ok(call(app, "GET", "/galleries", headers=READER))["galleries"]
     assert ok(call(app, "GET", "/galleries/scoped/identities", headers=READER))["total"] == 1
@@ -207,3 +207,32 @@ def test_scopes_read_key_reads_and_identifies_but_cannot_change(app, photos):
         assert response.status_code == 403 and "gallery:write" in response.json()["detail"], (method, path, response.text)
         assert call(app, method, path, headers={}, json=body).status_code == 401
     assert ok(call(app, "GET", "/galleries/scoped/identities"))["identities"][0]["photos"] == 1  # nothing changed
+
+
+def test_frood_index_has_the_same_verbs_by_name(tmp_path, faces_dir):
+    """``frood index`` on the named galleries of a DATA_DIR (as a server with that DATA_DIR has them): same JSON."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.apphelpers import ROOT
+
+    env = {**os.environ, "DATA_DIR": str(tmp_path), "LOG_DIR": str(tmp_path / "logs")}
+
+    def frood(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "cli.frood", "index", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+
+    with open(faces_dir / "identities.csv", newline="") as handle:
+        files = sorted(row["file"] for row in csv.DictReader(handle) if row["identity"] == "jennifer_aniston")
+    assert frood("create", "--name", "desk").returncode == 0
+    enrolled = frood("enrol", "--name", "desk", "--label", "jen", "--images", *(str(faces_dir / name) for name in files[:2]))
+    assert enrolled.returncode == 0, enrolled.stderr
+    assert json.loads(enrolled.stdout)["photos"] == 2
+    found = json.loads(frood("identify", "--name", "desk", "--top-k", "1", "--images", str(faces_dir / files[-1])).stdout)
+    assert found["faces"][0]["label"] == "jen" and len(found["faces"][0]["matches"]) == 1
+    renamed = frood("rename-identity", "--name", "desk", "--label", "jen", "--new-label", "Jennifer")
+    assert json.loads(renamed.stdout)["label"] == "Jennifer"
+    missing = frood("identities", "--name", "nope")
+    assert missing.returncode == 2 and "no gallery named 'nope'" in missing.stderr
+    listed = json.loads(frood("galleries").stdout)["galleries"]
+    assert [(row["name"], row["size"], row["identities"]) for row in listed] == [("desk", 2, 1)]
