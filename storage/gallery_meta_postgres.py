@@ -8,10 +8,13 @@ gallery (Milvus has no atomic id counter: two replicas adding at the same instan
 from __future__ import annotations
 
 import contextlib
+import threading
+import time
 import zlib
 from collections.abc import Iterator
 from typing import Any
 
+import psycopg
 from psycopg import errors as pg_errors
 from psycopg.types.json import Jsonb
 
@@ -57,8 +60,13 @@ class PostgresGalleryMeta:
     shared = True
 
     def __init__(self, url: str, pool_size: int = 4):
+        self._url = url
         self._pool = open_pool(url, max_size=pool_size, name="frood-galleries")
         migrate(self._pool, COMPONENT, MIGRATIONS)
+        self._lock_connection: psycopg.Connection | None = None
+        self._lock_guard = threading.Lock()
+        self._key_locks: dict[str, threading.Lock] = {}
+        self._key_locks_guard = threading.Lock()
 
     def _one(self, sql: str, params: tuple) -> tuple | None:
         with self._pool.connection() as connection:
@@ -114,17 +122,47 @@ class PostgresGalleryMeta:
         return None if row is None else dict(row[0])
 
     @contextlib.contextmanager
-    def writing(self, key: str) -> Iterator[None]:
-        """A session advisory lock on the gallery's key, held on one pooled connection until the change is done."""
-        lock_key = zlib.crc32(f"frood-gallery-{key}".encode())
-        with self._pool.connection() as connection:
-            connection.execute("SELECT pg_advisory_lock(%s)", (lock_key,))
-            connection.commit()
+    def writing(self, key: str, timeout_s: float = 60.0) -> Iterator[None]:
+        """A session advisory lock on the gallery's key until the change is done: one writer per gallery across replicas.
+
+        Taken with ``pg_try_advisory_lock`` (polled) on one connection of this process, after a thread lock per key, so
+        writers waiting for a gallery never hold pool connections (the writer that holds it needs them). ``TimeoutError``
+        after ``timeout_s``."""
+        with self._key_locks_guard:
+            local = self._key_locks.setdefault(key, threading.Lock())
+        if not local.acquire(timeout=timeout_s):
+            raise TimeoutError(f"gallery {key} is being changed by another request of this process")
+        try:
+            lock_key = zlib.crc32(f"frood-gallery-{key}".encode())
+            deadline = time.monotonic() + timeout_s
+            while not self._advisory("SELECT pg_try_advisory_lock(%s)", lock_key):
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"gallery {key} is being changed by another replica")
+                time.sleep(0.02)
             try:
                 yield
             finally:
-                connection.execute("SELECT pg_advisory_unlock(%s)", (lock_key,))
-                connection.commit()
+                self._advisory("SELECT pg_advisory_unlock(%s)", lock_key)
+        finally:
+            local.release()
+
+    def _advisory(self, sql: str, lock_key: int) -> bool:
+        """One advisory-lock call on this process's lock connection (reopened if it was lost: its locks went with it)."""
+        with self._lock_guard:
+            for attempt in (1, 2):
+                try:
+                    if self._lock_connection is None or self._lock_connection.closed:
+                        self._lock_connection = psycopg.connect(self._url, autocommit=True)
+                    return bool(self._lock_connection.execute(sql, (lock_key,)).fetchone()[0])
+                except psycopg.OperationalError:
+                    self._lock_connection = None
+                    if attempt == 2:
+                        raise
+        return False
 
     def close(self) -> None:
+        with self._lock_guard:
+            if self._lock_connection is not None:
+                self._lock_connection.close()
+                self._lock_connection = None
         self._pool.close()

@@ -33,6 +33,8 @@ CREATE TABLE IF NOT EXISTS gallery_requests (
     UNIQUE (key, request_id)
 );
 """
+_LOCKS: dict[tuple[str, str], threading.RLock] = {}
+_LOCKS_GUARD = threading.Lock()
 _WRITTEN = "key, name, model, dim, index_type, metric, backend, location"
 _COLUMNS = f"{_WRITTEN}, created"
 
@@ -47,8 +49,6 @@ class SQLiteGalleryMeta:
     def __init__(self, path: Path):
         self.path = Path(path)
         self._connections = ThreadConnections(self.path, "foreign_keys=ON")
-        self._locks: dict[str, threading.RLock] = {}
-        self._locks_guard = threading.Lock()
         self._connections.get().executescript(SCHEMA)
 
     def _db(self) -> sqlite3.Connection:
@@ -110,9 +110,10 @@ class SQLiteGalleryMeta:
 
     @contextlib.contextmanager
     def writing(self, key: str) -> Iterator[None]:
-        """A lock per gallery in this process (one machine: the FAISS files are this process's anyway)."""
-        with self._locks_guard:
-            lock = self._locks.setdefault(key, threading.RLock())
+        """A lock per gallery shared by every store on this file in this process (FAISS galleries are one process's
+        objects anyway: processes sharing ``DATA_DIR`` do not see each other's cached galleries)."""
+        with _LOCKS_GUARD:
+            lock = _LOCKS.setdefault((str(self.path.resolve()), key), threading.RLock())
         with lock:
             yield
 
