@@ -310,9 +310,7 @@ def _extract(image: UploadFile, name: str, source: str | None, options: ExtractO
         link = person_box_json(person_boxes_for_faces(data, [result.faces[0].bbox])[0])
     reports = None
     if options.components:
-        from service.quality import components_for
-
-        reports = [item.components for item in components_for(data, result, name)]
+        reports = [item.components for item in service.components_for(data, result)]
         reports = reports if options.all_faces else reports[:1]
     latency = (time.perf_counter() - start) * 1000
     return JSONResponse(schemas.extract_json(name, result, latency, person_box=link, all_faces=options.all_faces, components=reports))

@@ -62,10 +62,11 @@ def _print_text(rows: list[dict[str, Any]], language: str) -> None:
 
 def cmd_quality(args: argparse.Namespace) -> int:
     from logs import configure_logging
+    from service.models import create_pipeline
     from service.quality import analyze_components
 
     configure_logging(quiet=args.json)
-    reports = analyze_components(args.images, model=args.model)
+    reports = analyze_components(args.images, create_pipeline(args.model, device=args.device))
     rows = report_rows(reports)
     if args.csv:
         header, flat = components_csv_rows([row for row in rows if "error" not in row])

@@ -25,6 +25,7 @@ from engine.face.pipeline import AnalysisResult, CompareResult, FacePipeline, Fa
 from engine.quality.heatmap import quality_heatmap
 from errors import NoFaceError
 from schemas.api import reject_webhook_json
+from service import quality
 from service.models import create_pipeline
 from settings import get_settings
 
@@ -228,9 +229,8 @@ def _main_components(decoded: DecodedImage, result: AnalysisResult) -> dict | No
         return None
     try:
         from schemas.components import components_json
-        from service.quality import components_of
 
-        return components_json(components_of(get_pipeline(result.model), decoded, result)[0].components)
+        return components_json(quality.components_of(get_pipeline(result.model), decoded, result)[0].components)
     except Exception:  # the webhook goes out without them rather than not at all
         log.exception("Could not measure the components of a rejected face")
         return None
@@ -264,6 +264,11 @@ def extract(
         log.warning("No face found in %s", name or "upload")
     _record("extract", source, decoded, result, latency, source_id=source_id)
     return Timed(result, latency)
+
+
+def components_for(image: ImageInput | DecodedImage, result: AnalysisResult) -> list[quality.FaceComponents]:
+    """The ISO/IEC 29794-5 components of every face of an image this service analysed (with its pipeline)."""
+    return quality.components_for(get_pipeline(result.model), image, result)
 
 
 def heatmap(face: FaceResult, model: str | None = None) -> np.ndarray:

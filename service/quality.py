@@ -65,15 +65,9 @@ def components_of(pipeline: FacePipeline, decoded: DecodedImage, result: Analysi
     return [FaceComponents(face, report) for face, report in zip(faces, reports)]
 
 
-def analyze_components(
-    images: Sequence[ImageInput], names: Sequence[str] | None = None, model: str | None = None, pipeline: FacePipeline | None = None
-) -> list[ImageComponents]:
+def analyze_components(images: Sequence[ImageInput], pipeline: FacePipeline, names: Sequence[str] | None = None) -> list[ImageComponents]:
     """Decode and analyse each image, then report every face's components (one entry per input, in order;
     an image that cannot be read gets its typed error instead of faces)."""
-    if pipeline is None:
-        from service.faces import get_pipeline
-
-        pipeline = get_pipeline(model)
     names = list(names) if names is not None else [str(image) if isinstance(image, (str, Path)) else "" for image in images]
     reports = []
     for image, name in zip(images, names):
@@ -87,11 +81,8 @@ def analyze_components(
     return reports
 
 
-def components_for(image: ImageInput | DecodedImage, result: AnalysisResult, model: str | None = None) -> list[FaceComponents]:
-    """The component report of an image already analysed by the service (the Extract tab, ``/extract?components=true``):
-    the image is decoded again (cheap beside the models), the faces are not analysed again."""
-    from service.faces import get_pipeline
-
-    pipeline = get_pipeline(model or result.model)
+def components_for(pipeline: FacePipeline, image: ImageInput | DecodedImage, result: AnalysisResult) -> list[FaceComponents]:
+    """The component report of an image already analysed (the Extract tab, ``/extract?components=true``): the
+    image is decoded again (cheap beside the models), the faces are not analysed again."""
     decoded = image if isinstance(image, DecodedImage) else pipeline.decode(image)
     return components_of(pipeline, decoded, result)

@@ -20,7 +20,7 @@ def test_models_lists_name_dimension_and_weights_source():
     result = frood("models", "--json")
     assert result.returncode == 0, result.stderr
     rows = {row["name"]: row for row in json.loads(result.stdout)}
-    assert rows["faceplugin-r512"]["dim"] == 512 and rows["faceplugin-r512"]["default"]
+    assert rows["faceplugin-r512"]["feature_dim"] == 512 and rows["faceplugin-r512"]["default"]
     assert rows["faceplugin-r512"]["weights_present"]
     assert {"facenet-vggface2", "arcface-onnx"} <= set(rows)
 

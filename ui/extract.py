@@ -19,7 +19,6 @@ import pandas as pd
 from schemas import analysis_json
 from schemas.component_messages import component_label
 from service import faces as service
-from service import quality as quality_service
 from service.access import requires
 from settings import get_settings
 from ui.common import IMAGE_HEIGHT, IMAGE_SOURCES, clean_source, colon, error_markdown, quality_badge, reason_lines, upload_path, warning
@@ -55,6 +54,31 @@ def downloads_folder(now: float | None = None) -> Path:
     return folder
 
 
+# The measures' units in Chinese (symbols and formulas such as px, IED, ΔE(a*b*) stay as they are).
+UNITS_ZH = {
+    "deg": "度",
+    "ratio": "比值",
+    "ratio²": "比值²",
+    "share": "占比",
+    "bits": "比特",
+    "gradient": "梯度",
+    "probability": "概率",
+    "cosine": "余弦",
+    "grey 0–255": "灰度 0–255",
+    "log10 var(Laplacian)": "log10 拉普拉斯方差",
+    "T": "T",
+    "CrCb": "色度",
+}
+
+
+def unit_text(unit: str, locale: str) -> str:
+    if locale != "zh":
+        return unit
+    if unit in UNITS_ZH:
+        return UNITS_ZH[unit]
+    return " ".join(UNITS_ZH.get(word, word) for word in unit.split())
+
+
 def components_table(report, locale: str) -> pd.DataFrame:
     """One face's components, failing requirements first, then the lowest qualities: what to fix comes first."""
     language = "zh" if locale == "zh" else "en"
@@ -63,7 +87,7 @@ def components_table(report, locale: str) -> pd.DataFrame:
     return pd.DataFrame(
         {
             tr(locale, "col_measure"): [component_label(item.name, language) for item in measures],
-            tr(locale, "col_value"): [f"{item.value:.3g} {item.unit}".strip() for item in measures],
+            tr(locale, "col_value"): [f"{item.value:.3g} {unit_text(item.unit, locale)}".strip() for item in measures],
             tr(locale, "col_quality"): [int(item.quality) for item in measures],
             tr(locale, "col_passes"): [verdict[item.passes] for item in measures],
         }
@@ -133,7 +157,7 @@ def on_extract(image: str | dict | None, thorough: bool, source: str | None = No
         heat = None
         text += "\n\n" + warning(tr(locale, "heatmap_failed"))
     try:  # the components explain the score; the answer stands without them
-        components = components_table(quality_service.components_for(image, result)[0], locale)
+        components = components_table(service.components_for(path, result)[0], locale)
     except Exception:
         log.exception("Quality components failed")
         components = None
@@ -153,7 +177,7 @@ def build_extract_tab() -> None:
             heatmap = gr.Image(label=I18N("heatmap"), type="numpy", interactive=False, height=240, elem_id="extract-heatmap")
         feature_json = gr.JSON(label=I18N("json"), elem_id="extract-json")
         gr.Markdown(I18N("components_title"))
-        components = gr.Dataframe(interactive=False, elem_id="extract-components", wrap=True)
+        components = gr.Dataframe(interactive=False, elem_id="extract-components", wrap=True, buttons=[])
         files = gr.File(label=I18N("downloads"), file_count="multiple")
         outputs = [result, feature_json, files, heatmap, components, used]
         # preprocess=False: Gradio would open the upload itself and answer a bare "Error" for a file that is not an image
