@@ -77,7 +77,7 @@ def test_compare_answers_in_chinese_when_the_browser_asks_for_it(app, faces_dir)
 
 
 def test_extract_returns_the_documented_json(client, faces_dir):
-    text, payload, files, heatmap = client.predict(handle_file(str(faces_dir / "img3.jpg")), False, "", api_name="/extract")
+    text, payload, files, heatmap, *_ = client.predict(handle_file(str(faces_dir / "img3.jpg")), False, "", api_name="/extract")
     for key in ("feature", "quality_score", "resolution", "detected_face_area_ratio", "bbox", "faces_found", "reasons", "model"):
         assert key in payload
     assert len(payload["feature"]) == 512 and abs(np.linalg.norm(payload["feature"]) - 1) < 1e-3
@@ -143,7 +143,7 @@ def test_rejected_image_sends_one_signed_webhook(app, client, receiver, tmp_path
 def test_bad_inputs_give_a_readable_message_and_the_app_keeps_serving(app, client, tmp_path, faces_dir):
     empty_crop = tmp_path / "plain.png"
     Image.new("RGB", (200, 200), (200, 200, 200)).save(empty_crop)
-    text, payload, files, heatmap = client.predict(handle_file(str(empty_crop)), False, "", api_name="/extract")
+    text, payload, files, heatmap, *_ = client.predict(handle_file(str(empty_crop)), False, "", api_name="/extract")
     assert "No face found" in text and "Traceback" not in text
     text, _ = client.predict(handle_file(str(empty_crop)), handle_file(str(faces_dir / "img1.jpg")), False, "", api_name="/compare")
     assert "no face found in image A" in text and "Traceback" not in text
