@@ -81,8 +81,13 @@ def noise_png(seed: int) -> bytes:
     return buffer.getvalue()
 
 
-def extract(replica: RunningApp, name: str, data: bytes) -> dict:
-    response = requests.post(f"{replica.base_url}/extract", files={"image": (name, data)}, timeout=120)
+def extract(replica: RunningApp, name: str, data: bytes, tries: int = 30) -> dict:
+    """As a well-behaved client: a 503 (back-pressure, nothing processed or recorded) is retried after its Retry-After."""
+    for _ in range(tries):
+        response = requests.post(f"{replica.base_url}/extract", files={"image": (name, data)}, timeout=120)
+        if response.status_code != 503:
+            break
+        time.sleep(float(response.headers.get("Retry-After", "1")))
     assert response.status_code == 200, response.text
     return response.json()
 
