@@ -238,8 +238,9 @@ class WebhookDelivery:
         return count
 
     def failed_events(self, limit: int = 100) -> list[dict]:
-        """The oldest failed events (id, attempts, last error, created), for the operator."""
-        return [] if self.store is None else self.store.failed_events(limit)
+        """The oldest failed events (id, attempts, last error, created as ISO-8601 UTC, as every time the API gives)."""
+        events = [] if self.store is None else self.store.failed_events(limit)
+        return [{**event, "created_at": dt.datetime.fromtimestamp(float(event["created_at"]), dt.UTC).isoformat()} for event in events]
 
     def stats(self) -> dict[str, int]:
         """Event counts by status: sent, pending, failed (over every replica on PostgreSQL)."""

@@ -68,6 +68,7 @@ def test_frood_webhook_cli_lists_retries_and_drops(tmp_path):
     payload = json.loads(listed.stdout)
     assert payload["failed"] == 2 and sorted(e["event_id"] for e in payload["failed_events"]) == sorted(ids)
     assert "Connection" in payload["failed_events"][0]["last_error"]
+    assert payload["failed_events"][0]["created_at"].endswith("+00:00")  # ISO-8601, as every time the service gives
     assert json.loads(frood("retry", ids[0]).stdout) == {"retried": 1, "sent": 0, "pending": 1, "failed": 1}
     refused = frood("drop")
     assert refused.returncode == 2 and "--all" in refused.stderr
