@@ -83,11 +83,13 @@ def cmd_eval_heldout(args: argparse.Namespace, models: list[str]) -> int:
 
     if args.server_url:
         raise FroodError("--heldout measures a local model's quality score; it cannot be combined with --server-url")
+    if args.splits < 1:
+        raise FroodError(f"--splits must be >= 1, got {args.splits}")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     for name in models:
         pipeline = create_pipeline(name, device=args.device)
-        report = run_heldout(pipeline, Path(args.heldout), args.heldout_per_identity, args.seed)
+        report = run_heldout(pipeline, Path(args.heldout), args.heldout_per_identity, args.seed, splits=args.splits)
         (out / f"heldout-{pipeline.model}.json").write_text(json.dumps(jsonable(report), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
         print(heldout_table(report))
         print(f"wrote {out / f'heldout-{pipeline.model}.json'}")
@@ -107,6 +109,13 @@ def add_eval_parser(subparsers: Any) -> None:
     source.add_argument("--pairs", metavar="FILE", help="file_x,file_y,Decision CSV or an LFW pairs.txt")
     source.add_argument("--heldout", metavar="DATA_ROOT", help="the calibration data root: score vs baselines on its held-out split (docs/quality.md)")
     parser.add_argument("--heldout-per-identity", type=int, metavar="N", help="--heldout: at most N photos per identity and kind (seeded)")
+    parser.add_argument(
+        "--splits",
+        type=int,
+        default=1,
+        metavar="N",
+        help="--heldout: also the in-the-wild EDC over N identity splits (the params' seed and the next N-1), mean ± sd",
+    )
     parser.add_argument("--data-root", metavar="DIR", help="where pair/identity paths are relative to (default: the file's folder)")
     parser.add_argument("--eval-model", action="append", metavar="NAME", help="a model to evaluate (repeatable; default: frood's --model)")
     parser.add_argument("--server-url", metavar="URL", help="evaluate a remote server too, e.g. http://host:7860/extract")

@@ -9,7 +9,12 @@ held-out photos, and report:
   frames at or over 0.6, and how many (print, live) pairs of the same subject the compare table calls "match";
 - dark: share of deep-shadow faces scoring lower than the same person's frontal lit face;
 - masked: share of (masked, unmasked) pairs of the same person where the masked face scores lower;
-- the match thresholds' FMR on held-out impostors with identity-bootstrap intervals (from the params file).
+- the match thresholds' FMR on held-out impostors with identity-bootstrap intervals (from the params file);
+- with ``--splits N`` (:func:`split_spread`): the in-the-wild EDC of every measure on the held-out third of N
+  identity splits (seeds ``s … s + N - 1``, ``s`` the params' own), mean ± standard deviation, so that a gain can be
+  told from the split's noise. The score was fitted on split ``s``: on the other splits part of the held-out third
+  are identities it was fitted on, and its numbers there are marked (``quality_fitted_on_part``); the refitted
+  per-split comparison is ``bench/quality_utility.py``.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ import numpy as np
 from engine.face.pipeline import PipelineConfig
 from errors import FroodError
 from evaluation import metrics
-from evaluation.calibdata import Photo, discover, held_out
+from evaluation.calibdata import Photo, discover, held_out, split_identities
 
 BASELINES = ("feature_norm", "det_score", "face_px", "sharpness")
 EDC_FMR = 1e-2
@@ -114,6 +119,34 @@ def wild_edc(scored: list[Scored]) -> dict:
     return {"photos": len(kept), "no_face": len(scored) - len(kept), **pairs, "pauc": areas}
 
 
+def split_spread(scored: list[Scored], seeds: list[int], holdout: float, fitted_seed: int | None = None) -> dict:
+    """:func:`wild_edc` on the held-out third of several identity splits of the same in-the-wild photos.
+
+    ``scored``: every photo of the set (each split holds out its own third, chosen by
+    :func:`evaluation.calibdata.split_identities` exactly as the calibration does). Returns each split's areas and,
+    per measure, mean, sample standard deviation, min, max and the mean ratio to the feature norm."""
+    identities = [s.photo.identity for s in scored]
+    set_name = scored[0].photo.set if scored else "wild"
+    per_split = []
+    for seed in seeds:
+        held = split_identities(identities, set_name, seed, holdout)
+        entry = {"seed": seed, **wild_edc([s for s in scored if s.photo.identity in held])}
+        entry["quality_fitted_on_part"] = fitted_seed is not None and seed != fitted_seed
+        per_split.append(entry)
+    summary = {}
+    for name in per_split[0]["pauc"] if per_split else []:
+        values = np.array([entry["pauc"][name] for entry in per_split])
+        norm = np.array([entry["pauc"]["feature_norm"] for entry in per_split])
+        summary[name] = {
+            "mean": float(values.mean()),
+            "sd": float(values.std(ddof=1)) if len(values) > 1 else 0.0,
+            "min": float(values.min()),
+            "max": float(values.max()),
+            "mean_ratio_to_feature_norm": float(np.mean(values / norm)),
+        }
+    return {"seeds": list(seeds), "held_out_share": holdout, "splits": per_split, "summary": summary}
+
+
 def recapture_summary(scored: list[Scored], pipeline: Any) -> dict:
     """Score separation of live and print frames, and the compare decisions of (print, live) pairs."""
     from engine.face.pipeline import decide
@@ -169,12 +202,20 @@ def masked_summary(scored: list[Scored]) -> dict:
             "median_unmasked": float(np.median([s.quality for s in unmasked])) if unmasked else math.nan}
 
 
-def run_heldout(pipeline: Any, root: Path, per_identity: int | None = None, seed: int = 0, progress: bool = True) -> dict:
-    """Every held-out measurement above on the sets present under ``root``."""
+def run_heldout(pipeline: Any, root: Path, per_identity: int | None = None, seed: int = 0, progress: bool = True, splits: int = 1) -> dict:
+    """Every held-out measurement above on the sets present under ``root``; ``splits`` > 1 adds :func:`split_spread`
+    over that many identity splits of the in-the-wild set (all its photos analysed once)."""
     params = pipeline.scorer.params
     report: dict[str, Any] = {"model": pipeline.model, "split": params.metadata.get("split", {}) | {"sets": None}, "per_identity": per_identity}
     root = Path(root)
-    if (root / "wild").is_dir():
+    if (root / "wild").is_dir() and splits > 1:
+        split_seed, share = split_of(params)
+        every = [p for p in discover(root, None, dark_per_identity=None, seed=split_seed) if p.set == "wild"]
+        scored = score_photos(pipeline, every, progress)
+        held = held_out(every, split_seed, share)
+        report["wild"] = wild_edc([s for s in scored if s.photo.identity in held])
+        report["wild_splits"] = split_spread(scored, list(range(split_seed, split_seed + splits)), share, split_seed)
+    elif (root / "wild").is_dir():
         report["wild"] = wild_edc(score_photos(pipeline, heldout_photos(root, params, "wild", None, per_identity, seed), progress))
     if (root / "spoof").is_dir():
         report["spoof"] = recapture_summary(score_photos(pipeline, heldout_photos(root, params, "spoof", None, per_identity, seed), progress), pipeline)
@@ -202,6 +243,14 @@ def heldout_table(report: dict) -> str:
         for name, area in sorted(wild["pauc"].items(), key=lambda item: item[1]):
             note = "" if name == "quality" else ("  ours lower" if ours < area else "  BASELINE LOWER")
             lines.append(f"  {name:<14}{area:.5f}{note}")
+    spread = report.get("wild_splits")
+    if spread:
+        seeds = spread["seeds"]
+        lines.append(f"in-the-wild over {len(seeds)} identity splits (seeds {seeds[0]}-{seeds[-1]}): mean ± sd, ratio to feature norm")
+        for name, entry in sorted(spread["summary"].items(), key=lambda item: item[1]["mean"]):
+            lines.append(f"  {name:<14}{entry['mean']:.5f} ± {entry['sd']:.5f}  (x{entry['mean_ratio_to_feature_norm']:.3f})")
+        if any(entry["quality_fitted_on_part"] for entry in spread["splits"]):
+            lines.append(f"  (quality was fitted on split seed {seeds[0]}: on the other splits part of their held-out third was fitted on)")
     spoof = report.get("spoof")
     if spoof:
         lines.append(
