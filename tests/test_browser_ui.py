@@ -50,12 +50,13 @@ def test_compare_speaks_only_the_locale_language_and_shows_crops_at_native_size(
         assert "Similarity" in text and not CJK.search(text), text
     else:
         assert "相似度" in text and not ENGLISH_WORD.search(text), text
-    sizes = uidriver.image_sizes(page, "#compare-crops img")
+    sizes = uidriver.image_sizes(page, "#compare-crops .face-tile img")
     assert len(sizes) == 2
     for size in sizes:
         assert size["natural"] == [NATIVE_CROP, NATIVE_CROP]
         assert 0 < size["shown"][0] <= 2 * NATIVE_CROP and 0 < size["shown"][1] <= 2 * NATIVE_CROP, sizes
-    captions = page.locator("#compare-crops figcaption").all_inner_texts()
+    assert len(uidriver.image_sizes(page, "#compare-crops .overview-tile img")) == 2  # each photo, its face used boxed
+    captions = page.locator("#compare-crops .face-tile figcaption").all_inner_texts()
     assert len(captions) == 2 and all(("Quality" if locale == "en" else "质量") in caption for caption in captions)
     page.close()
 
@@ -77,7 +78,7 @@ def test_monitor_source_filter_changes_the_numbers_and_names_both_thresholds(app
     summary = page.locator("#monitor-summary")
     expect(summary).to_contain_text(f"Processed: {everyone}", timeout=uidriver.TIMEOUT_MS)
     expect(summary).to_contain_text("Low quality (quality < 0.40, reject threshold)")
-    expect(summary).to_contain_text("Sent to the reject webhook (quality < 0.50, AUTO_REJECT_THRESHOLD)")
+    expect(summary).to_contain_text("Below the webhook line (quality < 0.50, AUTO_REJECT_THRESHOLD)")
     expect(page.locator("#monitor-per-source")).to_contain_text("gate-1")
 
     uidriver.choose(page, "monitor-source", "gate-1")
@@ -110,7 +111,8 @@ def test_gallery_tab_enrols_three_people_and_identifies_them_in_a_group_photo(ap
         expect(status).to_contain_text(f"{label}: 2 of {len(paths)} photos enrolled", timeout=uidriver.TIMEOUT_MS)
         if position == 0:
             expect(status).to_contain_text("Skipped")
-            expect(status).to_contain_text("blank.png: no face found")
+            expect(status).to_contain_text("blank.png: No face found")
+        expect(uidriver.textbox(page, "gallery-label")).to_have_value("")  # the next person starts from an empty name
     listing = page.locator("#gallery-identities")
     expect(listing.locator(".gallery-identity")).to_have_count(3)
     assert len(uidriver.image_sizes(page, "#gallery-identities img")) == 6
@@ -131,10 +133,15 @@ def test_gallery_tab_enrols_three_people_and_identifies_them_in_a_group_photo(ap
     labels = sorted(hit["label"] for face in answer["result"]["faces"] for hit in face["recResults"])
     assert labels == sorted(uidriver.ENROL)
 
-    # Remove one person: their face in the photo becomes unknown.
+    # Remove one person, after a confirmation: their face in the photo becomes unknown.
     uidriver.choose(page, "gallery-remove-pick", "katy_perry")
     page.locator("#gallery-remove").click()
+    question = page.locator("#gallery-confirm-question")
+    expect(question).to_contain_text("Remove katy_perry and their 2 faces", timeout=uidriver.TIMEOUT_MS)
+    expect(listing.locator(".gallery-identity")).to_have_count(3)  # asking removes nothing
+    page.locator("#gallery-confirm-yes").click()
     expect(status).to_contain_text("katy_perry removed (2 faces)", timeout=uidriver.TIMEOUT_MS)
+    expect(page.locator("#gallery-confirm-yes")).to_be_hidden()
     expect(listing.locator(".gallery-identity")).to_have_count(2)
     uidriver.click_and_wait(page, "gallery-identify", "gallery-identified")
     expect(page.locator("#gallery-identified")).not_to_contain_text("katy_perry", timeout=uidriver.TIMEOUT_MS)
@@ -149,3 +156,141 @@ def test_gallery_tab_enrols_three_people_and_identifies_them_in_a_group_photo(ap
     table = chinese.locator("#gallery-identified").inner_text()
     assert table.count("未知") == 2 and "unknown" not in table and "姓名" in table, table
     chinese.close()
+
+
+# --- issue 25: what an operator saw in Chromium ----------------------------------------------------------------------
+
+RESULTS = ["#compare-result", "#compare-crops", "#extract-result", "#extract-components", "#monitor-summary", "#monitor-per-source",
+           "#monitor-thumbs", "#gallery-status", "#gallery-identified", "#gallery-confirm-question"]
+
+
+def english_words(texts: list[str]) -> list[str]:
+    """Words of three letters or more with a lower-case letter (setting names and acronyms in capitals are kept),
+    except the product and standard names the page keeps."""
+    words = {word for text in texts for word in re.findall(r"[A-Za-z][A-Za-z0-9]{2,}", text)}
+    return sorted(word for word in words if not word.isupper() and re.sub(r"\d", "", word) not in uidriver.KEPT_NAMES)
+
+
+def test_the_chinese_page_writes_no_english_in_results_errors_charts_tables_and_gradios_own_words(app, browser, faces_dir, tmp_path):
+    """zh-CN everywhere: results, errors (a text file named .jpg), chart axes, table headers, Gradio's tooltips,
+    progress text and the browser tab's title."""
+    from playwright.sync_api import expect
+
+    fake = tmp_path / "notes.jpg"
+    fake.write_text("this is a text file, not a photo")
+    page = uidriver.open_page(browser, app.base_url, "zh")
+    labels = page.locator("body").inner_text()  # before any result: the page's own words (later it holds other tests' data)
+    assert english_words([labels]) == [], english_words([labels])
+    seen: list[str] = []
+    uidriver.compare(page, faces_dir / "img1.jpg", faces_dir / "img2.jpg", source="g1")
+    expect(page.locator("#compare-result")).to_contain_text("相似度", timeout=uidriver.TIMEOUT_MS)
+    seen += [page.locator(selector).inner_text() for selector in RESULTS[:2]]
+
+    uidriver.open_tab(page, "zh", "extract")
+    page.locator("#image-extract input[type=file]").set_input_files(str(fake))
+    uidriver.click_and_wait(page, "extract-button", "extract-result")
+    error = page.locator("#extract-result").inner_text()
+    assert "无法读取该图像" in error and "Error" not in page.locator("body").inner_text(), error  # ours, not Gradio's bare "Error"
+    seen.append(error)
+    page.locator("#image-extract button[aria-label='移除图像'], #image-extract button[title='移除图像']").first.click()
+    uidriver.extract(page, faces_dir / "img3.jpg", source="g1")
+    expect(page.locator("#extract-result")).to_contain_text("质量", timeout=uidriver.TIMEOUT_MS)
+    expect(page.locator("#extract-components")).to_contain_text("分项", timeout=uidriver.TIMEOUT_MS)
+    seen += [page.locator(selector).inner_text() for selector in RESULTS[2:4]]
+    shown_json = page.locator("#extract-json").inner_text()
+    assert '"en"' not in shown_json and "quality_score" in shown_json, shown_json[:400]  # one language per reason
+    assert shown_json.index("quality_score") < shown_json.index("feature"), "the quality comes before the 512 numbers"
+
+    uidriver.open_tab(page, "zh", "monitor")
+    page.locator("#monitor-refresh").click()
+    expect(page.locator("#monitor-summary")).to_contain_text("已处理", timeout=uidriver.TIMEOUT_MS)
+    page.locator("#monitor-tab .js-plotly-plot").nth(1).wait_for(timeout=uidriver.TIMEOUT_MS)
+    expect(page.locator("#monitor-per-source")).to_contain_text("g1")
+    uidriver.choose(page, "monitor-source", "g1")  # other tests' sources (gate-1, api) are data, not the app's words
+    expect(page.locator("#monitor-per-source tbody tr")).to_have_count(1, timeout=uidriver.TIMEOUT_MS)
+    charts = uidriver.chart_texts(page)
+    assert any("小时" in text for text in charts) and any("%" in text for text in charts), charts  # axis titles, rate in percent
+    assert any("拒绝阈值" in text for text in charts), "the reject threshold line is drawn"
+    seen += charts + [page.locator(selector).inner_text() for selector in RESULTS[4:6]]
+
+    uidriver.open_tab(page, "zh", "gallery")
+    uidriver.create_gallery(page, "bad/name")
+    expect(page.locator("#gallery-status")).to_contain_text("人脸库名称须为", timeout=uidriver.TIMEOUT_MS)
+    status = page.locator("#gallery-status").inner_text()
+    assert "**" not in status and "姓名" not in status, status  # no raw Markdown, and not called a person's name
+    seen.append(status)
+
+    leftovers = english_words(seen)
+    assert leftovers == [], leftovers
+    gradio = [text for text in uidriver.gradio_words(page) if not re.fullmatch(r"[\w.-]+\.\w+", text)]  # file names are data
+    assert english_words(gradio) == [], english_words(gradio)
+    assert "人脸识别" in page.title()
+    assert "：" in page.locator("#extract-result").inner_text()  # Chinese punctuation in Chinese text
+    page.close()
+
+
+@pytest.mark.parametrize("locale", ["en", "zh"])
+def test_every_coloured_control_reads_at_least_4_5_to_1(app, browser, faces_dir, locale):
+    """WCAG AA from the rendered styles: buttons of every variant, the selected tab, quality badges, warnings."""
+    page = uidriver.open_page(browser, app.base_url, locale)
+    uidriver.compare(page, faces_dir / "img1.jpg", faces_dir / "img2.jpg")
+    page.locator("#compare-result .frood-badge").first.wait_for(timeout=uidriver.TIMEOUT_MS)
+    measured = uidriver.contrasts(page)
+    for tab in ("extract", "monitor", "gallery"):
+        uidriver.open_tab(page, locale, tab)
+        page.wait_for_timeout(500)
+        measured += uidriver.contrasts(page)
+    coloured = [item for item in measured if item["coloured"]]
+    assert len(coloured) >= 5, measured  # primary and stop buttons, the selected tab, the badges
+    weak = [item for item in coloured if item["ratio"] < 4.5]
+    assert weak == [], weak
+    page.close()
+
+
+def test_a_chinese_name_is_drawn_on_the_identified_photo_and_a_photo_is_removed_after_confirming(app, browser, faces_dir):
+    """The label on the photo is the CJK glyphs (matched pixel for pixel), not '??'; one photo removed, after a question."""
+    import io
+
+    import cv2
+    import numpy as np
+    from playwright.sync_api import expect
+
+    from ui import drawing
+
+    page = uidriver.open_page(browser, app.base_url, "zh")
+    uidriver.open_tab(page, "zh", "gallery")
+    uidriver.create_gallery(page, "前台")
+    expect(page.locator("#gallery-status")).to_contain_text("人脸库 前台 已创建", timeout=uidriver.TIMEOUT_MS)
+    uidriver.create_gallery(page, "前台")
+    expect(page.locator("#gallery-status")).to_contain_text("已有名为 前台 的人脸库", timeout=uidriver.TIMEOUT_MS)
+    uidriver.enrol(page, "张伟", [faces_dir / "img1.jpg", faces_dir / "img2.jpg"])
+    expect(page.locator("#gallery-status")).to_contain_text("张伟", timeout=uidriver.TIMEOUT_MS)
+    uidriver.identify(page, faces_dir / "img4.jpg")
+    row = page.locator("#gallery-identified tbody tr").first.inner_text()
+    assert "张伟" in row, row
+    score = float(re.findall(r"\d\.\d{3}", row)[0])
+    page.locator("#gallery-drawn img").wait_for(timeout=uidriver.TIMEOUT_MS)
+    photo = np.asarray(Image.open(io.BytesIO(uidriver.image_bytes(page, "#gallery-drawn img"))).convert("RGB"))
+    size = drawing.font_size_for(photo.shape[1], photo.shape[0])
+
+    def best(text: str) -> float:
+        tile = np.asarray(drawing.label_tile(text, size, "known"))
+        return float(cv2.matchTemplate(photo, tile, cv2.TM_SQDIFF_NORMED).min())
+
+    scores = [f"{value:.2f}" for value in (score - 0.005, score, score + 0.005)]
+    drawn = min(best(f"1 张伟 {value}") for value in scores)
+    question_marks = min(best(f"1 ?? {value}") for value in scores)
+    assert drawn < 0.01 < question_marks, (drawn, question_marks)
+
+    # Remove one photo: asked first, nothing removed on the question, one fewer face after "yes".
+    listing = page.locator("#gallery-identities")
+    expect(listing.locator("img")).to_have_count(2, timeout=uidriver.TIMEOUT_MS)
+    page.locator("#gallery-photo-pick input").first.click()
+    page.get_by_role("option").first.click()
+    page.locator("#gallery-photo-remove").click()
+    expect(page.locator("#gallery-confirm-question")).to_contain_text("确定从 前台 中删除 张伟 的照片", timeout=uidriver.TIMEOUT_MS)
+    expect(listing.locator("img")).to_have_count(2)
+    page.locator("#gallery-confirm-yes").click()
+    expect(page.locator("#gallery-status")).to_contain_text("已删除 张伟 的照片", timeout=uidriver.TIMEOUT_MS)
+    expect(listing.locator("img")).to_have_count(1)
+    page.close()

@@ -143,3 +143,73 @@ def image_sizes(page, selector: str) -> list[dict]:
         "images => images.map(i => ({natural: [i.naturalWidth, i.naturalHeight],"
         " shown: [i.getBoundingClientRect().width, i.getBoundingClientRect().height]}))"
     )
+
+
+# --- issue 25: reading what the page really shows ---------------------------------------------------------------------
+
+# Words the Chinese page may keep: product and standard names, and the index types (FAISS's own names).
+KEPT_NAMES = {"Gradio", "Flat", "IVF", "HNSW", "JSON", "API", "ISO", "IEC", "UTC", "OOD", "CSV", "HTTP", "PNG", "JPEG"}
+
+CONTRAST_JS = r"""
+(selector) => {
+  const rgba = (text) => { const v = text.match(/[\d.]+/g).map(Number); return {r: v[0], g: v[1], b: v[2], a: v.length > 3 ? v[3] : 1}; };
+  const channel = (v) => { v /= 255; return v <= 0.03928 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4); };
+  const luminance = (c) => 0.2126 * channel(c.r) + 0.7152 * channel(c.g) + 0.0722 * channel(c.b);
+  const background = (element) => {
+    for (let node = element; node; node = node.parentElement) {
+      const style = getComputedStyle(node);
+      const colour = rgba(style.backgroundColor);
+      if (colour.a > 0.5) return colour;
+      if (style.backgroundImage && style.backgroundImage.includes("gradient")) {
+        const stops = style.backgroundImage.match(/rgba?\([^)]*\)/g);
+        if (stops) return rgba(stops[0]);
+      }
+    }
+    return {r: 255, g: 255, b: 255, a: 1};
+  };
+  const saturated = (c) => Math.max(c.r, c.g, c.b) - Math.min(c.r, c.g, c.b) > 40;
+  return [...document.querySelectorAll(selector)].filter((e) => e.offsetParent !== null && e.innerText.trim()).map((e) => {
+    const fg = rgba(getComputedStyle(e).color), bg = background(e);
+    const [hi, lo] = [luminance(fg), luminance(bg)].sort((x, y) => y - x);
+    return {text: e.innerText.trim().slice(0, 40), ratio: (hi + 0.05) / (lo + 0.05), coloured: saturated(bg) || saturated(fg),
+            fg: getComputedStyle(e).color, bg: `rgb(${bg.r}, ${bg.g}, ${bg.b})`};
+  });
+}
+"""
+CONTROLS = "button, [role=tab], .frood-badge, .frood-warning, .frood-done, label.selected, a"
+
+
+def contrasts(page, selector: str = CONTROLS) -> list[dict]:
+    """Each visible control's text contrast against its rendered background (WCAG formula)."""
+    return page.evaluate(CONTRAST_JS, selector)
+
+
+def gradio_words(page) -> list[str]:
+    """The tooltips and labels Gradio writes into its components (aria-label, title, placeholder) and the title."""
+    return page.evaluate(
+        "() => [document.title, ...[...document.querySelectorAll('[aria-label],[title],[placeholder]')]"
+        ".flatMap(e => ['aria-label', 'title', 'placeholder'].map(a => e.getAttribute(a) || ''))].filter(Boolean)"
+    )
+
+
+def chart_texts(page) -> list[str]:
+    """Every word Plotly drew: titles, axis titles and ticks, legend, colour bar, annotations."""
+    return page.locator(".js-plotly-plot text").evaluate_all("nodes => nodes.map(n => n.textContent)")
+
+
+def image_bytes(page, selector: str) -> bytes:
+    """The bytes of an image the page shows (fetched by the page itself, with its session)."""
+    import base64
+
+    data = page.locator(selector).first.evaluate(
+        "async (img) => { const blob = await (await fetch(img.src)).blob();"
+        " return await new Promise(done => { const r = new FileReader(); r.onload = () => done(r.result); r.readAsDataURL(blob); }); }"
+    )
+    return base64.b64decode(data.split(",", 1)[1])
+
+
+def ask_and_confirm(page, button_id: str) -> None:
+    """Click a removal button, see the question, confirm it."""
+    page.locator(f"#{button_id}").click()
+    page.locator("#gallery-confirm-yes").wait_for(state="visible", timeout=TIMEOUT_MS)
+    page.locator("#gallery-confirm-yes").click()

@@ -39,7 +39,8 @@ def warning(text: str) -> str:
 
 
 def done(text: str) -> str:
-    return f'<span class="frood-done">✓ {html.escape(sentence(text))}</span>'
+    """A success line (as written: it may start with a person's name)."""
+    return f'<span class="frood-done">✓ {html.escape(text)}</span>'
 
 
 def colon(locale: Locale) -> str:

@@ -27,7 +27,8 @@ from service.access import requires
 from service.gallery import INDEX_TYPES, registry
 from settings import get_settings
 from ui import facegrid
-from ui.common import clean_source, error_markdown
+from ui.common import clean_source, colon, done, error_markdown, escape_markdown, quality_text, upload_path, warning
+from ui.drawing import Box, draw_boxes
 from ui.i18n import I18N, Locale, locale_of, reason_text, tr
 
 log = logging.getLogger("frood.ui.gallery")
@@ -71,8 +72,15 @@ def gallery_choices() -> list[tuple[str, str]]:
     choices = []
     for key in keys:
         name = _name_of(key)
-        choices.append((f"{name} · {key[:8]}" if name else key, key))
+        choices.append((name or key, key))  # names are unique (a second gallery of the same name is refused)
     return sorted(choices, key=lambda choice: (choice[0] == choice[1], choice[0].lower()))
+
+
+def gallery_names() -> dict[str, str]:
+    """Every named gallery's name (case-folded) -> its key."""
+    root = get_settings().indexes_dir
+    keys = [path.name for path in root.iterdir() if path.is_dir() and path.name.replace("-", "").isalnum()] if root.is_dir() else []
+    return {name.casefold(): key for key in keys if (name := _name_of(key))}
 
 
 def _clean_name(text: str | None) -> str:
@@ -142,7 +150,9 @@ def on_create(name: str, index_type: str, request: gr.Request):
     try:
         clean = _clean_name(name)
     except ValueError:
-        return gr.Dropdown(), f"**⚠️ {tr(locale, 'bad_name')}**", gr.HTML(), gr.Dropdown()
+        return gr.Dropdown(), warning(tr(locale, "bad_gallery_name")), gr.HTML(), gr.Dropdown()
+    if clean.casefold() in gallery_names():
+        return gr.Dropdown(), warning(tr(locale, "gallery_exists", name=clean)), gr.HTML(), gr.Dropdown()
     try:
         pipeline = service.get_pipeline()
         key = registry.create(gallery_service.new_gallery(pipeline, index_type or "Flat"))
@@ -153,20 +163,21 @@ def on_create(name: str, index_type: str, request: gr.Request):
         return gr.Dropdown(), error_markdown(error, locale), gr.HTML(), gr.Dropdown()
     log.info("Gallery %s created from the UI", key)
     listing, identities = _refresh(key, locale)
-    return gr.Dropdown(choices=gallery_choices(), value=key), f"✅ {tr(locale, 'gallery_created', name=clean)}", listing, identities
+    return gr.Dropdown(choices=gallery_choices(), value=key), done(tr(locale, "gallery_created", name=clean)), listing, identities
 
 
 def _skip_reason(locale: Locale, english: str, analysis: Any, reject: float) -> str:
-    """Why an image was not enrolled, in the request's language (the English text is service.gallery's)."""
-    if locale != "zh":
-        return english
+    """Why an image was not enrolled, in words in the request's language (never the raw reason codes)."""
     if analysis is None:
-        return "无法读取该图像：请使用 JPEG、PNG、WEBP、BMP、GIF 或 TIFF 文件"
+        return english if locale != "zh" else "无法读取该图像：请使用 JPEG、PNG、WEBP、BMP、GIF 或 TIFF 文件"
     if not analysis.faces:
         return reason_text("no_face", locale)
     face = analysis.face
-    reasons = "、".join(reason_text(code, locale, short=True) for code in face.reasons) or "质量过低"
-    return f"质量 {face.quality:.2f} < {reject}（{reasons}）"
+    separator = "、" if locale == "zh" else ", "
+    reasons = separator.join(reason_text(code, locale, short=True) for code in face.reasons)
+    if locale == "zh":
+        return f"质量 {face.quality:.2f} 低于拒绝阈值 {reject:.2f}（{reasons or '质量过低'}）"
+    return f"quality {face.quality:.2f} below the reject threshold {reject:.2f}" + (f" ({reasons})" if reasons else "")
 
 
 @requires("gallery:write")
@@ -183,14 +194,15 @@ def on_enrol(
     ``source`` defaults to None so clients written before it existed keep working."""
     locale = locale_of(request)
     if not key:
-        return f"**⚠️ {tr(locale, 'gallery_none')}**", gr.HTML(), gr.Dropdown(), gr.File()
+        return warning(tr(locale, "gallery_none")), gr.HTML(), gr.Dropdown(), gr.File(), gr.Textbox(), gr.Dropdown()
     paths = [file if isinstance(file, str) else getattr(file, "name", str(file)) for file in files or []]
     try:
         clean = _clean_name(label)
     except ValueError:
         clean = ""
     if not clean or not paths:
-        return f"**⚠️ {tr(locale, 'enrol_need')}**", gr.HTML(), gr.Dropdown(), gr.File()
+        problem = "bad_name" if (label or "").strip() and not clean else "enrol_need"
+        return warning(tr(locale, problem)), gr.HTML(), gr.Dropdown(), gr.File(), gr.Textbox(), gr.Dropdown()
     try:
         record = _RememberingRecorder("gallery_enrol", clean_source(source))
         pipeline = service.get_pipeline()
@@ -211,65 +223,145 @@ def on_enrol(
                     skipped.append((name, _skip_reason(locale, item["reason"], record.last, reject)))
             registry.save(key)
     except Exception as error:
-        return error_markdown(error, locale), gr.HTML(), gr.Dropdown(), gr.File()
+        return error_markdown(error, locale), gr.HTML(), gr.Dropdown(), gr.File(), gr.Textbox(), gr.Dropdown()
     log.info("Enrolled %d of %d photos into gallery %s from the UI", enrolled, len(paths), key)
-    text = f"✅ {tr(locale, 'enrolled', label=clean, enrolled=enrolled, total=len(paths))}"
+    c = colon(locale)
+    text = done(tr(locale, "enrolled", label=clean, enrolled=enrolled, total=len(paths)))
     if skipped:
-        text += f"\n\n**{tr(locale, 'skipped')}:**\n" + "".join(f"\n- {name}: {reason}" for name, reason in skipped)
+        text += f"\n\n**{tr(locale, 'skipped')}**{c}\n" + "".join(f"\n- {escape_markdown(name)}{c}{escape_markdown(reason)}" for name, reason in skipped)
     listing, identities = _refresh(key, locale)
-    return text, listing, identities, None  # cleared: the next person starts from an empty list
+    # cleared: the next person starts from an empty name and an empty list
+    return text, listing, identities, None, "", gr.Dropdown(choices=photo_choices(key), value=None)
+
+
+def photo_choices(key: str | None) -> list[tuple[str, str]]:
+    """(identity · #id, id) of every enrolled photo, for removing one."""
+    if not key:
+        return []
+    with registry.lock:
+        labels = dict(registry.get(key).labels)
+    return [(f"{label} · #{face_id}", str(face_id)) for face_id, label in sorted(labels.items(), key=lambda item: (item[1], item[0]))]
+
+
+def _hidden_confirmation() -> tuple[gr.Column, str, None]:
+    return gr.Column(visible=False), "", None
 
 
 @requires("gallery:write")
-def on_remove(key: str | None, label: str | None, request: gr.Request):
+def on_remove_ask(key: str | None, label: str | None, request: gr.Request):
+    """The first click on "Remove identity": nothing is removed yet, the operator is asked to confirm."""
     locale = locale_of(request)
     if not key:
-        return f"**⚠️ {tr(locale, 'gallery_none')}**", gr.HTML(), gr.Dropdown()
+        return warning(tr(locale, "gallery_none")), *_hidden_confirmation()
     if not label:
-        return f"**⚠️ {tr(locale, 'remove_need')}**", gr.HTML(), gr.Dropdown()
+        return warning(tr(locale, "remove_need")), *_hidden_confirmation()
+    with registry.lock:
+        count = sum(1 for name in registry.get(key).labels.values() if name == label)
+    question = warning(tr(locale, "confirm_remove", label=label, count=count, gallery=_name_of(key) or key))
+    return "", gr.Column(visible=True), question, {"kind": "identity", "key": key, "label": label}
+
+
+@requires("gallery:write")
+def on_photo_ask(key: str | None, face_id: str | None, request: gr.Request):
+    """The first click on "Remove photo": asks to confirm the removal of that one photo."""
+    locale = locale_of(request)
+    if not key:
+        return warning(tr(locale, "gallery_none")), *_hidden_confirmation()
+    if not face_id:
+        return warning(tr(locale, "photo_need")), *_hidden_confirmation()
+    with registry.lock:
+        label = registry.get(key).labels.get(int(face_id))
+    if label is None:
+        return warning(tr(locale, "photo_need")), *_hidden_confirmation()
+    question = warning(tr(locale, "confirm_photo", label=label, face_id=face_id, gallery=_name_of(key) or key))
+    return "", gr.Column(visible=True), question, {"kind": "photo", "key": key, "label": label, "face_id": int(face_id)}
+
+
+def _remove_ids(key: str, ids: list[int]) -> None:
+    """Remove faces as the HTTP API's /face-recognition-index-remove does (under the registry's lock, then saved),
+    and their crops shown in this tab."""
+    with registry.lock:
+        gallery = registry.get(key)
+        if ids:
+            gallery.remove(ids)
+            registry.save(key)
+    for face_id in ids:
+        (_faces_dir(key) / f"{face_id}.png").unlink(missing_ok=True)
+
+
+@requires("gallery:write")
+def on_confirm(pending: dict | None, request: gr.Request):
+    """The second click ("Yes, remove"): carries out what was asked, then hides the question."""
+    locale = locale_of(request)
+    if not pending:
+        return warning(tr(locale, "cancelled")), gr.HTML(), gr.Dropdown(), gr.Dropdown(), *_hidden_confirmation()
+    key = pending["key"]
     try:
-        with registry.lock:
-            gallery = registry.get(key)
-            ids = [face_id for face_id, name in gallery.labels.items() if name == label]
-            if ids:
-                gallery.remove(ids)
-                registry.save(key)
-        for face_id in ids:
-            (_faces_dir(key) / f"{face_id}.png").unlink(missing_ok=True)
+        if pending["kind"] == "photo":
+            with registry.lock:
+                ids = [pending["face_id"]] if pending["face_id"] in registry.get(key).labels else []
+            _remove_ids(key, ids)
+            text = done(tr(locale, "photo_removed", label=pending["label"], face_id=pending["face_id"]))
+        else:
+            with registry.lock:
+                ids = [face_id for face_id, name in registry.get(key).labels.items() if name == pending["label"]]
+            _remove_ids(key, ids)
+            text = done(tr(locale, "removed", label=pending["label"], count=len(ids)))
+        log.info("Removed %d faces from gallery %s from the UI", len(ids), key)
+        listing, identities = _refresh(key, locale)
     except Exception as error:
-        return error_markdown(error, locale), gr.HTML(), gr.Dropdown()
-    log.info("Removed %d faces from gallery %s from the UI", len(ids), key)
-    listing, identities = _refresh(key, locale)
-    return f"✅ {tr(locale, 'removed', label=label, count=len(ids))}", listing, identities
+        return error_markdown(error, locale), gr.HTML(), gr.Dropdown(), gr.Dropdown(), *_hidden_confirmation()
+    return text, listing, identities, gr.Dropdown(choices=photo_choices(key), value=None), *_hidden_confirmation()
+
+
+@requires("gallery:write")
+def on_cancel(request: gr.Request):
+    return warning(tr(locale_of(request), "cancelled")), *_hidden_confirmation()
 
 
 def identified_markdown(faces: list[gallery_service.IdentifiedFace], locale: Locale) -> str:
+    """One row per face, numbered as on the photo; the score is the best match's similarity (never below 0)."""
     if not faces:
-        return f"**⚠️ {tr(locale, 'no_faces_found')}**"
-    rows = [f"| {tr(locale, 'face')} | {tr(locale, 'name')} | {tr(locale, 'score')} | {tr(locale, 'quality')} |", "|---|---|---|---|"]
+        return warning(tr(locale, "no_faces_found"))
+    rows = [f"| {tr(locale, 'face_no')} | {tr(locale, 'name')} | {tr(locale, 'score')} | {tr(locale, 'quality')} |", "|---|---|---|---|"]
     for number, face in enumerate(faces, start=1):
         known = face.label != gallery_service.UNKNOWN
-        name = html.escape(face.label) if known else f"**{tr(locale, 'unknown')}**"
-        score = face.matches[0][1] if face.matches else 0.0
-        rows.append(f"| {number} | {name} | {score:.3f} | {face.quality:.2f} |")
+        name = escape_markdown(face.label) if known else f"**{tr(locale, 'unknown')}**"
+        rows.append(f"| {number} | {name} | {_score(face):.3f} | {quality_text(face.quality, locale)} |")
     return "\n".join(rows)
 
 
+def _score(face: gallery_service.IdentifiedFace) -> float:
+    """The best match's cosine similarity; a negative one (nothing alike) is shown as 0."""
+    return max(0.0, face.matches[0][1]) if face.matches else 0.0
+
+
+def annotated(rgb: np.ndarray, faces: list[gallery_service.IdentifiedFace], scale: float, locale: Locale) -> np.ndarray:
+    """The photo with each face's number (its table row), name (or "unknown" in the page's language) and score."""
+    boxes = []
+    for number, face in enumerate(faces, start=1):
+        known = face.label != gallery_service.UNKNOWN
+        name = face.label if known else tr(locale, "unknown")
+        boxes.append(Box(tuple(face.bbox), f"{number} {name} {_score(face):.2f}", "known" if known else "unknown"))
+    return draw_boxes(rgb, boxes, scale)
+
+
 @requires("gallery:read")
-def on_identify(key: str | None, image: str | None, source: str | None = None, request: gr.Request | None = None):
-    """Every face of the photo against the gallery: boxes, names and scores drawn; unknown faces marked."""
+def on_identify(key: str | None, image: str | dict | None, source: str | None = None, request: gr.Request | None = None):
+    """Every face of the photo against the gallery: numbered boxes, names and scores drawn; unknown faces marked."""
     locale = locale_of(request)
+    image = upload_path(image)
     if not key:
-        return f"**⚠️ {tr(locale, 'gallery_none')}**", None
+        return warning(tr(locale, "gallery_none")), None
     if image is None:
-        return f"**⚠️ {tr(locale, 'need_one')}**", None
+        return warning(tr(locale, "need_one")), None
     try:
         record = _RememberingRecorder("gallery_identify", clean_source(source))
         pipeline = service.get_pipeline()
         decoded = pipeline.decode(image)
         with registry.lock:  # GalleryIndex is not thread-safe: searches wait for adds and removes
             faces = gallery_service.identify(pipeline, registry.get(key), decoded, top_k=TOP_K, record=record)
-        drawn = gallery_service.annotate(decoded.rgb, faces, scale=decoded.scale)
+        drawn = annotated(decoded.rgb, faces, decoded.scale, locale)
     except Exception as error:
         return error_markdown(error, locale), None
     log.info("Identified %d faces against gallery %s from the UI", len(faces), key)
@@ -284,10 +376,17 @@ def build_gallery_tab() -> None:
             reload = gr.Button(I18N("gallery_reload"), elem_id="gallery-reload", scale=1)
         with gr.Row():
             new_name = gr.Textbox(label=I18N("gallery_name"), max_lines=1, elem_id="gallery-new-name", scale=3)
-            index_type = gr.Radio(list(INDEX_TYPES), value="Flat", label=I18N("gallery_type"), scale=2)
+            index_type = gr.Radio(list(INDEX_TYPES), value="Flat", label=I18N("gallery_type"), info=I18N("gallery_type_info"), scale=2)
             create = gr.Button(I18N("gallery_create"), elem_id="gallery-create", scale=1)
         source = gr.Textbox(label=I18N("source"), max_lines=1, elem_id="gallery-source")
         status = gr.Markdown(elem_id="gallery-status")
+        # what the question is about (a gr.State would open Gradio's heartbeat stream and keep the page busy)
+        pending = gr.JSON(visible=False, elem_id="gallery-pending")
+        with gr.Column(visible=False, elem_id="gallery-confirm") as confirm_box:
+            question = gr.Markdown(elem_id="gallery-confirm-question")
+            with gr.Row():
+                yes = gr.Button(I18N("confirm_yes"), variant="stop", elem_id="gallery-confirm-yes")
+                no = gr.Button(I18N("confirm_no"), elem_id="gallery-confirm-no")
         with gr.Row():
             with gr.Column():
                 label = gr.Textbox(label=I18N("enrol_label"), max_lines=1, elem_id="gallery-label")
@@ -296,6 +395,8 @@ def build_gallery_tab() -> None:
             with gr.Column():
                 remove_pick = gr.Dropdown(label=I18N("remove_pick"), choices=[], value=None, elem_id="gallery-remove-pick")
                 remove = gr.Button(I18N("remove_button"), variant="stop", elem_id="gallery-remove")
+                photo_pick = gr.Dropdown(label=I18N("photo_pick"), choices=[], value=None, elem_id="gallery-photo-pick")
+                photo_remove = gr.Button(I18N("photo_remove"), variant="stop", elem_id="gallery-photo-remove")
         gr.Markdown(I18N("identities"))
         listing = gr.HTML(elem_id="gallery-identities")
         with gr.Row():
@@ -303,14 +404,33 @@ def build_gallery_tab() -> None:
                 photo = gr.Image(label=I18N("identify_image"), type="filepath", sources=["upload", "webcam", "clipboard"], elem_id="gallery-photo", height=360)
                 identify = gr.Button(I18N("identify_button"), variant="primary", elem_id="gallery-identify")
             with gr.Column():
-                drawn = gr.Image(label=I18N("identified"), type="numpy", interactive=False, elem_id="gallery-drawn", height=360)
+                drawn = gr.Image(label=I18N("identified"), type="numpy", interactive=False, elem_id="gallery-drawn", height=360, format="png")
         identified = gr.Markdown(elem_id="gallery-identified")
 
         refreshed = [pick, status, listing, remove_pick]
-        tab.select(on_reload, [pick], refreshed, api_name=False)
-        reload.click(on_reload, [pick], refreshed, api_name="gallery_list")
-        pick.input(on_reload, [pick], refreshed, api_name=False)
-        create.click(on_create, [new_name, index_type], refreshed, api_name="gallery_create")
-        enrol.click(on_enrol, [pick, label, files, source], [status, listing, remove_pick, files], api_name="gallery_enrol")
-        remove.click(on_remove, [pick, remove_pick], [status, listing, remove_pick], api_name="gallery_remove")
-        identify.click(on_identify, [pick, photo, source], [identified, drawn], api_name="gallery_identify")
+        for event, api_name in ((tab.select, False), (reload.click, "gallery_list"), (pick.input, False)):
+            event(on_reload, [pick], refreshed, api_name=api_name, show_progress_on=[status]).then(
+                on_photos, [pick], [photo_pick], api_name=False, show_progress="hidden"
+            )
+        create.click(on_create, [new_name, index_type], refreshed, api_name="gallery_create", show_progress_on=[status]).then(
+            on_photos, [pick], [photo_pick], api_name=False, show_progress="hidden"
+        )
+        enrolled = [status, listing, remove_pick, files, label, photo_pick]
+        enrol.click(on_enrol, [pick, label, files, source], enrolled, api_name="gallery_enrol", show_progress_on=[status])
+        asked = [status, confirm_box, question, pending]
+        remove.click(on_remove_ask, [pick, remove_pick], asked, api_name="gallery_remove", show_progress="hidden")
+        photo_remove.click(on_photo_ask, [pick, photo_pick], asked, api_name="gallery_remove_photo", show_progress="hidden")
+        yes.click(on_confirm, [pending], [status, listing, remove_pick, photo_pick, confirm_box, question, pending], api_name=False, show_progress_on=[status])
+        no.click(on_cancel, None, [status, confirm_box, question, pending], api_name=False, show_progress="hidden")
+        # preprocess=False: a file that is not an image gets our readable error, not Gradio's bare "Error"
+        identify.click(on_identify, [pick, photo, source], [identified, drawn], api_name="gallery_identify", preprocess=False)
+
+
+@requires("gallery:read")
+def on_photos(key: str | None, request: gr.Request):
+    """The enrolled photos of the gallery, for "Remove photo"."""
+    try:
+        return gr.Dropdown(choices=photo_choices(key), value=None)
+    except Exception:
+        log.exception("Could not list the gallery's photos")
+        return gr.Dropdown(choices=[], value=None)

@@ -24,12 +24,14 @@ CSS = """
   --button-cancel-text-color: #ffffff; --button-cancel-text-color-hover: #ffffff;
   --checkbox-background-color-selected: #c2410c; --slider-color: #c2410c; --loader-color: #c2410c;
 }
-.frood-badge { display: inline-block; padding: 0 0.45em; border-radius: 0.3em; color: #ffffff; font-weight: 600; }
+.frood-badge, .prose .frood-badge {
+  display: inline-block; padding: 0 0.45em; border-radius: 0.3em; color: #ffffff !important; font-weight: 600;
+}
 .frood-badge-good { background: #15803d; }
 .frood-badge-borderline { background: #b45309; }
 .frood-badge-low { background: #b91c1c; }
-.frood-warning { color: #b91c1c; font-weight: 600; }
-.frood-done { color: #15803d; font-weight: 600; }
+.frood-warning, .prose .frood-warning { color: #b91c1c !important; font-weight: 600; }
+.frood-done, .prose .frood-done { color: #15803d !important; font-weight: 600; }
 #monitor-tab .modebar-container { display: none !important; }
 #monitor-tab .js-plotly-plot { max-width: 100%; }
 @media (max-width: 640px) {
@@ -39,7 +41,7 @@ CSS = """
 }
 """
 
-TITLES = {"en": "Face recognition · face-recognition-ood", "zh": "人脸识别 · face-recognition-ood"}
+TITLES = {"en": "Face recognition · face-recognition-ood", "zh": "人脸识别与质量评分"}
 
 # Gradio's strings written in English into its components (not in its i18n files), and their Chinese.
 GRADIO_ZH = {
@@ -78,12 +80,30 @@ GRADIO_ZH = {
     "Sort descending": "降序排序",
     "Clear sort": "清除排序",
     "Copy table": "复制表格",
+    "Copy table data": "复制表格数据",
+    "Table actions": "表格操作",
+    "Dataframe": "数据表",
+    "Image actions": "图像操作",
+    "Drop files here": "将文件拖放到此处",
     "Download table": "下载表格",
     "Filter": "筛选",
     "Reset": "重置",
     "Pan": "平移",
     "Zoom in": "放大",
     "Zoom out": "缩小",
+    "Zoom": "缩放",
+    "Autoscale": "自动缩放",
+    "Reset axes": "重置坐标轴",
+    "Box Select": "框选",
+    "Lasso Select": "套索选择",
+    "Download plot as a PNG": "下载图表（PNG）",
+    "Download plot as a png": "下载图表（PNG）",
+    "Collapse": "折叠",
+    "Expand": "展开",
+    "Empty value": "空值",
+    "Click to upload or drop files": "点击上传或拖放文件",
+    "Remove this file": "移除此文件",
+    "Open cell menu": "打开单元格菜单",
 }
 PROGRESS_ZH = {"processing": "处理中", "queue": "排队", "Waiting": "等待中"}
 
@@ -113,7 +133,10 @@ PAGE_JS_TEMPLATE = r"""
   const attrs = (element) => {
     for (const name of attributes) {
       const value = element.getAttribute && element.getAttribute(name);
-      if (value && words[value.trim()]) element.setAttribute(name, words[value.trim()]);
+      if (!value) continue;
+      if (words[value.trim()]) element.setAttribute(name, words[value.trim()]);
+      const line = value.match(/^Line number (\d+)$/);
+      if (line) element.setAttribute(name, `第 ${line[1]} 行`);
     }
   };
   const walk = (root) => {

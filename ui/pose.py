@@ -16,6 +16,7 @@ import pandas as pd
 from errors import FroodError
 from service.access import requires
 from settings import get_settings
+from ui.common import upload_path, warning
 from ui.i18n import Locale, add_labels, error_text, locale_of
 
 log = logging.getLogger("frood.ui.pose")
@@ -44,14 +45,20 @@ MESSAGES: dict[Locale, dict[str, str]] = {
         "found": "{count} person(s) found",
         "none": "No person found",
         "internal": "Internal error: the request could not be processed",
-        "visible": "keypoints ≥ {threshold}",
+        "visible": "Keypoints ≥ {threshold}",
+        "det_score": "Person score",
+        "kpt_score": "Keypoint score",
+        "bbox": "Box [x1, y1, x2, y2]",
     },
     "zh": {
         "need_photo": "请提供一张照片",
         "found": "检测到 {count} 人",
         "none": "未检测到人物",
         "internal": "内部错误：请求无法处理",
-        "visible": "关键点 ≥ {threshold}",
+        "visible": "可见关键点 ≥ {threshold}",
+        "det_score": "人体分数",
+        "kpt_score": "关键点分数",
+        "bbox": "边框 [x1, y1, x2, y2]",
     },
 }
 
@@ -61,7 +68,8 @@ def message(locale: Locale, key: str, **fields) -> str:
 
 
 def columns(locale: Locale, kpt_threshold: float) -> list[str]:
-    return ["#", "detScore", "kptScore", "bbox [x1, y1, x2, y2]", message(locale, "visible", threshold=kpt_threshold)]
+    """Headers in the page's language (the API's names, detScore and kptScore, are in docs/keypoints.md)."""
+    return ["#", message(locale, "det_score"), message(locale, "kpt_score"), message(locale, "bbox"), message(locale, "visible", threshold=kpt_threshold)]
 
 
 def persons_table(persons: list, kpt_threshold: float, locale: Locale = "en") -> pd.DataFrame:
@@ -79,23 +87,24 @@ def persons_table(persons: list, kpt_threshold: float, locale: Locale = "en") ->
 
 
 @requires("keypoints")
-def on_pose(image: str | None, threshold: float, request: gr.Request = None):
+def on_pose(image: str | dict | None, threshold: float, request: gr.Request = None):
     """Photo path → (status markdown, drawn image, persons table); every failure is a readable message."""
     locale = locale_of(request)
+    image = upload_path(image)
     kpt_threshold = get_settings().keypoints_kpt_threshold
     empty = pd.DataFrame([], columns=columns(locale, kpt_threshold))
     if image is None:
-        return f"**⚠️ {message(locale, 'need_photo')}**", None, empty
+        return warning(message(locale, "need_photo")), None, empty
     try:
         from service import keypoints as service
 
         result = service.detect(image, float(threshold), source="ui")
         drawn = service.drawn_image(result)
     except FroodError as error:
-        return f"**⚠️ {error_text(error, locale)}**", None, empty
+        return warning(error_text(error, locale)), None, empty
     except Exception:  # never a traceback in the UI
         log.exception("Unexpected error in the Pose tab")
-        return f"**⚠️ {message(locale, 'internal')}**", None, empty
+        return warning(message(locale, "internal")), None, empty
     count = len(result.persons)
     status = f"### {message(locale, 'found', count=count)}" if count else f"### {message(locale, 'none')}"
     return status, drawn, persons_table(result.persons, kpt_threshold, locale)
@@ -111,5 +120,6 @@ def build_pose_tab(i18n: gr.I18n) -> None:
         threshold = gr.Slider(0.05, 0.95, value=get_settings().keypoints_det_threshold, step=0.05, label=i18n("pose_threshold"))
         button = gr.Button(i18n("pose_run"), variant="primary", elem_id="pose-button")
         status = gr.Markdown(elem_id="pose-result")
-        table = gr.Dataframe(label=i18n("pose_table"), interactive=False, elem_id="pose-table")
-        button.click(on_pose, [image, threshold], [status, drawn, table], api_name="pose")
+        table = gr.Dataframe(label=i18n("pose_table"), interactive=False, elem_id="pose-table", buttons=[])
+        # preprocess=False: a file that is not an image gets our readable error, not Gradio's bare "Error"
+        button.click(on_pose, [image, threshold], [status, drawn, table], api_name="pose", preprocess=False)
