@@ -101,9 +101,9 @@ def test_gallery_tab_enrols_three_people_and_identifies_them_in_a_group_photo(ap
     photo = uidriver.group_photo(faces_dir, uidriver.GROUP, tmp_path / "group.jpg")
     page = uidriver.open_page(browser, app.base_url, "en")
     uidriver.open_tab(page, "en", "gallery")
-    uidriver.create_gallery(page, "front desk")
+    uidriver.create_gallery(page, "front-desk")
     status = page.locator("#gallery-status")
-    expect(status).to_contain_text("Gallery front desk created", timeout=uidriver.TIMEOUT_MS)
+    expect(status).to_contain_text("Gallery front-desk created", timeout=uidriver.TIMEOUT_MS)
 
     for position, (label, files) in enumerate(uidriver.ENROL.items()):
         paths = [faces_dir / name for name in files] + ([blank] if position == 0 else [])
@@ -208,6 +208,8 @@ def test_the_chinese_page_writes_no_english_in_results_errors_charts_tables_and_
     expect(page.locator("#monitor-per-source")).to_contain_text("g1")
     uidriver.choose(page, "monitor-source", "g1")  # other tests' sources (gate-1, api) are data, not the app's words
     expect(page.locator("#monitor-per-source tbody tr")).to_have_count(1, timeout=uidriver.TIMEOUT_MS)
+    expect(page.locator("#monitor-heatmap")).to_contain_text("· g1", timeout=uidriver.TIMEOUT_MS)  # the charts follow too
+    page.wait_for_timeout(500)
     charts = uidriver.chart_texts(page)
     assert any("小时" in text for text in charts) and any("%" in text for text in charts), charts  # axis titles, rate in percent
     assert any("拒绝阈值" in text for text in charts), "the reject threshold line is drawn"
@@ -247,7 +249,7 @@ def test_every_coloured_control_reads_at_least_4_5_to_1(app, browser, faces_dir,
     page.close()
 
 
-def test_a_chinese_name_is_drawn_on_the_identified_photo_and_a_photo_is_removed_after_confirming(app, browser, faces_dir):
+def test_a_chinese_name_is_drawn_on_the_identified_photo_a_photo_removed_the_gallery_renamed_and_deleted_after_confirming(app, browser, faces_dir):
     """The label on the photo is the CJK glyphs (matched pixel for pixel), not '??'; one photo removed, after a question."""
     import io
 
@@ -259,10 +261,10 @@ def test_a_chinese_name_is_drawn_on_the_identified_photo_and_a_photo_is_removed_
 
     page = uidriver.open_page(browser, app.base_url, "zh")
     uidriver.open_tab(page, "zh", "gallery")
-    uidriver.create_gallery(page, "前台")
-    expect(page.locator("#gallery-status")).to_contain_text("人脸库 前台 已创建", timeout=uidriver.TIMEOUT_MS)
-    uidriver.create_gallery(page, "前台")
-    expect(page.locator("#gallery-status")).to_contain_text("已有名为 前台 的人脸库", timeout=uidriver.TIMEOUT_MS)
+    uidriver.create_gallery(page, "desk-1")
+    expect(page.locator("#gallery-status")).to_contain_text("人脸库 desk-1 已创建", timeout=uidriver.TIMEOUT_MS)
+    uidriver.create_gallery(page, "desk-1")
+    expect(page.locator("#gallery-status")).to_contain_text("已有名为 desk-1 的人脸库", timeout=uidriver.TIMEOUT_MS)
     uidriver.enrol(page, "张伟", [faces_dir / "img1.jpg", faces_dir / "img2.jpg"])
     expect(page.locator("#gallery-status")).to_contain_text("张伟", timeout=uidriver.TIMEOUT_MS)
     uidriver.identify(page, faces_dir / "img4.jpg")
@@ -288,9 +290,25 @@ def test_a_chinese_name_is_drawn_on_the_identified_photo_and_a_photo_is_removed_
     page.locator("#gallery-photo-pick input").first.click()
     page.get_by_role("option").first.click()
     page.locator("#gallery-photo-remove").click()
-    expect(page.locator("#gallery-confirm-question")).to_contain_text("确定从 前台 中删除 张伟 的照片", timeout=uidriver.TIMEOUT_MS)
+    expect(page.locator("#gallery-confirm-question")).to_contain_text("确定从 desk-1 中删除 张伟 的照片", timeout=uidriver.TIMEOUT_MS)
     expect(listing.locator("img")).to_have_count(2)
     page.locator("#gallery-confirm-yes").click()
     expect(page.locator("#gallery-status")).to_contain_text("已删除 张伟 的照片", timeout=uidriver.TIMEOUT_MS)
     expect(listing.locator("img")).to_have_count(1)
+
+    # Rename the gallery (service.gallery.rename_gallery, as the HTTP API), then delete it after confirming.
+    uidriver.textbox(page, "gallery-rename-to").fill("hall-2")
+    page.locator("#gallery-rename").click()
+    expect(page.locator("#gallery-status")).to_contain_text("人脸库已重命名为 hall-2", timeout=uidriver.TIMEOUT_MS)
+    expect(page.locator("#gallery-pick input").first).to_have_value("hall-2")
+    names = [gallery["name"] for gallery in requests.get(f"{app.base_url}/galleries", timeout=30).json()["galleries"]]
+    assert "hall-2" in names and "desk-1" not in names, names
+    page.locator("#gallery-delete").click()
+    expect(page.locator("#gallery-confirm-question")).to_contain_text("确定删除人脸库 hall-2", timeout=uidriver.TIMEOUT_MS)
+    page.locator("#gallery-confirm-no").click()
+    expect(page.locator("#gallery-status")).to_contain_text("未删除任何内容", timeout=uidriver.TIMEOUT_MS)
+    assert "hall-2" in [gallery["name"] for gallery in requests.get(f"{app.base_url}/galleries", timeout=30).json()["galleries"]]
+    uidriver.ask_and_confirm(page, "gallery-delete")
+    expect(page.locator("#gallery-status")).to_contain_text("人脸库 hall-2 已删除", timeout=uidriver.TIMEOUT_MS)
+    assert "hall-2" not in [gallery["name"] for gallery in requests.get(f"{app.base_url}/galleries", timeout=30).json()["galleries"]]
     page.close()

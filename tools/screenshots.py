@@ -50,8 +50,8 @@ def seed(page, work: Path) -> Path:
         uidriver.extract(page, SHADOWED, source="gate-2")
     uidriver.extract(page, FACES / "img41.jpg", source="lobby")
     uidriver.open_tab(page, "en", "gallery")
-    uidriver.create_gallery(page, "front desk")
-    page.get_by_text("Gallery front desk created").wait_for(timeout=uidriver.TIMEOUT_MS)
+    uidriver.create_gallery(page, "front-desk")
+    page.get_by_text("Gallery front-desk created").wait_for(timeout=uidriver.TIMEOUT_MS)
     for label, files in uidriver.ENROL.items():
         uidriver.enrol(page, label, [FACES / name for name in files])
         page.get_by_text(f"{label}: 2 of 2 photos enrolled").wait_for(timeout=uidriver.TIMEOUT_MS)

@@ -11,8 +11,8 @@ image was skipped, in the request's language.
 from __future__ import annotations
 
 import html
-import json
 import logging
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,7 @@ import gradio as gr
 import numpy as np
 from PIL import Image
 
-from errors import FroodError
+from errors import ApiError, FroodError
 from service import faces as service
 from service import gallery as gallery_service
 from service.access import requires
@@ -58,29 +58,16 @@ def _faces_dir(key: str) -> Path:
 
 
 def _name_of(key: str) -> str | None:
-    meta = _faces_dir(key) / "meta.json"
+    """The gallery's name (service.gallery's metadata store: the same names as the HTTP API's /galleries)."""
     try:
-        return json.loads(meta.read_text(encoding="utf-8")).get("name")
-    except (OSError, ValueError):
+        return registry.record(key).name
+    except Exception:
         return None
 
 
 def gallery_choices() -> list[tuple[str, str]]:
-    """(shown name, index key) of every gallery on disk, named ones first."""
-    root = get_settings().indexes_dir
-    keys = sorted(path.name for path in root.iterdir() if path.is_dir() and path.name.replace("-", "").isalnum()) if root.is_dir() else []
-    choices = []
-    for key in keys:
-        name = _name_of(key)
-        choices.append((name or key, key))  # names are unique (a second gallery of the same name is refused)
-    return sorted(choices, key=lambda choice: (choice[0] == choice[1], choice[0].lower()))
-
-
-def gallery_names() -> dict[str, str]:
-    """Every named gallery's name (case-folded) -> its key."""
-    root = get_settings().indexes_dir
-    keys = [path.name for path in root.iterdir() if path.is_dir() and path.name.replace("-", "").isalnum()] if root.is_dir() else []
-    return {name.casefold(): key for key in keys if (name := _name_of(key))}
+    """(name, index key) of every gallery, by name (names are unique: a second gallery of a name is refused)."""
+    return sorted(((record.name, record.key) for record in registry.records()), key=lambda choice: choice[0].casefold())
 
 
 def _clean_name(text: str | None) -> str:
@@ -147,23 +134,55 @@ def on_reload(key: str | None, request: gr.Request):
 @requires("gallery:write")
 def on_create(name: str, index_type: str, request: gr.Request):
     locale = locale_of(request)
-    try:
-        clean = _clean_name(name)
-    except ValueError:
-        return gr.Dropdown(), warning(tr(locale, "bad_gallery_name")), gr.HTML(), gr.Dropdown()
-    if clean.casefold() in gallery_names():
-        return gr.Dropdown(), warning(tr(locale, "gallery_exists", name=clean)), gr.HTML(), gr.Dropdown()
-    try:
-        pipeline = service.get_pipeline()
-        key = registry.create(gallery_service.new_gallery(pipeline, index_type or "Flat"))
-        folder = _faces_dir(key)
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / "meta.json").write_text(json.dumps({"name": clean}, ensure_ascii=False), encoding="utf-8")
+    clean = (name or "").strip()
+    try:  # service.gallery.create_gallery: what POST /galleries does (409 for a name in use)
+        key = gallery_service.create_gallery(clean, index_type or "Flat")["indexKey"]
+        _faces_dir(key).mkdir(parents=True, exist_ok=True)
+    except ApiError as error:
+        return gr.Dropdown(), _api_error(error, locale, clean), gr.HTML(), gr.Dropdown()
     except Exception as error:
         return gr.Dropdown(), error_markdown(error, locale), gr.HTML(), gr.Dropdown()
     log.info("Gallery %s created from the UI", key)
     listing, identities = _refresh(key, locale)
     return gr.Dropdown(choices=gallery_choices(), value=key), done(tr(locale, "gallery_created", name=clean)), listing, identities
+
+
+def _api_error(error: ApiError, locale: Locale, name: str = "") -> str:
+    """A service error about galleries in the page's language."""
+    if error.status == 409 and "already exists" in str(error):
+        return warning(tr(locale, "gallery_exists", name=name))
+    if error.status == 400:
+        return warning(tr(locale, "bad_gallery_name"))
+    return error_markdown(error, locale)
+
+
+@requires("gallery:write")
+def on_rename(key: str | None, new_name: str, request: gr.Request):
+    """Rename the chosen gallery (service.gallery.rename_gallery, as PATCH /galleries/{name})."""
+    locale = locale_of(request)
+    if not key:
+        return gr.Dropdown(), warning(tr(locale, "gallery_none")), gr.Textbox()
+    clean = (new_name or "").strip()
+    try:
+        gallery_service.rename_gallery(registry.record(key).name, clean)
+    except ApiError as error:
+        return gr.Dropdown(), _api_error(error, locale, clean), gr.Textbox()
+    except Exception as error:
+        return gr.Dropdown(), error_markdown(error, locale), gr.Textbox()
+    log.info("Gallery %s renamed from the UI", key)
+    return gr.Dropdown(choices=gallery_choices(), value=key), done(tr(locale, "gallery_renamed", name=clean)), ""
+
+
+@requires("gallery:write")
+def on_delete_ask(key: str | None, request: gr.Request):
+    """The first click on "Delete gallery": asks to confirm."""
+    locale = locale_of(request)
+    if not key:
+        return warning(tr(locale, "gallery_none")), *_hidden_confirmation()
+    with registry.lock:
+        count = len(registry.get(key).labels)
+    question = warning(tr(locale, "confirm_delete", gallery=_name_of(key) or key, count=count))
+    return "", gr.Column(visible=True), question, {"kind": "gallery", "key": key, "count": count}
 
 
 def _skip_reason(locale: Locale, english: str, analysis: Any, reject: float) -> str:
@@ -277,14 +296,8 @@ def on_photo_ask(key: str | None, face_id: str | None, request: gr.Request):
     return "", gr.Column(visible=True), question, {"kind": "photo", "key": key, "label": label, "face_id": int(face_id)}
 
 
-def _remove_ids(key: str, ids: list[int]) -> None:
-    """Remove faces as the HTTP API's /face-recognition-index-remove does (under the registry's lock, then saved),
-    and their crops shown in this tab."""
-    with registry.lock:
-        gallery = registry.get(key)
-        if ids:
-            gallery.remove(ids)
-            registry.save(key)
+def _forget_crops(key: str, ids: list[int]) -> None:
+    """The crops this tab kept of removed faces."""
     for face_id in ids:
         (_faces_dir(key) / f"{face_id}.png").unlink(missing_ok=True)
 
@@ -296,17 +309,22 @@ def on_confirm(pending: dict | None, request: gr.Request):
     if not pending:
         return warning(tr(locale, "cancelled")), gr.HTML(), gr.Dropdown(), gr.Dropdown(), *_hidden_confirmation()
     key = pending["key"]
-    try:
+    try:  # the HTTP API's own functions (DELETE /galleries/{name}/photos/{id}, .../identities/{label}, /galleries/{name})
+        name = registry.record(key).name
+        if pending["kind"] == "gallery":
+            gallery_service.delete_gallery(name)
+            shutil.rmtree(_faces_dir(key), ignore_errors=True)
+            log.info("Gallery %s deleted from the UI", key)
+            text = done(tr(locale, "gallery_deleted", name=name, count=pending.get("count", 0)))
+            empty = gr.Dropdown(choices=[], value=None)
+            return text, facegrid.message(tr(locale, "gallery_none")), empty, empty, *_hidden_confirmation()
         if pending["kind"] == "photo":
-            with registry.lock:
-                ids = [pending["face_id"]] if pending["face_id"] in registry.get(key).labels else []
-            _remove_ids(key, ids)
+            ids = gallery_service.remove_photo(name, int(pending["face_id"])).get("removed") or [int(pending["face_id"])]
             text = done(tr(locale, "photo_removed", label=pending["label"], face_id=pending["face_id"]))
         else:
-            with registry.lock:
-                ids = [face_id for face_id, name in registry.get(key).labels.items() if name == pending["label"]]
-            _remove_ids(key, ids)
+            ids = gallery_service.remove_identity(name, pending["label"]).get("removed") or []
             text = done(tr(locale, "removed", label=pending["label"], count=len(ids)))
+        _forget_crops(key, ids)
         log.info("Removed %d faces from gallery %s from the UI", len(ids), key)
         listing, identities = _refresh(key, locale)
     except Exception as error:
@@ -378,6 +396,10 @@ def build_gallery_tab() -> None:
             new_name = gr.Textbox(label=I18N("gallery_name"), max_lines=1, elem_id="gallery-new-name", scale=3)
             index_type = gr.Radio(list(INDEX_TYPES), value="Flat", label=I18N("gallery_type"), info=I18N("gallery_type_info"), scale=2)
             create = gr.Button(I18N("gallery_create"), elem_id="gallery-create", scale=1)
+        with gr.Row():
+            rename_to = gr.Textbox(label=I18N("gallery_rename_to"), max_lines=1, elem_id="gallery-rename-to", scale=3)
+            rename = gr.Button(I18N("gallery_rename"), elem_id="gallery-rename", scale=1)
+            delete = gr.Button(I18N("gallery_delete"), variant="stop", elem_id="gallery-delete", scale=1)
         source = gr.Textbox(label=I18N("source"), max_lines=1, elem_id="gallery-source")
         status = gr.Markdown(elem_id="gallery-status")
         # what the question is about (a gr.State would open Gradio's heartbeat stream and keep the page busy)
@@ -420,10 +442,23 @@ def build_gallery_tab() -> None:
         asked = [status, confirm_box, question, pending]
         remove.click(on_remove_ask, [pick, remove_pick], asked, api_name="gallery_remove", show_progress="hidden")
         photo_remove.click(on_photo_ask, [pick, photo_pick], asked, api_name="gallery_remove_photo", show_progress="hidden")
-        yes.click(on_confirm, [pending], [status, listing, remove_pick, photo_pick, confirm_box, question, pending], api_name=False, show_progress_on=[status])
+        confirmed = [status, listing, remove_pick, photo_pick, confirm_box, question, pending]
+        yes.click(on_confirm, [pending], confirmed, api_name=False, show_progress_on=[status]).then(
+            on_gallery_list, [pick], [pick], api_name=False, show_progress="hidden"
+        )
+        rename.click(on_rename, [pick, rename_to], [pick, status, rename_to], api_name="gallery_rename", show_progress_on=[status])
+        delete.click(on_delete_ask, [pick], asked, api_name="gallery_delete", show_progress="hidden")
         no.click(on_cancel, None, [status, confirm_box, question, pending], api_name=False, show_progress="hidden")
         # preprocess=False: a file that is not an image gets our readable error, not Gradio's bare "Error"
         identify.click(on_identify, [pick, photo, source], [identified, drawn], api_name="gallery_identify", preprocess=False)
+
+
+@requires("gallery:read")
+def on_gallery_list(key: str | None, request: gr.Request):
+    """The gallery choices again (after a deletion the chosen one is gone: the first left is chosen)."""
+    choices = gallery_choices()
+    keys = [value for _, value in choices]
+    return gr.Dropdown(choices=choices, value=key if key in keys else (keys[0] if keys else None))
 
 
 @requires("gallery:read")
