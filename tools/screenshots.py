@@ -1,4 +1,5 @@
-"""``make screenshots``: every tab of the real UI in English and Chinese, saved to ``docs/screenshots/``.
+"""``make screenshots``: every tab of the real UI in English and Chinese, on a desktop and a 390×844 phone, saved to
+``docs/screenshots/`` (``<tab>-<en|zh>.png`` and ``<tab>-<en|zh>-phone.png``).
 
 Starts the app on a free loopback port with a throw-away data folder, does what an operator would
 (compare, extract, a few sources, a gallery of three people and a group photo), then photographs each
@@ -58,31 +59,45 @@ def seed(page, work: Path) -> Path:
     return uidriver.group_photo(FACES, uidriver.GROUP, work / "group.jpg")
 
 
-def photograph(browser, base_url: str, locale: str, group: Path) -> list[tuple[Path, int]]:
+PHONE = (390, 844)
+
+
+def photograph(browser, base_url: str, locale: str, group: Path, phone: bool = False) -> list[tuple[Path, int]]:
+    """Every tab in ``locale``; ``phone``: at 390×844 (files ``*-phone.png``)."""
     saved = []
-    page = uidriver.open_page(browser, base_url, locale)
+    size = {"width": PHONE[0], "height": PHONE[1]} if phone else {}
+    page = uidriver.open_page(browser, base_url, locale, **size)
+    tail = f"{locale}-phone" if phone else locale
     uidriver.compare(page, FACES / "img1.jpg", FACES / "img2.jpg")
-    path = OUTPUT / f"compare-{locale}.png"
+    path = OUTPUT / f"compare-{tail}.png"
     saved.append((path, save_small(page, path)))
 
     uidriver.open_tab(page, locale, "extract")
     uidriver.extract(page, FACES / "img3.jpg")
     page.locator("#extract-tab img").nth(1).wait_for(timeout=uidriver.TIMEOUT_MS)  # the heatmap
-    path = OUTPUT / f"extract-{locale}.png"
+    path = OUTPUT / f"extract-{tail}.png"
     saved.append((path, save_small(page, path)))
 
     uidriver.open_tab(page, locale, "monitor")
     page.locator("#monitor-refresh").click()
     page.locator("#monitor-thumbs img, #monitor-thumbs p").first.wait_for(timeout=uidriver.TIMEOUT_MS)
     page.locator("#monitor-tab .js-plotly-plot").nth(1).wait_for(timeout=uidriver.TIMEOUT_MS)
-    path = OUTPUT / f"monitor-{locale}.png"
+    path = OUTPUT / f"monitor-{tail}.png"
     saved.append((path, save_small(page, path)))
 
     uidriver.open_tab(page, locale, "gallery")
     page.locator("#gallery-identities .gallery-identity").first.wait_for(timeout=uidriver.TIMEOUT_MS)
     uidriver.identify(page, group)
     page.locator("#gallery-drawn img").wait_for(timeout=uidriver.TIMEOUT_MS)
-    path = OUTPUT / f"gallery-{locale}.png"
+    path = OUTPUT / f"gallery-{tail}.png"
+    saved.append((path, save_small(page, path)))
+
+    uidriver.open_tab(page, locale, "pose")
+    page.locator("#image-pose input[type=file]").set_input_files(str(group))
+    page.locator("#image-pose img").first.wait_for(timeout=uidriver.TIMEOUT_MS)
+    uidriver.click_and_wait(page, "pose-button", "pose-result")
+    page.locator("#pose-drawn img").wait_for(timeout=uidriver.TIMEOUT_MS)
+    path = OUTPUT / f"pose-{tail}.png"
     saved.append((path, save_small(page, path)))
     page.close()
     return saved
@@ -107,7 +122,9 @@ def main() -> int:
         with sync_playwright() as playwright:
             browser = uidriver.launch(playwright)
             group = seed(uidriver.open_page(browser, app.base_url, "en"), work)
-            saved = [shot for locale in ("en", "zh") for shot in photograph(browser, app.base_url, locale, group)]
+            saved = [
+                shot for phone in (False, True) for locale in ("en", "zh") for shot in photograph(browser, app.base_url, locale, group, phone)
+            ]
             browser.close()
     finally:
         app.stop()
