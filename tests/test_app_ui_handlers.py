@@ -167,3 +167,49 @@ def test_stats_gives_every_sources_numbers_for_the_period(attached_store):
     assert [row["source"] for row in monitor_snapshot("gate-1", "24h")["sources"]] == ["gate-1"]
     with pytest.raises(ApiError):
         monitor_snapshot(None, "1y")
+
+
+def test_monitor_exports_the_period_as_csv_in_the_display_time_zone(attached_store, private_tmp, monkeypatch):
+    """Issue 25: the period's per-source table and events as CSV; times shown in DISPLAY_TIMEZONE, stored in UTC."""
+    import csv
+    import datetime as dt
+    import io
+
+    from settings import get_settings
+    from storage.stats_sqlite import Event
+
+    monkeypatch.setattr(get_settings(), "display_timezone", "Asia/Shanghai")
+    now = dt.datetime.now(dt.UTC)
+    for quality in (0.9, 0.1):
+        attached_store.record(Event(source="gate-3", operation="extract", model="m", quality=quality, reason_codes=["blurred"] if quality < 0.4 else [],
+                                    timestamp=now - dt.timedelta(minutes=5)))
+    text, files = ui_monitor.on_export("24h", None, ENGLISH)
+    assert "1 sources, 2 events" in text and len(files) == 2
+    table = list(csv.DictReader(io.StringIO(open(files[0], encoding="utf-8").read())))
+    events = list(csv.DictReader(io.StringIO(open(files[1], encoding="utf-8").read())))
+    assert table[0]["source"] == "gate-3" and table[0]["top_reasons"] == "blurred"
+    assert len(events) == 2 and {row["reasons"] for row in events} == {"", "blurred"}
+    utc, local = dt.datetime.fromisoformat(events[0]["time_utc"]), dt.datetime.fromisoformat(events[0]["local_time"])
+    assert utc == local and local.utcoffset() == dt.timedelta(hours=8)
+    summary, line, _, _, hours, _, _ = ui_monitor.on_monitor("24h", None, ENGLISH)
+    assert "Times in Asia/Shanghai" in summary and line.layout.xaxis.title.text == "Hour (Asia/Shanghai)"
+    label, value = hours.choices[0]
+    assert dt.datetime.strptime(label, "%Y-%m-%d %H:00") - dt.datetime.strptime(value, "%Y-%m-%d %H:00") == dt.timedelta(hours=8)
+
+
+def test_the_webhook_test_event_is_signed_and_reports_the_answer(monkeypatch):
+    from service.webhook import SIGNATURE_HEADER, WebhookDelivery, verify_signature
+    from tests.apphelpers import WebhookReceiver
+
+    receiver = WebhookReceiver()
+    try:
+        delivery = WebhookDelivery(None, receiver.url, secret="s3cret")
+        monkeypatch.setattr(service, "outbox", lambda: delivery)
+        text = ui_monitor.on_webhook_test(CHINESE)
+        assert "测试事件已送达" in text and "200" in text
+        headers, body = receiver.requests[0]
+        assert b'"test":true' in body and verify_signature(body, "s3cret", headers[SIGNATURE_HEADER])
+    finally:
+        receiver.close()
+    monkeypatch.setattr(service, "outbox", lambda: WebhookDelivery(None, "http://127.0.0.1:9/", timeout_s=1))
+    assert "not delivered" in ui_monitor.on_webhook_test(ENGLISH)
