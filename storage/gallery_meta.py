@@ -50,6 +50,14 @@ class GalleryRecord:
     def as_row(self) -> tuple[Any, ...]:
         return (self.key, self.name, self.model, self.dim, self.index_type, self.metric, self.backend, self.location)
 
+    @classmethod
+    def from_row(cls, row: tuple) -> GalleryRecord:
+        """A row of ``WRITTEN_COLUMNS`` followed by the creation time (as each backend spells it in ISO 8601)."""
+        return cls(row[0], row[1], row[2], int(row[3]), row[4], row[5], row[6], row[7], row[8])
+
+
+WRITTEN_COLUMNS = "key, name, model, dim, index_type, metric, backend, location"  # GalleryRecord.as_row's order
+
 
 class GalleryMeta(Protocol):
     """What every metadata backend offers (names are unique; every method is safe from any thread)."""

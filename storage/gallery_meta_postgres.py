@@ -18,7 +18,7 @@ import psycopg
 from psycopg import errors as pg_errors
 from psycopg.types.json import Jsonb
 
-from storage.gallery_meta import REMEMBERED_REQUESTS, GalleryRecord, KeyTakenError, NameTakenError
+from storage.gallery_meta import REMEMBERED_REQUESTS, WRITTEN_COLUMNS, GalleryRecord, KeyTakenError, NameTakenError
 from storage.postgres import migrate, open_pool
 
 COMPONENT = "galleries"
@@ -48,12 +48,8 @@ MIGRATIONS = [
         """,
     )
 ]
-_WRITTEN = "key, name, model, dim, index_type, metric, backend, location"
-_COLUMNS = f"{_WRITTEN}, to_char(created AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
+_COLUMNS = f"{WRITTEN_COLUMNS}, to_char(created AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
 
-
-def _record(row: tuple) -> GalleryRecord:
-    return GalleryRecord(row[0], row[1], row[2], int(row[3]), row[4], row[5], row[6], row[7], row[8])
 
 
 class PostgresGalleryMeta:
@@ -75,7 +71,7 @@ class PostgresGalleryMeta:
     def add(self, record: GalleryRecord) -> GalleryRecord:
         try:
             with self._pool.connection() as connection:
-                connection.execute(f"INSERT INTO galleries ({_WRITTEN}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)", record.as_row())
+                connection.execute(f"INSERT INTO galleries ({WRITTEN_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)", record.as_row())
         except pg_errors.UniqueViolation as error:
             if self.get(record.key) is not None:
                 raise KeyTakenError(f"a gallery with key {record.key!r} is already registered") from error
@@ -86,15 +82,15 @@ class PostgresGalleryMeta:
 
     def get(self, key: str) -> GalleryRecord | None:
         row = self._one(f"SELECT {_COLUMNS} FROM galleries WHERE key = %s", (key,))
-        return None if row is None else _record(row)
+        return None if row is None else GalleryRecord.from_row(row)
 
     def by_name(self, name: str) -> GalleryRecord | None:
         row = self._one(f"SELECT {_COLUMNS} FROM galleries WHERE name = %s", (name,))
-        return None if row is None else _record(row)
+        return None if row is None else GalleryRecord.from_row(row)
 
     def list(self) -> list[GalleryRecord]:
         with self._pool.connection() as connection:
-            return [_record(row) for row in connection.execute(f"SELECT {_COLUMNS} FROM galleries ORDER BY name")]
+            return [GalleryRecord.from_row(row) for row in connection.execute(f"SELECT {_COLUMNS} FROM galleries ORDER BY name")]
 
     def rename(self, key: str, new_name: str) -> bool:
         try:

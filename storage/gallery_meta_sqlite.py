@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from storage.gallery_meta import REMEMBERED_REQUESTS, GalleryRecord, KeyTakenError, NameTakenError
+from storage.gallery_meta import REMEMBERED_REQUESTS, WRITTEN_COLUMNS, GalleryRecord, KeyTakenError, NameTakenError
 from storage.sqlite import ThreadConnections
 
 SCHEMA = """
@@ -35,12 +35,8 @@ CREATE TABLE IF NOT EXISTS gallery_requests (
 """
 _LOCKS: dict[tuple[str, str], threading.RLock] = {}
 _LOCKS_GUARD = threading.Lock()
-_WRITTEN = "key, name, model, dim, index_type, metric, backend, location"
-_COLUMNS = f"{_WRITTEN}, created"
+_COLUMNS = f"{WRITTEN_COLUMNS}, created"
 
-
-def _record(row: tuple) -> GalleryRecord:
-    return GalleryRecord(row[0], row[1], row[2], int(row[3]), row[4], row[5], row[6], row[7], row[8])
 
 
 class SQLiteGalleryMeta:
@@ -56,7 +52,7 @@ class SQLiteGalleryMeta:
 
     def add(self, record: GalleryRecord) -> GalleryRecord:
         try:
-            self._db().execute(f"INSERT INTO galleries ({_WRITTEN}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", record.as_row())
+            self._db().execute(f"INSERT INTO galleries ({WRITTEN_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", record.as_row())
         except sqlite3.IntegrityError as error:
             if self.get(record.key) is not None:
                 raise KeyTakenError(f"a gallery with key {record.key!r} is already registered") from error
@@ -67,14 +63,14 @@ class SQLiteGalleryMeta:
 
     def get(self, key: str) -> GalleryRecord | None:
         row = self._db().execute(f"SELECT {_COLUMNS} FROM galleries WHERE key = ?", (key,)).fetchone()
-        return None if row is None else _record(row)
+        return None if row is None else GalleryRecord.from_row(row)
 
     def by_name(self, name: str) -> GalleryRecord | None:
         row = self._db().execute(f"SELECT {_COLUMNS} FROM galleries WHERE name = ?", (name,)).fetchone()
-        return None if row is None else _record(row)
+        return None if row is None else GalleryRecord.from_row(row)
 
     def list(self) -> list[GalleryRecord]:
-        return [_record(row) for row in self._db().execute(f"SELECT {_COLUMNS} FROM galleries ORDER BY name")]
+        return [GalleryRecord.from_row(row) for row in self._db().execute(f"SELECT {_COLUMNS} FROM galleries ORDER BY name")]
 
     def rename(self, key: str, new_name: str) -> bool:
         try:
