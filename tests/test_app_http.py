@@ -66,14 +66,16 @@ def test_compare_returns_decision_similarity_and_crops(client, faces_dir):
     text, crops = client.predict(handle_file(str(faces_dir / "img1.jpg")), handle_file(str(faces_dir / "img2.jpg")), False, "", api_name="/compare")
     assert "High-confidence match" in text and "Similarity" in text and " ms" in text
     assert not CJK.search(text), f"English request answered with Chinese text: {text}"
-    assert crops.count("<img") == 2 and crops.count('width="112" height="112"') == 2
+    # the two aligned crops at their native 112 px, and each photo with the face used boxed (issue 25)
+    assert crops.count('width="112" height="112"') == 2 and crops.count("overview-tile") == 2
 
 
 def test_compare_answers_in_chinese_when_the_browser_asks_for_it(app, faces_dir):
     chinese = Client(app.base_url + "/", verbose=False, headers={"Accept-Language": "zh-CN,zh;q=0.9,en;q=0.8"})
     text, crops = chinese.predict(handle_file(str(faces_dir / "img1.jpg")), handle_file(str(faces_dir / "img2.jpg")), False, "", api_name="/compare")
     assert "高置信度匹配" in text and "相似度" in text
-    assert not re.search(r"[A-Za-z]{4,}", text.replace(" ms", "")), f"Chinese request answered with English words: {text}"
+    shown = re.sub(r"<[^>]+>", "", text).replace(" ms", "")  # the words a person reads, not the HTML around them
+    assert not re.search(r"[A-Za-z]{4,}", shown), f"Chinese request answered with English words: {text}"
 
 
 def test_extract_returns_the_documented_json(client, faces_dir):
@@ -104,8 +106,11 @@ def test_source_is_stored_and_filters_the_monitor(app, client, faces_dir):
     assert gate["count"] == 3 and gate["source"] == "gate-7"
     assert app.stats()["count"] > 3
     summary, _, _, table, *_ = client.predict("24h", "gate-7", api_name="/monitor")
-    assert "Processed:** 3" in summary
-    assert any(row[0] == "gate-7" and int(row[1]) == 3 for row in table["data"]), table
+    assert "**Processed**: 3" in summary
+    from ui.i18n import tr
+
+    source_column, count_column = table["headers"].index(tr("en", "source")), table["headers"].index(tr("en", "count"))
+    assert any(row[source_column] == "gate-7" and int(row[count_column]) == 3 for row in table["data"]), table
     assert requests.get(f"{app.base_url}/stats", params={"source": "x" * 65}, timeout=10).status_code == 400
     text = client.predict(handle_file(str(faces_dir / "img10.jpg")), False, "bad source/..", api_name="/extract")[0]
     assert "source must be at most 64" in text
@@ -146,5 +151,5 @@ def test_bad_inputs_give_a_readable_message_and_the_app_keeps_serving(app, clien
     text, payload, files, heatmap, *_ = client.predict(handle_file(str(empty_crop)), False, "", api_name="/extract")
     assert "No face found" in text and "Traceback" not in text
     text, _ = client.predict(handle_file(str(empty_crop)), handle_file(str(faces_dir / "img1.jpg")), False, "", api_name="/compare")
-    assert "no face found in image A" in text and "Traceback" not in text
+    assert "No face found in image A" in text and "Traceback" not in text
     assert requests.get(f"{app.base_url}/health", timeout=10).status_code == 200
