@@ -129,7 +129,7 @@ def test_pose_tab_handler_returns_drawing_and_table(app):
     status, drawn, table = client.predict(handle_file(str(photo())), 0.25, api_name="/pose")
     assert "person(s) found" in status and "检测到" not in status  # one language: English without Accept-Language
     rows = table["data"]
-    assert len(rows) >= 2 and table["headers"][:3] == ["#", "detScore", "kptScore"]
+    assert len(rows) >= 2 and table["headers"][:3] == ["#", "Person score", "Keypoint score"]  # words, not the API's names
     assert all(row[1] >= 0.25 for row in rows)
     assert Path(drawn).is_file()
 
