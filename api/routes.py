@@ -252,10 +252,16 @@ def infer(body: InferRequest, request: Request) -> JSONResponse:
     responses={status: {"model": schemas.DetailJSON} for status in (400, 401, 413, 503)},
 )
 async def extract(
-    request: Request, image: UploadFile = File(...), model_name: str = Form("default"), source: str | None = Form(None),
-    person_box: bool | None = Form(None), person_box_query: bool | None = Query(None, alias="person_box"),
-    all_faces: bool | None = Form(None), all_faces_query: bool | None = Query(None, alias="all_faces"),
-    components: bool | None = Form(None), components_query: bool | None = Query(None, alias="components"),
+    request: Request,
+    image: UploadFile = File(...),
+    model_name: str = Form("default"),
+    source: str | None = Form(None),
+    person_box: bool | None = Form(None),
+    person_box_query: bool | None = Query(None, alias="person_box"),
+    all_faces: bool | None = Form(None),
+    all_faces_query: bool | None = Query(None, alias="all_faces"),
+    components: bool | None = Form(None),
+    components_query: bool | None = Query(None, alias="components"),
 ) -> JSONResponse:
     """InsightFace-evaluation style: multipart ``image`` + ``model_name`` (+ optional ``source`` id) → feature and quality.
     ``person_box`` (form or query; default FACE_PERSON_BOX) adds the face's person box from the keypoint engine.
@@ -298,9 +304,7 @@ def _extract(image: UploadFile, name: str, source: str | None, options: ExtractO
     if len(data) > settings.max_upload_bytes:
         raise ApiError(413, f"image larger than {settings.max_upload_bytes // 2**20} MiB")
     start = time.perf_counter()
-    timed = service.extract(
-        data, name=shorten(image.filename or "upload", 80), source="api", model=name, source_id=source, admitted=admitted
-    )
+    timed = service.extract(data, name=shorten(image.filename or "upload", 80), source="api", model=name, source_id=source, admitted=admitted)
     result = timed.value
     link = None  # issue 10: the person box of the face (keypoint engine on the same image), only when asked
     if result.faces and options.person_box:
@@ -379,8 +383,12 @@ class EarlyBusy:
             message = f"the server is busy; retry in {retry} s"
             service.note_refused_early()  # counted in the batcher's throttled "busy" line, not one log line each
             body = json.dumps(schemas.detail_json(message)).encode()
-            headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                       (b"retry-after", str(retry).encode()), (b"connection", b"close")]
+            headers = [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"retry-after", str(retry).encode()),
+                (b"connection", b"close"),
+            ]
             await send({"type": "http.response.start", "status": 503, "headers": headers})
             await send({"type": "http.response.body", "body": body})
             return

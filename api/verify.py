@@ -23,9 +23,21 @@ PATH = "/verify"
 router = APIRouter()
 ROUTE_SCOPES = {PATH: "compare"}
 MODEL_CHOSEN_BY_CALLER = {PATH}
-_MULTIPART = {"multipart/form-data": {"schema": {"type": "object", "required": ["img1", "img2"], "properties": {
-    "img1": {"type": "string", "format": "binary"}, "img2": {"type": "string", "format": "binary"},
-    "threshold": {"type": "number"}, "model_name": {"type": "string"}, "source": {"type": "string"}}}}}
+_MULTIPART = {
+    "multipart/form-data": {
+        "schema": {
+            "type": "object",
+            "required": ["img1", "img2"],
+            "properties": {
+                "img1": {"type": "string", "format": "binary"},
+                "img2": {"type": "string", "format": "binary"},
+                "threshold": {"type": "number"},
+                "model_name": {"type": "string"},
+                "source": {"type": "string"},
+            },
+        }
+    }
+}
 _JSON = {"application/json": {"schema": VerifyRequest.model_json_schema()}}
 
 

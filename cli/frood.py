@@ -42,8 +42,14 @@ def cmd_models(args: argparse.Namespace) -> int:
     from service.models import model_catalog
 
     rows = [
-        {"name": model.name, "feature_dim": model.feature_dim, "default": model.default, "weights_present": model.weights_present,
-         "calibrated": model.calibrated, "weights_source": model.weights_source}
+        {
+            "name": model.name,
+            "feature_dim": model.feature_dim,
+            "default": model.default,
+            "weights_present": model.weights_present,
+            "calibrated": model.calibrated,
+            "weights_source": model.weights_source,
+        }
         for model in model_catalog()
     ]
     if args.json:
@@ -438,9 +444,7 @@ def build_parser() -> argparse.ArgumentParser:
     webhook.add_argument("--all", action="store_true", help="drop: every failed event")
     webhook.set_defaults(func=cmd_webhook)
 
-    index = sub.add_parser(
-        "index", help="build, grow, prune or describe a gallery folder (--index); or manage the server's named galleries (--name)"
-    )
+    index = sub.add_parser("index", help="build, grow, prune or describe a gallery folder (--index); or manage the server's named galleries (--name)")
     index.add_argument("action", choices=["build", "add", "remove", "info", *NAMED_ACTIONS])
     index.add_argument("--images", nargs="+", default=[], help="enrol: photos of --label; identify: one photo")
     index.add_argument("--index", help="build/add/remove/info: the gallery folder (vector.index + index_info.yaml)")

@@ -105,8 +105,15 @@ def extract_json(
         ]
     if not result.faces:
         payload = ExtractNoFaceJSON(
-            model_name=model_name, feature=[], quality_score=0.0, message="no face found", faces_found=0, bbox=None,
-            reasons=describe(["no_face"]), faces=faces, latency_ms=round(latency_ms, 1),
+            model_name=model_name,
+            feature=[],
+            quality_score=0.0,
+            message="no face found",
+            faces_found=0,
+            bbox=None,
+            reasons=describe(["no_face"]),
+            faces=faces,
+            latency_ms=round(latency_ms, 1),
         ).model_dump()
         if faces is None:
             payload.pop("faces")
@@ -302,7 +309,13 @@ def reject_webhook_json(
     quality: float, reasons: list[str], source: str, channel: str, operation: str, model: str, image: str | None, components: dict | None = None
 ) -> dict:
     return RejectWebhookJSON(
-        quality_score=round(float(quality), 4), reasons=list(reasons), source=source, channel=channel, operation=operation, model=model, image=image,
+        quality_score=round(float(quality), 4),
+        reasons=list(reasons),
+        source=source,
+        channel=channel,
+        operation=operation,
+        model=model,
+        image=image,
         components=components,
     ).model_dump()
 
