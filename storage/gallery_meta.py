@@ -19,6 +19,7 @@ runs one suite over both.
 from __future__ import annotations
 
 import re
+from abc import ABC, abstractmethod
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -95,6 +96,61 @@ class GalleryMeta(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+class SQLGalleryMeta(ABC):
+    """The statements both SQL backends share, written once: each backend supplies its dialect.
+
+    ``_param`` spells a named placeholder, ``_unique_violation`` is the driver's duplicate-key error and
+    ``_columns`` the selected columns (``WRITTEN_COLUMNS`` plus ``created`` in ISO 8601, as the dialect writes it).
+    """
+
+    _columns: str
+    _unique_violation: type[Exception]
+
+    @abstractmethod
+    def _param(self, name: str) -> str: ...
+
+    @abstractmethod
+    def _one(self, sql: str, params: dict[str, Any]) -> tuple | None: ...
+
+    @abstractmethod
+    def _all(self, sql: str, params: dict[str, Any]) -> list[tuple]: ...
+
+    @abstractmethod
+    def _change(self, sql: str, params: dict[str, Any]) -> int:
+        """Run one writing statement in its own transaction; the number of rows it touched."""
+
+    def add(self, record: GalleryRecord) -> GalleryRecord:
+        names = WRITTEN_COLUMNS.split(", ")
+        values = ", ".join(self._param(name) for name in names)
+        try:
+            self._change(f"INSERT INTO galleries ({WRITTEN_COLUMNS}) VALUES ({values})", dict(zip(names, record.as_row())))
+        except self._unique_violation as error:
+            if self.get(record.key) is not None:
+                raise KeyTakenError(f"a gallery with key {record.key!r} is already registered") from error
+            raise NameTakenError(f"a gallery named {record.name!r} already exists") from error
+        stored = self.get(record.key)
+        assert stored is not None
+        return stored
+
+    def get(self, key: str) -> GalleryRecord | None:
+        row = self._one(f"SELECT {self._columns} FROM galleries WHERE key = {self._param('key')}", {"key": key})
+        return None if row is None else GalleryRecord.from_row(row)
+
+    def by_name(self, name: str) -> GalleryRecord | None:
+        row = self._one(f"SELECT {self._columns} FROM galleries WHERE name = {self._param('name')}", {"name": name})
+        return None if row is None else GalleryRecord.from_row(row)
+
+    def list(self) -> list[GalleryRecord]:
+        return [GalleryRecord.from_row(row) for row in self._all(f"SELECT {self._columns} FROM galleries ORDER BY name", {})]
+
+    def rename(self, key: str, new_name: str) -> bool:
+        sql = f"UPDATE galleries SET name = {self._param('name')} WHERE key = {self._param('key')}"
+        try:
+            return self._change(sql, {"name": new_name, "key": key}) > 0
+        except self._unique_violation as error:
+            raise NameTakenError(f"a gallery named {new_name!r} already exists") from error
 
 
 def check_name(name: object) -> str:

@@ -18,7 +18,7 @@ import psycopg
 from psycopg import errors as pg_errors
 from psycopg.types.json import Jsonb
 
-from storage.gallery_meta import REMEMBERED_REQUESTS, WRITTEN_COLUMNS, GalleryRecord, KeyTakenError, NameTakenError
+from storage.gallery_meta import REMEMBERED_REQUESTS, WRITTEN_COLUMNS, SQLGalleryMeta
 from storage.postgres import migrate, open_pool
 
 COMPONENT = "galleries"
@@ -48,12 +48,13 @@ MIGRATIONS = [
         """,
     )
 ]
-_COLUMNS = f"{WRITTEN_COLUMNS}, to_char(created AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
 
 
 
-class PostgresGalleryMeta:
+class PostgresGalleryMeta(SQLGalleryMeta):
     shared = True
+    _columns = f"{WRITTEN_COLUMNS}, to_char(created AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
+    _unique_violation = pg_errors.UniqueViolation
 
     def __init__(self, url: str, pool_size: int = 4):
         self._url = url
@@ -64,40 +65,20 @@ class PostgresGalleryMeta:
         self._key_locks: dict[str, threading.Lock] = {}
         self._key_locks_guard = threading.Lock()
 
-    def _one(self, sql: str, params: tuple) -> tuple | None:
+    def _param(self, name: str) -> str:
+        return f"%({name})s"
+
+    def _one(self, sql: str, params: dict[str, Any] | tuple) -> tuple | None:
         with self._pool.connection() as connection:
             return connection.execute(sql, params).fetchone()
 
-    def add(self, record: GalleryRecord) -> GalleryRecord:
-        try:
-            with self._pool.connection() as connection:
-                connection.execute(f"INSERT INTO galleries ({WRITTEN_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)", record.as_row())
-        except pg_errors.UniqueViolation as error:
-            if self.get(record.key) is not None:
-                raise KeyTakenError(f"a gallery with key {record.key!r} is already registered") from error
-            raise NameTakenError(f"a gallery named {record.name!r} already exists") from error
-        stored = self.get(record.key)
-        assert stored is not None
-        return stored
-
-    def get(self, key: str) -> GalleryRecord | None:
-        row = self._one(f"SELECT {_COLUMNS} FROM galleries WHERE key = %s", (key,))
-        return None if row is None else GalleryRecord.from_row(row)
-
-    def by_name(self, name: str) -> GalleryRecord | None:
-        row = self._one(f"SELECT {_COLUMNS} FROM galleries WHERE name = %s", (name,))
-        return None if row is None else GalleryRecord.from_row(row)
-
-    def list(self) -> list[GalleryRecord]:
+    def _all(self, sql: str, params: dict[str, Any]) -> list[tuple]:
         with self._pool.connection() as connection:
-            return [GalleryRecord.from_row(row) for row in connection.execute(f"SELECT {_COLUMNS} FROM galleries ORDER BY name")]
+            return connection.execute(sql, params).fetchall()
 
-    def rename(self, key: str, new_name: str) -> bool:
-        try:
-            with self._pool.connection() as connection:
-                return connection.execute("UPDATE galleries SET name = %s WHERE key = %s", (new_name, key)).rowcount > 0
-        except pg_errors.UniqueViolation as error:
-            raise NameTakenError(f"a gallery named {new_name!r} already exists") from error
+    def _change(self, sql: str, params: dict[str, Any]) -> int:
+        with self._pool.connection() as connection:
+            return connection.execute(sql, params).rowcount
 
     def delete(self, key: str) -> bool:
         with self._pool.connection() as connection:

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from storage.gallery_meta import REMEMBERED_REQUESTS, WRITTEN_COLUMNS, GalleryRecord, KeyTakenError, NameTakenError
+from storage.gallery_meta import REMEMBERED_REQUESTS, WRITTEN_COLUMNS, SQLGalleryMeta
 from storage.sqlite import ThreadConnections
 
 SCHEMA = """
@@ -35,12 +35,13 @@ CREATE TABLE IF NOT EXISTS gallery_requests (
 """
 _LOCKS: dict[tuple[str, str], threading.RLock] = {}
 _LOCKS_GUARD = threading.Lock()
-_COLUMNS = f"{WRITTEN_COLUMNS}, created"
 
 
 
-class SQLiteGalleryMeta:
+class SQLiteGalleryMeta(SQLGalleryMeta):
     shared = False
+    _columns = f"{WRITTEN_COLUMNS}, created"
+    _unique_violation = sqlite3.IntegrityError
 
     def __init__(self, path: Path):
         self.path = Path(path)
@@ -50,34 +51,17 @@ class SQLiteGalleryMeta:
     def _db(self) -> sqlite3.Connection:
         return self._connections.get()
 
-    def add(self, record: GalleryRecord) -> GalleryRecord:
-        try:
-            self._db().execute(f"INSERT INTO galleries ({WRITTEN_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", record.as_row())
-        except sqlite3.IntegrityError as error:
-            if self.get(record.key) is not None:
-                raise KeyTakenError(f"a gallery with key {record.key!r} is already registered") from error
-            raise NameTakenError(f"a gallery named {record.name!r} already exists") from error
-        stored = self.get(record.key)
-        assert stored is not None
-        return stored
+    def _param(self, name: str) -> str:
+        return f":{name}"
 
-    def get(self, key: str) -> GalleryRecord | None:
-        row = self._db().execute(f"SELECT {_COLUMNS} FROM galleries WHERE key = ?", (key,)).fetchone()
-        return None if row is None else GalleryRecord.from_row(row)
+    def _one(self, sql: str, params: dict[str, Any]) -> tuple | None:
+        return self._db().execute(sql, params).fetchone()
 
-    def by_name(self, name: str) -> GalleryRecord | None:
-        row = self._db().execute(f"SELECT {_COLUMNS} FROM galleries WHERE name = ?", (name,)).fetchone()
-        return None if row is None else GalleryRecord.from_row(row)
+    def _all(self, sql: str, params: dict[str, Any]) -> list[tuple]:
+        return self._db().execute(sql, params).fetchall()
 
-    def list(self) -> list[GalleryRecord]:
-        return [GalleryRecord.from_row(row) for row in self._db().execute(f"SELECT {_COLUMNS} FROM galleries ORDER BY name")]
-
-    def rename(self, key: str, new_name: str) -> bool:
-        try:
-            cursor = self._db().execute("UPDATE galleries SET name = ? WHERE key = ?", (new_name, key))
-        except sqlite3.IntegrityError as error:
-            raise NameTakenError(f"a gallery named {new_name!r} already exists") from error
-        return cursor.rowcount > 0
+    def _change(self, sql: str, params: dict[str, Any]) -> int:
+        return self._db().execute(sql, params).rowcount
 
     def delete(self, key: str) -> bool:
         db = self._db()
