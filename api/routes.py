@@ -279,9 +279,9 @@ async def extract(
     door().check(getattr(request.state, "frood_principal", None), "extract", name, count=False)  # the door counted the call
     with service.admit(name) as ticket:  # 503 + Retry-After now, rather than a long wait later
         options = ExtractOptions(
-            person_box=_flag(person_box, person_box_query, get_settings().face_person_box),
-            all_faces=_flag(all_faces, all_faces_query, False),
-            components=_flag(components, components_query, False),
+            person_box=flag(person_box, person_box_query, get_settings().face_person_box),
+            all_faces=flag(all_faces, all_faces_query, False),
+            components=flag(components, components_query, False),
         )
         return await run_in_threadpool(_extract, image, name, source, options, ticket.admitted)
 
@@ -293,8 +293,9 @@ class ExtractOptions:
     components: bool  # the ISO/IEC 29794-5 components of each face reported
 
 
-def _flag(form: bool | None, query: bool | None, default: bool) -> bool:
-    """A flag given as a form field or a query parameter (the form wins), else its default."""
+def flag(form: bool | None, query: bool | None, default: bool) -> bool:
+    """A flag given in the body (a form field, or a JSON field on /verify and PaddleX infer) or as a query parameter (the
+    body wins), else its default: one rule for every optional report a route can add."""
     return next((value for value in (form, query) if value is not None), default)
 
 

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, FastAPI, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 from starlette.datastructures import UploadFile
 
+from api.routes import flag
 from api.security import image_bytes
 from errors import ApiError
 from schemas.verify import VerifyJSON, VerifyRequest, verify_json
@@ -34,11 +35,13 @@ _MULTIPART = {
                 "threshold": {"type": "number"},
                 "model_name": {"type": "string"},
                 "source": {"type": "string"},
+                "components": {"type": "boolean"},
             },
         }
     }
 }
 _JSON = {"application/json": {"schema": VerifyRequest.model_json_schema()}}
+_BOOL = TypeAdapter(bool)  # a form field's "true" / "1" / "on" read as FastAPI reads /extract's form flags
 
 
 async def _read_request(request: Request) -> VerifyRequest | tuple[bytes, bytes, dict]:
@@ -54,12 +57,18 @@ async def _read_request(request: Request) -> VerifyRequest | tuple[bytes, bytes,
             if len(data) > settings.max_upload_bytes:
                 raise ApiError(413, f"{name} is larger than {settings.max_upload_bytes // 2**20} MiB")
             files.append(data)
-        fields = {key: form.get(key) for key in ("threshold", "model_name", "source") if isinstance(form.get(key), str) and form.get(key) != ""}
+        names = ("threshold", "model_name", "source", "components")
+        fields = {key: form.get(key) for key in names if isinstance(form.get(key), str) and form.get(key) != ""}
         if "threshold" in fields:
             try:
                 fields["threshold"] = float(fields["threshold"])
             except ValueError as error:
                 raise ApiError(422, f"threshold must be a number, got {shorten(fields['threshold'])}") from error
+        if "components" in fields:
+            try:
+                fields["components"] = _BOOL.validate_python(fields["components"])
+            except ValidationError as error:
+                raise ApiError(422, f"components must be true or false, got {shorten(fields['components'])}") from error
         return files[0], files[1], fields
     try:
         return VerifyRequest.model_validate(json.loads(await request.body()))
@@ -77,11 +86,12 @@ def _side(image: str | None, embedding: list[float] | None, number: int) -> byte
 
 
 @router.post(PATH, response_model=VerifyJSON, openapi_extra={"requestBody": {"required": True, "content": {**_JSON, **_MULTIPART}}})
-async def verify_route(request: Request) -> JSONResponse:
-    """Two images, an image and an embedding, or two embeddings -> ``verified``, similarity, the decision, both faces."""
+async def verify_route(request: Request, components_query: bool | None = Query(None, alias="components")) -> JSONResponse:
+    """Two images, an image and an embedding, or two embeddings -> ``verified``, similarity, the decision, both faces.
+    ``components`` (body or form field, or query; the body wins, as on /extract) adds each image side's components."""
     parsed = await _read_request(request)
     if isinstance(parsed, VerifyRequest):
-        fields = {"threshold": parsed.threshold, "model_name": parsed.model_name, "source": parsed.source}
+        fields = {"threshold": parsed.threshold, "model_name": parsed.model_name, "source": parsed.source, "components": parsed.components}
         first = await run_in_threadpool(_side, parsed.img1, parsed.embedding1, 1)
         second = await run_in_threadpool(_side, parsed.img2, parsed.embedding2, 2)
     else:
@@ -96,8 +106,9 @@ async def verify_route(request: Request) -> JSONResponse:
     if name not in allowed:
         raise ApiError(400, f"model_name {shorten(model_name)} is not available; allowed: {', '.join(allowed)}")
     door().check(getattr(request.state, "frood_principal", None), "compare", name, count=False)
-    result = await run_in_threadpool(verify, first, second, fields.get("threshold"), name, source)
-    return JSONResponse(verify_json(result))
+    components = flag(fields.get("components"), components_query, False)
+    result = await run_in_threadpool(verify, first, second, fields.get("threshold"), name, source, components)
+    return JSONResponse(verify_json(result, components=components))
 
 
 def install(app: FastAPI) -> None:

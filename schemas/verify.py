@@ -6,6 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from schemas.components import components_json
 from schemas.faces import Reason
 from schemas.messages import decision_message, describe
 
@@ -22,6 +23,7 @@ class VerifyRequest(BaseModel):
     threshold: float | None = Field(None, description="cosine similarity in [-1, 1]; default: the model's match threshold")
     model_name: str = "default"
     source: str | None = None
+    components: bool | None = Field(None, description="also report each compared face's ISO/IEC 29794-5 components (as /extract)")
 
 
 class VerifySideJSON(BaseModel):
@@ -32,6 +34,8 @@ class VerifySideJSON(BaseModel):
     quality_score: float | None
     reasons: list[Reason]
     faces_found: int | None
+    # schemas.components.ComponentsJSON, written only when asked (``components=true``); null for an embedding or no face
+    components: dict | None = None
 
 
 class VerifyJSON(BaseModel):
@@ -50,15 +54,18 @@ class VerifyJSON(BaseModel):
     latency_ms: float
 
 
-def _side(side: Any) -> VerifySideJSON:
+def _side(side: Any, components: bool) -> VerifySideJSON:
     quality = None if side.quality is None else round(float(side.quality), 4)
     bbox = None if side.bbox is None else [round(v, 1) for v in side.bbox]
-    return VerifySideJSON(input=side.kind, bbox=bbox, quality_score=quality, reasons=describe(side.reasons), faces_found=side.faces_found)
+    report = components_json(side.components) if components and side.components is not None else None
+    return VerifySideJSON(input=side.kind, bbox=bbox, quality_score=quality, reasons=describe(side.reasons), faces_found=side.faces_found, components=report)
 
 
-def verify_json(result: Any) -> dict:
+def verify_json(result: Any, components: bool = False) -> dict:
+    """``components``: the caller asked for each side's component report; the key is written only then, so answers
+    stay small."""
     similarity = None if result.similarity is None else round(result.similarity, 4)
-    return VerifyJSON(
+    payload = VerifyJSON(
         verified=result.verified,
         decision=result.decision,
         message=decision_message(result.decision),
@@ -67,7 +74,11 @@ def verify_json(result: Any) -> dict:
         similarity_metric="cosine",
         threshold=round(result.threshold, 4),
         model=result.model,
-        img1=_side(result.first),
-        img2=_side(result.second),
+        img1=_side(result.first, components),
+        img2=_side(result.second, components),
         latency_ms=round(result.latency_ms, 1),
     ).model_dump()
+    if not components:
+        for side in ("img1", "img2"):
+            payload[side].pop("components")
+    return payload

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from engine.face.pipeline import decide
+from engine.quality.components import Components
 from errors import ApiError
 from service import faces
 from settings import get_settings
@@ -28,6 +29,7 @@ class VerifySide:
     reasons: list[str] = field(default_factory=list)
     bbox: list[float] | None = None
     faces_found: int | None = None
+    components: Components | None = None  # the face's ISO/IEC 29794-5 report, measured only when asked (not free)
 
 
 @dataclass
@@ -64,23 +66,31 @@ def _embedding_side(values: list[float], dim: int, which: str) -> VerifySide:
     return VerifySide("embedding", (vector / norm).astype(np.float32))
 
 
-def _image_side(data: bytes, name: str, model: str, source_id: str | None) -> VerifySide:
+def _image_side(data: bytes, name: str, model: str, source_id: str | None, components: bool = False) -> VerifySide:
+    """``components``: also measure the compared (main) face's components, over every face of the image, as
+    ``/extract`` does, so SingleFacePresent sees the others."""
     result = faces.extract(data, name=name, source="api", model=model, source_id=source_id).value
     if not result.faces:
         return VerifySide("image", None, 0.0, ["no_face"], None, 0)
     face = result.face
-    return VerifySide("image", face.feature, face.quality, list(face.reasons), [float(v) for v in face.bbox], len(result.faces))
+    report = faces.components_for(data, result)[0].components if components else None
+    return VerifySide("image", face.feature, face.quality, list(face.reasons), [float(v) for v in face.bbox], len(result.faces), report)
 
 
-def verify(first: Side, second: Side, threshold: float | None = None, model: str | None = None, source_id: str | None = None) -> Verification:
-    """Each side is image bytes or an embedding; ``threshold`` (cosine, [-1, 1]) replaces the model's match threshold."""
+def verify(
+    first: Side, second: Side, threshold: float | None = None, model: str | None = None, source_id: str | None = None, components: bool = False
+) -> Verification:
+    """Each side is image bytes or an embedding; ``threshold`` (cosine, [-1, 1]) replaces the model's match threshold.
+    ``components``: each image side also carries its face's component report (off by default: it costs a pass)."""
     settings = get_settings()
     start = time.perf_counter()
     threshold = check_threshold(threshold)
     pipeline = faces.get_pipeline(model)
     dim = int(pipeline.embedder.dim)
     sides = [
-        _embedding_side(value, dim, f"embedding{number}") if isinstance(value, list) else _image_side(value, f"img{number}", pipeline.model, source_id)
+        _embedding_side(value, dim, f"embedding{number}")
+        if isinstance(value, list)
+        else _image_side(value, f"img{number}", pipeline.model, source_id, components)
         for number, value in ((1, first), (2, second))
     ]
     a, b = sides
