@@ -93,6 +93,7 @@ class InferRequest(ClientRequest):
     indexKey: str  # noqa: N815
     topK: int = Field(5, ge=1, le=100)  # noqa: N815 (ours, optional: how many labels per face)
     threshold: float | None = Field(None, ge=-1.0, le=1.0)  # ours, optional: cosine; default: the model's match threshold
+    components: bool | None = None  # ours, optional: each face's ISO/IEC 29794-5 components (as /extract's); default off
 
 
 def envelope(result: dict) -> JSONResponse:
@@ -229,7 +230,8 @@ def index_remove(body: RemoveRequest, request: Request) -> JSONResponse:
 
 
 @router.post("/face-recognition-infer", response_model=schemas.Envelope[schemas.InferJSON], responses=_PADDLEX_ERRORS)
-def infer(body: InferRequest, request: Request) -> JSONResponse:
+def infer(body: InferRequest, request: Request, components_query: bool | None = Query(None, alias="components")) -> JSONResponse:
+    """PaddleX's infer; ``components`` (body field or query, the body wins) adds each face's components, nothing else changes."""
     settings = get_settings()
     _check_client_fields(body)
     check_identifier(body.indexKey, "indexKey")
@@ -240,10 +242,14 @@ def infer(body: InferRequest, request: Request) -> JSONResponse:
     analysis = gallery_service.analyse(pipeline, decoded, record=_recorder("infer", body.source))  # outside the lock: slow
     with registry.lock:  # GalleryIndex is not thread-safe: searches wait for adds and removes
         faces = gallery_service.match(pipeline, registry.get(body.indexKey), analysis, body.topK, body.threshold)
+    reports = None  # measured outside the lock, only when asked (a pass of the helper networks per face)
+    if flag(body.components, components_query, False):
+        reports = [item.components for item in service.components_for(decoded, analysis)]
     drawn = gallery_service.annotate(decoded.rgb, faces, scale=decoded.scale)
     buffer = io.BytesIO()
     Image.fromarray(drawn).save(buffer, format="JPEG", quality=90)
-    return envelope(schemas.infer_json(faces, base64.b64encode(buffer.getvalue()).decode("ascii"), unknown=gallery_service.UNKNOWN))
+    image = base64.b64encode(buffer.getvalue()).decode("ascii")
+    return envelope(schemas.infer_json(faces, image, unknown=gallery_service.UNKNOWN, components=reports))
 
 
 @router.post(

@@ -199,6 +199,7 @@ class InferFaceJSON(_Strict):
     score: float  # detection score
     qualityScore: float  # noqa: N815
     topK: list[LabelScoreJSON]  # noqa: N815
+    components: dict | None = None  # ours, only with ``components=true``: schemas.components.ComponentsJSON
 
 
 class InferJSON(_Strict):
@@ -239,9 +240,14 @@ def _label_scores(matches: list[tuple[str, float]]) -> list[LabelScoreJSON]:
     return [LabelScoreJSON(label=label, score=round(score, 4)) for label, score in matches]
 
 
-def infer_json(faces: list[Any], image_base64: str, unknown: str = "unknown") -> dict:
-    """``faces``: the gallery's identified faces (``bbox``, ``det_score``, ``quality``, ``matches``, ``label``)."""
-    return InferJSON(
+def infer_json(faces: list[Any], image_base64: str, unknown: str = "unknown", components: list | None = None) -> dict:
+    """``faces``: the gallery's identified faces (``bbox``, ``det_score``, ``quality``, ``matches``, ``label``).
+    ``components``: one ``engine.quality.components.Components`` per face, in the same order, when asked for; only
+    then does a face carry the key, so PaddleX's answer is otherwise unchanged."""
+    from schemas.components import components_json
+
+    reports = [components_json(report) for report in components] if components is not None else None
+    payload = InferJSON(
         faces=[
             InferFaceJSON(
                 bbox=[round(v, 1) for v in face.bbox],
@@ -249,11 +255,16 @@ def infer_json(faces: list[Any], image_base64: str, unknown: str = "unknown") ->
                 score=round(face.det_score, 4),
                 qualityScore=round(face.quality, 4),
                 topK=_label_scores(face.matches),
+                components=reports[index] if reports is not None else None,
             )
-            for face in faces
+            for index, face in enumerate(faces)
         ],
         image=image_base64,
     ).model_dump()
+    if reports is None:
+        for face in payload["faces"]:
+            face.pop("components")
+    return payload
 
 
 # --- the gallery's own answers (``frood index identify`` / ``build`` / ``add``) ---------------------------------------
