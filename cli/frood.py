@@ -150,6 +150,8 @@ def cmd_embed(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from schemas import embed_line
+    from schemas.api import embed_components
+    from service.quality import components_for
 
     inputs = list(iter_inputs(args.input))
     if not inputs:
@@ -169,6 +171,12 @@ def cmd_embed(args: argparse.Namespace) -> int:
                     record = embed_line(str(path), error=str(result), error_code=result.code)
                 else:
                     record = embed_line(str(path), result)
+                    if args.components and result.faces:
+                        try:
+                            record = embed_components(record, [item.components for item in components_for(pipeline, path, result)])
+                        except FroodError as error:  # the features are still good: the line keeps them and says what failed
+                            failures += 1
+                            record = embed_line(str(path), result, error=str(error), error_code=error.code)
                 handle.write(json.dumps(record) + "\n")
             progress.update(len(paths))
 
@@ -436,6 +444,7 @@ def build_parser() -> argparse.ArgumentParser:
     embed.add_argument("--input", required=True, help="a folder or a text file with one path per line")
     embed.add_argument("--output", required=True, help="the .jsonl file to write")
     embed.add_argument("--batch-size", type=int, default=16, help="images analysed together (one engine batch)")
+    embed.add_argument("--components", action="store_true", help="each face's ISO/IEC 29794-5 components (as /extract's) on its line; off: lines stay small")
     embed.set_defaults(func=cmd_embed)
 
     webhook = sub.add_parser("webhook", help="the reject-webhook outbox: counts, retry or drop failed events, prune delivered ones")

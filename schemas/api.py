@@ -267,6 +267,15 @@ def infer_json(faces: list[Any], image_base64: str, unknown: str = "unknown", co
     return payload
 
 
+def embed_components(line: dict, components: list) -> dict:
+    """``frood embed --components``: a :func:`schemas.faces.embed_line` line whose faces each carry their component
+    report (one ``engine.quality.components.Components`` per face, in the line's order), the same JSON as ``/extract``'s."""
+    from schemas.components import components_json
+
+    faces = [face | {"components": components_json(report)} for face, report in zip(line["faces"], components, strict=True)]
+    return line | {"faces": faces}
+
+
 # --- the gallery's own answers (``frood index identify`` / ``build`` / ``add``) ---------------------------------------
 
 
