@@ -6,6 +6,10 @@ unnested), how their rows become the answers the UI and ``/stats`` read (pandas 
 pivots), the retention policy and the pruning thread, and the ≤128 px JPEG thumbnail. A backend keeps what
 really differs: its connections, its schema, where a thumbnail lives and how a prune runs as one transaction.
 Aggregations are SQL + pandas, never Python loops over rows.
+
+``failed_components`` (issue 26) holds the names of the main face's ISO/IEC 29794-5 components that fail their
+requirement, stored as the reason codes are (a JSON list); NULL where nothing was measured (no face, or a row of
+the version before the column existed), so such rows stay out of the failure shares.
 """
 
 from __future__ import annotations
@@ -30,6 +34,8 @@ UTC = dt.UTC
 THUMBNAIL_MAX_SIDE = 128
 TOP_REASONS = 3  # reason codes listed per source in ``per_source``
 PER_SOURCE_COLUMNS = ["source", "count", "mean_quality", "low_quality_rate", "top_reasons"]
+COMPONENT_FAILURE_COLUMNS = ["source", "hour", "component", "failed", "images"]
+QUARTER_S = 900  # rows are grouped by UTC quarter-hour: every time zone's offset is a whole number of quarters
 
 
 def utcnow() -> dt.datetime:
@@ -56,6 +62,7 @@ class Event:
     reason_codes: list[str] = field(default_factory=list)
     latency_ms: float = 0.0
     rejected: bool = False
+    failed_components: list[str] | None = None  # main face's components failing their requirement; None: not measured
     timestamp: dt.datetime = field(default_factory=utcnow)
     thumbnail_path: str | None = None
     id: int | None = None
@@ -110,6 +117,9 @@ class StatsStore(ABC):
     DAY_AND_HOUR_OF_TS: ClassVar[str]  # the UTC date and the hour of day (0-23), two columns
     REASONS_FROM: ClassVar[str]  # a FROM item unnesting ``events.reason_codes``
     REASON_CODE: ClassVar[str]  # the code column of that item
+    QUARTER_OF_TS: ClassVar[str]  # the UTC quarter-hour a row falls in, as whole seconds since the epoch
+    COMPONENTS_FROM: ClassVar[str]  # a FROM item unnesting ``events.failed_components`` (no rows when NULL)
+    COMPONENT_NAME: ClassVar[str]  # the name column of that item
     THUMBNAIL: ClassVar[str]  # the column holding the thumbnail (a path or the image)
 
     def __init__(self, store_thumbnails: bool, events_retention_days: int, thumbnails_retention_days: int):
@@ -174,12 +184,14 @@ class StatsStore(ABC):
 
     def _insert_statement(self, event: Event, thumbnail: Any) -> tuple[str, dict[str, Any]]:
         """The INSERT of one event (``thumbnail``: what the backend's thumbnail column holds), returning its id."""
-        columns = ["ts", "source", "operation", "model", "quality", "similarity", "decision", "reason_codes", "latency_ms", "rejected"]
+        columns = ["ts", "source", "operation", "model", "quality", "similarity", "decision", "reason_codes", "latency_ms", "rejected", "failed_components"]
+        failed = None if event.failed_components is None else self._store_reason_codes(list(event.failed_components))
         params = {name: getattr(event, name) for name in columns[1:7]} | {
             "ts": self._stamp(event.timestamp),
             "reason_codes": self._store_reason_codes(list(event.reason_codes)),
             "latency_ms": event.latency_ms,
             "rejected": bool(event.rejected),
+            "failed_components": failed,
             "thumbnail": thumbnail,
         }
         markers = ", ".join(self._param(name) for name in [*columns, "thumbnail"])
@@ -250,9 +262,7 @@ class StatsStore(ABC):
         )[0]
         return summary_from_row(row)
 
-    def hourly(
-        self, since: dt.datetime, until: dt.datetime, low_quality_threshold: float = 0.4, *, source: str | None = None
-    ) -> pd.DataFrame:
+    def hourly(self, since: dt.datetime, until: dt.datetime, low_quality_threshold: float = 0.4, *, source: str | None = None) -> pd.DataFrame:
         """One row per UTC hour in ``[since, until)``, empty hours included (count 0, NaN means)."""
         start = pd.Timestamp(to_utc(since)).floor("h")
         hours = pd.date_range(start, pd.Timestamp(to_utc(until)), freq="h", inclusive="left")
@@ -268,9 +278,7 @@ class StatsStore(ABC):
         grouped[["mean_quality", "low_quality_rate"]] = grouped[["mean_quality", "low_quality_rate"]].astype(float)
         return grouped.rename_axis("hour").reset_index()
 
-    def day_hour_heatmap(
-        self, days: int = 7, now: dt.datetime | None = None, low_quality_threshold: float = 0.4, *, source: str | None = None
-    ) -> pd.DataFrame:
+    def day_hour_heatmap(self, days: int = 7, now: dt.datetime | None = None, low_quality_threshold: float = 0.4, *, source: str | None = None) -> pd.DataFrame:
         """Rows: the last ``days`` UTC dates; columns 0–23; values: low-quality rate (NaN: no traffic)."""
         first_day = pd.Timestamp(to_utc(now or utcnow())).normalize() - pd.Timedelta(days=days - 1)
         rows = self._rows(
@@ -286,14 +294,13 @@ class StatsStore(ABC):
         dates = [(first_day + pd.Timedelta(days=offset)).date() for offset in range(days)]
         return table.reindex(index=dates, columns=range(24))
 
-    def low_quality_in_hour(
-        self, hour_start: dt.datetime, limit: int = 50, low_quality_threshold: float = 0.4, *, source: str | None = None
-    ) -> list[Event]:
+    def low_quality_in_hour(self, hour_start: dt.datetime, limit: int = 50, low_quality_threshold: float = 0.4, *, source: str | None = None) -> list[Event]:
         """That hour's low-quality events (of one source, or all), newest first, with their thumbnails as files when kept."""
         start = to_utc(hour_start)
         p = self._param
         rows = self._rows(
-            f"SELECT id, ts, source, operation, model, quality, similarity, decision, reason_codes, latency_ms, rejected, {self.THUMBNAIL}"
+            f"SELECT id, ts, source, operation, model, quality, similarity, decision, reason_codes, latency_ms, rejected, {self.THUMBNAIL},"
+            " failed_components"
             f" FROM events WHERE ts >= {p('start')} AND ts < {p('end')} AND quality < {p('threshold')}{self._source_clause(source)}"
             f" ORDER BY ts DESC, id DESC LIMIT {p('limit')}",
             {
@@ -318,6 +325,7 @@ class StatsStore(ABC):
                 latency_ms=row[9],
                 rejected=bool(row[10]),
                 thumbnail_path=self._thumbnail_path(row[0], row[11]),
+                failed_components=None if row[12] is None else self._reason_codes(row[12]),
             )
             for row in rows
         ]
@@ -336,8 +344,7 @@ class StatsStore(ABC):
         if not rows:
             return pd.DataFrame(columns=PER_SOURCE_COLUMNS)
         reasons = self._rows(
-            f"SELECT source, {self.REASON_CODE}, COUNT(*) FROM events, {self.REASONS_FROM}"
-            f" WHERE {where} AND quality < {p('threshold')} GROUP BY 1, 2",
+            f"SELECT source, {self.REASON_CODE}, COUNT(*) FROM events, {self.REASONS_FROM} WHERE {where} AND quality < {p('threshold')} GROUP BY 1, 2",
             params,
         )
         top = top_reasons(reasons)
@@ -347,6 +354,40 @@ class StatsStore(ABC):
         table["top_reasons"] = [top.get(source, []) for source in table["source"]]
         table = table.sort_values(["count", "source"], ascending=[False, True], kind="stable")
         return table[PER_SOURCE_COLUMNS].reset_index(drop=True)
+
+    def component_failures(self, since: dt.datetime, until: dt.datetime, zone: dt.tzinfo = UTC, *, source: str | None = None) -> pd.DataFrame:
+        """Which components fail, per source and hour of day in ``zone`` (the Monitor's display zone), in ``[since, until)``.
+
+        One row per (source, hour 0–23, component) that failed at least once. ``failed``: that hour's images whose
+        main face failed the component; ``images``: that hour's images whose components were measured (rows with
+        ``failed_components`` NULL, no face or recorded by the previous version, are left out of both). Hours of
+        different days add up: "gate-2 fails at 18:00" is a habit of the place, not one evening. SQL counts per UTC
+        quarter-hour (exact for zones offset by 30 or 45 minutes, and across a DST change); pandas moves the
+        quarters to the zone's hours.
+        """
+        params = {"since": self._stamp(since), "until": self._stamp(until), "source": source}
+        p = self._param
+        where = f"ts >= {p('since')} AND ts < {p('until')}{self._source_clause(source)} AND failed_components IS NOT NULL"
+        measured = self._rows(f"SELECT source, {self.QUARTER_OF_TS}, COUNT(*) FROM events WHERE {where} GROUP BY 1, 2", params)
+        failing = self._rows(
+            f"SELECT source, {self.QUARTER_OF_TS}, {self.COMPONENT_NAME}, COUNT(*) FROM events, {self.COMPONENTS_FROM} WHERE {where} GROUP BY 1, 2, 3",
+            params,
+        )
+        if not failing:
+            return pd.DataFrame({name: pd.Series(dtype=kind) for name, kind in zip(COMPONENT_FAILURE_COLUMNS, (object, int, object, int, int))})
+
+        def local_hours(frame: pd.DataFrame) -> pd.DataFrame:
+            quarters = pd.to_datetime(frame.pop("quarter").astype("int64"), unit="s", utc=True)
+            return frame.assign(hour=quarters.dt.tz_convert(zone).dt.hour)
+
+        images = local_hours(pd.DataFrame(measured, columns=["source", "quarter", "images"]))
+        images = images.groupby(["source", "hour"], as_index=False)["images"].sum()
+        failed = local_hours(pd.DataFrame(failing, columns=["source", "quarter", "component", "failed"]))
+        failed = failed.groupby(["source", "hour", "component"], as_index=False)["failed"].sum()
+        table = failed.merge(images, on=["source", "hour"], how="left")
+        table[["hour", "failed", "images"]] = table[["hour", "failed", "images"]].astype(int)
+        table = table.sort_values(["source", "hour", "component"], kind="stable")
+        return table[COMPONENT_FAILURE_COLUMNS].reset_index(drop=True)
 
 
 Store = StatsStore  # the name the service and the UI know the protocol by

@@ -21,7 +21,7 @@ from typing import Any
 from psycopg.types.json import Jsonb
 
 from storage.postgres import migrate, open_pool
-from storage.stats import UTC, Event, StatsStore, to_utc, write_atomically
+from storage.stats import QUARTER_S, UTC, Event, StatsStore, to_utc, write_atomically
 
 COMPONENT = "stats"
 MIGRATIONS = [
@@ -47,6 +47,7 @@ MIGRATIONS = [
         """,
     ),
     (2, "per-source index", "CREATE INDEX events_source_ts ON events (source, ts)"),
+    (3, "failing components", "ALTER TABLE events ADD COLUMN failed_components JSONB"),  # NULL: not measured (older rows too)
 ]
 
 
@@ -59,6 +60,9 @@ class PostgresStore(StatsStore):
     DAY_AND_HOUR_OF_TS = "(ts AT TIME ZONE 'UTC')::date, EXTRACT(HOUR FROM ts AT TIME ZONE 'UTC')::int"
     REASONS_FROM = "jsonb_array_elements_text(events.reason_codes) AS code"
     REASON_CODE = "code"
+    QUARTER_OF_TS = f"(floor(EXTRACT(EPOCH FROM ts) / {QUARTER_S}) * {QUARTER_S})::bigint"
+    COMPONENTS_FROM = "jsonb_array_elements_text(events.failed_components) AS failed_name"
+    COMPONENT_NAME = "failed_name"
     THUMBNAIL = "thumbnail"
 
     def __init__(

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from storage.sqlite import ThreadConnections
-from storage.stats import UTC, Event, StatsStore, Store, to_utc, utcnow, write_atomically
+from storage.stats import QUARTER_S, UTC, Event, StatsStore, Store, to_utc, utcnow, write_atomically
 
 __all__ = ["Event", "SQLiteStore", "Store", "utcnow"]  # Event and Store: the names callers import from here
 STALE_PART_S = 3600  # a temp thumbnail this old was left by a killed writer
@@ -35,11 +35,14 @@ CREATE TABLE IF NOT EXISTS events (
     reason_codes TEXT NOT NULL,     -- JSON list
     latency_ms REAL NOT NULL,
     rejected INTEGER NOT NULL DEFAULT 0,
-    thumbnail_path TEXT
+    thumbnail_path TEXT,
+    failed_components TEXT          -- JSON list; NULL: not measured
 );
 CREATE INDEX IF NOT EXISTS events_ts ON events (ts);
 CREATE INDEX IF NOT EXISTS events_source_ts ON events (source, ts);
 """
+# Columns added after the first release: a database the previous version created gets them on open.
+ADDED_COLUMNS = {"failed_components": "TEXT"}
 
 
 class SQLiteStore(StatsStore):
@@ -51,6 +54,9 @@ class SQLiteStore(StatsStore):
     DAY_AND_HOUR_OF_TS = "substr(ts, 1, 10), CAST(substr(ts, 12, 2) AS INTEGER)"
     REASONS_FROM = "json_each(events.reason_codes) AS item"
     REASON_CODE = "item.value"
+    QUARTER_OF_TS = f"CAST(strftime('%s', ts) AS INTEGER) / {QUARTER_S} * {QUARTER_S}"
+    COMPONENTS_FROM = "json_each(events.failed_components) AS failed_item"
+    COMPONENT_NAME = "failed_item.value"
     THUMBNAIL = "thumbnail_path"
 
     def __init__(
@@ -66,6 +72,22 @@ class SQLiteStore(StatsStore):
         self.thumbnails_dir = Path(thumbnails_dir)
         self._connections = ThreadConnections(self.path, "synchronous=NORMAL")
         self._connection().executescript(SCHEMA)
+        self._add_missing_columns()
+
+    def _add_missing_columns(self) -> None:
+        """Bring a database of an earlier version up to ``SCHEMA`` (its rows keep NULL in the new columns).
+
+        Two processes opening the same old file may both try; the loser's "duplicate column" is the winner's work."""
+        connection = self._connection()
+        for name, kind in ADDED_COLUMNS.items():
+            present = {row[1] for row in connection.execute("PRAGMA table_info(events)")}
+            if name in present:
+                continue
+            try:
+                connection.execute(f"ALTER TABLE events ADD COLUMN {name} {kind}")
+            except sqlite3.OperationalError as error:
+                if "duplicate column" not in str(error).lower():
+                    raise
 
     def _connection(self) -> sqlite3.Connection:
         return self._connections.get()

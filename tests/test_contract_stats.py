@@ -11,6 +11,7 @@ import datetime as dt
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import numpy as np
 import pandas as pd
@@ -237,3 +238,117 @@ def test_sources_lists_each_source_once(by_source):
 def test_per_source_of_an_empty_window_is_an_empty_table(by_source):
     table = by_source.per_source(T0 + dt.timedelta(days=1))
     assert table.empty and list(table.columns) == COLUMNS
+
+
+# -- issue 26: the main face's failing ISO/IEC 29794-5 components, per source and hour of day -------------------------
+
+FAILURE_COLUMNS = ["source", "hour", "component", "failed", "images"]
+
+
+def test_failed_components_are_stored_as_given_and_none_means_not_measured(store):
+    store.record(event(0.1, T0, reasons=["too_dark"], failed_components=["FaceBrightness", "DetectionConfidence"]))
+    store.record(event(0.2, T0 + dt.timedelta(minutes=1), failed_components=[]))
+    store.record(event(0.3, T0 + dt.timedelta(minutes=2)))  # no face / an older writer: not measured
+    shown = store.low_quality_in_hour(T0)
+    assert [e.failed_components for e in shown] == [None, [], ["FaceBrightness", "DetectionConfidence"]]
+
+
+def test_component_failures_per_source_and_hour_in_the_display_zone(store):
+    """gate-2 at 10:xx UTC (18:xx in Shanghai): 3 of its 4 measured images too dark, 1 blurred; gate-1 only passes."""
+    gate2 = [["FaceBrightness"], ["FaceBrightness", "Sharpness"], ["FaceBrightness"], []]
+    for minute, failed in enumerate(gate2):
+        store.record(event(0.2, T0 + dt.timedelta(minutes=10 * minute), source="gate-2", failed_components=failed))
+    store.record(event(0.0, T0 + dt.timedelta(minutes=5), source="gate-2", reasons=["no_face"]))  # not measured: not an image here
+    store.record(event(0.2, T0 + dt.timedelta(hours=2), source="gate-2", failed_components=["Sharpness"]))  # 20:00 Shanghai
+    store.record(event(0.2, T0 - dt.timedelta(days=1), source="gate-2", failed_components=["FaceBrightness"]))  # 18:00 a day before
+    for minute in range(3):
+        store.record(event(0.9, T0 + dt.timedelta(minutes=minute), source="gate-1", failed_components=[]))
+    store.record(event(0.2, T0 + dt.timedelta(days=3), source="gate-2", failed_components=["FaceBrightness"]))  # after `until`
+    since, until = T0 - dt.timedelta(days=2), T0 + dt.timedelta(days=1)
+
+    table = store.component_failures(since, until, ZoneInfo("Asia/Shanghai"))
+    assert list(table.columns) == FAILURE_COLUMNS
+    rows = {(row.source, row.hour, row.component): (row.failed, row.images) for row in table.itertuples()}
+    assert rows == {
+        ("gate-2", 18, "FaceBrightness"): (4, 5),  # today's 3 of 4 and yesterday's 1 of 1: hours of different days add up
+        ("gate-2", 18, "Sharpness"): (1, 5),
+        ("gate-2", 20, "Sharpness"): (1, 1),
+    }
+    in_utc = store.component_failures(since, until)
+    assert set(zip(in_utc["hour"], in_utc["component"])) == {(10, "FaceBrightness"), (10, "Sharpness"), (12, "Sharpness")}
+    assert store.component_failures(since, until, source="gate-1").empty
+    only_gate2 = store.component_failures(T0, T0 + dt.timedelta(hours=1), source="gate-2")
+    assert list(zip(only_gate2["component"], only_gate2["failed"], only_gate2["images"])) == [("FaceBrightness", 3, 4), ("Sharpness", 1, 4)]
+
+
+def test_component_failures_use_the_zones_own_hours_for_half_hour_offsets(store):
+    """India is UTC+5:30: 10:20 UTC is 15:50 there, 10:40 UTC is 16:10, though both are in the same UTC hour."""
+    store.record(event(0.2, T0 + dt.timedelta(minutes=20), source="gate-7", failed_components=["Sharpness"]))
+    store.record(event(0.2, T0 + dt.timedelta(minutes=40), source="gate-7", failed_components=["Sharpness"]))
+    table = store.component_failures(T0, T0 + dt.timedelta(hours=1), ZoneInfo("Asia/Kolkata"))
+    assert list(zip(table["hour"], table["failed"], table["images"])) == [(15, 1, 1), (16, 1, 1)]
+
+
+def test_component_failures_of_an_empty_window_is_an_empty_table(store):
+    store.record(event(0.2, T0, failed_components=["Sharpness"]))
+    table = store.component_failures(T0 + dt.timedelta(hours=1), T0 + dt.timedelta(hours=2))
+    assert table.empty and list(table.columns) == FAILURE_COLUMNS
+
+
+PREVIOUS_SQLITE_SCHEMA = """
+CREATE TABLE events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, ts TEXT NOT NULL, source TEXT NOT NULL, operation TEXT NOT NULL, model TEXT NOT NULL,
+    quality REAL, similarity REAL, decision TEXT, reason_codes TEXT NOT NULL, latency_ms REAL NOT NULL,
+    rejected INTEGER NOT NULL DEFAULT 0, thumbnail_path TEXT
+);
+CREATE INDEX events_ts ON events (ts);
+CREATE INDEX events_source_ts ON events (source, ts);
+INSERT INTO events (ts, source, operation, model, quality, reason_codes, latency_ms)
+VALUES ('2026-11-20T10:05:00', 'gate-2', 'extract', 'm', 0.1, '["too_dark"]', 5.0);
+"""
+
+
+@pytest.fixture(params=BACKENDS)
+def previous_version_store(request, tmp_path: Path):
+    """A store opened on a database the previous version (no ``failed_components`` column) created and wrote one row to."""
+    if request.param == "sqlite":
+        import sqlite3
+
+        from storage.stats_sqlite import SQLiteStore
+
+        connection = sqlite3.connect(tmp_path / "old.sqlite3")
+        connection.executescript(PREVIOUS_SQLITE_SCHEMA)
+        connection.close()
+        store = SQLiteStore(tmp_path / "old.sqlite3", tmp_path / "thumbs")
+    else:
+        import psycopg
+
+        from storage.postgres import migrate, open_pool
+        from storage.stats_postgres import MIGRATIONS, PostgresStore
+
+        url = request.getfixturevalue("postgres_url")
+        name = f"previous_{tmp_path.name.lower().replace('-', '_')[:40]}"
+        with psycopg.connect(url, autocommit=True) as admin:
+            admin.execute(f"CREATE DATABASE {name}")
+        old_url = url.rsplit("/", 1)[0] + f"/{name}"
+        pool = open_pool(old_url, max_size=1)
+        assert migrate(pool, "stats", [m for m in MIGRATIONS if m[0] <= 2]) == 2
+        with pool.connection() as connection:
+            connection.execute(
+                "INSERT INTO events (ts, source, operation, model, quality, reason_codes, latency_ms)"
+                " VALUES ('2026-11-20T10:05:00+00', 'gate-2', 'extract', 'm', 0.1, '[\"too_dark\"]', 5.0)"
+            )
+        pool.close()
+        store = PostgresStore(old_url, tmp_path / "thumbs")
+    yield store
+    store.close()
+
+
+def test_a_database_of_the_previous_version_keeps_working_and_gains_the_column(previous_version_store):
+    store = previous_version_store
+    old = store.low_quality_in_hour(T0)
+    assert len(old) == 1 and old[0].reason_codes == ["too_dark"] and old[0].failed_components is None
+    store.record(event(0.2, T0 + dt.timedelta(minutes=10), source="gate-2", failed_components=["FaceBrightness"]))
+    assert store.count_events() == 2 and store.per_source(T0)["count"].tolist() == [2]
+    table = store.component_failures(T0, T0 + dt.timedelta(hours=1))
+    assert list(zip(table["component"], table["failed"], table["images"])) == [("FaceBrightness", 1, 1)]  # the old row is not measured
