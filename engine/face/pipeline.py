@@ -48,6 +48,9 @@ class FaceResult:
     signals: QualitySignals
     aligned: np.ndarray = field(repr=False)
     area_ratio: float = 0.0
+    # Per-channel mean and std of the recognizer's last spatial map (2C; None for a model without a hook
+    # point): what the certainty head read; kept so calibration can refit the head without a second pass.
+    map_stats: np.ndarray | None = field(default=None, repr=False)
 
 
 @dataclass
@@ -171,9 +174,7 @@ class FacePipeline:
         self._decode_pool: ThreadPoolExecutor | None = None
         self.scorer: QualityScorer | None = None
         if with_quality:
-            self.scorer = QualityScorer.for_model(
-                self.model, self.config.quality_params_path or params_path_for(self.model), self.config.trust_threshold
-            )
+            self.scorer = QualityScorer.for_model(self.model, self.config.quality_params_path or params_path_for(self.model), self.config.trust_threshold)
         self.match_threshold = self.scorer.params.match_threshold if self.scorer else float("nan")
         # Every signal of every face, even those that cannot change a result (the eye state of a trusted face
         # when its fitted weight is 0): what `frood calibrate` needs to fit the weights.
@@ -244,9 +245,7 @@ class FacePipeline:
             self._decode_pool = ThreadPoolExecutor(max_workers=self.config.decode_workers, thread_name_prefix="frood-decode")
         return list(self._decode_pool.map(self._decode_one, images, names))
 
-    def _align_batch(
-        self, rgbs: list[np.ndarray], detections: list[list[Detection]]
-    ) -> tuple[list[list[Detection]], np.ndarray, list[AlignmentError | None]]:
+    def _align_batch(self, rgbs: list[np.ndarray], detections: list[list[Detection]]) -> tuple[list[list[Detection]], np.ndarray, list[AlignmentError | None]]:
         """Every face of every image aligned, concatenated in order.
 
         A face with degenerate landmarks is dropped; an image whose every detected face is degenerate gets
@@ -271,9 +270,7 @@ class FacePipeline:
         aligned = np.stack(crops) if crops else np.zeros((0, size, size, 3), np.uint8)
         return kept, aligned, failures
 
-    def analyze_batch(
-        self, images: Sequence[BatchItem], names: Sequence[str] | None = None, thorough: bool = False
-    ) -> list[AnalysisResult | FroodError]:
+    def analyze_batch(self, images: Sequence[BatchItem], names: Sequence[str] | None = None, thorough: bool = False) -> list[AnalysisResult | FroodError]:
         """Every face of N images: N results, or a typed error in the place of each input that failed.
 
         Each stage runs once over the whole batch; per image, the results equal ``analyze``'s (the
@@ -307,7 +304,7 @@ class FacePipeline:
         measure_eyes = self.complete_signals or thorough or self.scorer is None or self.scorer.reads_eye_state()
         signals = self.signals.extract_batch(list(zip(rgbs, detections)), aligned, embedding.norms, eyes=measure_eyes)
         if self.scorer:
-            self.scorer.annotate([signal for per_image in signals for signal in per_image], embedding.features)
+            self.scorer.annotate([signal for per_image in signals for signal in per_image], embedding.features, embedding.map_stats)
             if not measure_eyes:
                 # The eye state does not move the score here; it can only explain a score below trust.
                 untrusted = [
@@ -343,6 +340,7 @@ class FacePipeline:
                         signals=signal,
                         aligned=aligned[face_index],
                         area_ratio=det.area / image_area,
+                        map_stats=embedding.map_stats[face_index] if embedding.map_stats is not None else None,
                     )
                 )
                 face_index += 1
@@ -408,9 +406,7 @@ class FacePipeline:
         similarity = float(np.dot(a.face.feature, b.face.feature))
         quality_a = a.face.quality if a.face.quality is not None else 0.0
         quality_b = b.face.quality if b.face.quality is not None else 0.0
-        decision = decide(
-            similarity, quality_a, quality_b, self.match_threshold, self.config.reject_threshold, self.config.trust_threshold
-        )
+        decision = decide(similarity, quality_a, quality_b, self.match_threshold, self.config.reject_threshold, self.config.trust_threshold)
         return CompareResult(similarity, quality_a, quality_b, decision, self.match_threshold, a, b)
 
     def crop_signals(self, aligned: np.ndarray, base: QualitySignals) -> list[QualitySignals]:
@@ -418,8 +414,8 @@ class FacePipeline:
         embedding = self.embedder.embed(aligned)
         updated = []
         for crop, norm in zip(aligned, embedding.norms):
-            values = base.as_dict() | exposure_signals(crop) | {"feature_norm": float(norm), "stability": base.stability}
+            values = base.as_dict() | exposure_signals(crop) | {"feature_norm": float(norm), "stability": base.stability, "certainty": None}
             updated.append(QualitySignals(**values))
         if self.scorer:
-            self.scorer.annotate(updated, embedding.features)
+            self.scorer.annotate(updated, embedding.features, embedding.map_stats)
         return updated

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from engine.quality.geometry import is_truncated
-from engine.quality.probes import FeatureProbe
+from engine.quality.probes import CertaintyHead, FeatureProbe
 from engine.quality.reasons import explain, eye_signal_trusted, occlusion_level, suspected_recapture
 from engine.quality.signals import QualitySignals
 from errors import FroodError
@@ -24,6 +24,11 @@ from errors import FroodError
 PARAMS_DIR = Path(__file__).resolve().parent / "params"
 BASE_TERMS = ("feature_norm", "small_face", "det_logit", "pose", "sharpness", "dark", "bright", "eyes_closed", "truncation", "occlusion", "mask")
 THOROUGH_TERMS = (*BASE_TERMS, "instability")
+# The certainty head's term (engine/quality/probes.py): in a model's terms only when its params file holds the
+# head, and neutral (contribution 0) for a face the head did not read (a model without a map hook point).
+CERTAINTY_TERM = "certainty"
+# The scalar inputs the certainty head reads after the map statistics (names of :func:`term_values`, plus the log norm).
+HEAD_SCALARS = ("log_feature_norm", "small_face", "det_logit", "pose", "sharpness", "dark", "bright")
 SMALL_FACE_PX = 64.0
 # A face the liveness model calls a recapture (P(real) below RECAPTURE_REAL_PROB) never scores above this:
 # the user's documents promise that print or screen recaptures score below 0.25 (docs/quality.md).
@@ -55,7 +60,15 @@ def term_values(signals: QualitySignals) -> dict[str, float]:
     }
     if signals.stability is not None:
         values["instability"] = 1.0 - signals.stability
+    if signals.certainty is not None:
+        values[CERTAINTY_TERM] = signals.certainty
     return values
+
+
+def head_scalars(signals: QualitySignals, names: tuple[str, ...] = HEAD_SCALARS) -> list[float]:
+    """The scalar inputs of the certainty head for one face, in the order ``names`` gives."""
+    values = term_values(signals) | {"log_feature_norm": math.log(max(signals.feature_norm, 1e-12))}
+    return [values[name] for name in names]
 
 
 @dataclass
@@ -70,7 +83,8 @@ class LogitModel:
     temperature: float
 
     def contributions(self, values: dict[str, float]) -> dict[str, float]:
-        x = np.array([values[name] for name in self.terms])
+        """Each term's share of the logit; the certainty term is 0 for a face without a head value."""
+        x = np.array([values.get(name, mean) if name == CERTAINTY_TERM else values[name] for name, mean in zip(self.terms, self.mean)])
         return dict(zip(self.terms, (self.weights * (x - self.mean) / self.scale).tolist()))
 
     def logit(self, values: dict[str, float]) -> float:
@@ -107,6 +121,14 @@ class QualityParams:
     thorough: LogitModel
     metadata: dict = field(default_factory=dict)
     mask_probe: FeatureProbe | None = None
+    certainty_head: CertaintyHead | None = None
+
+    def probes(self) -> dict:
+        """The ``probes`` object of the params file: only the probes this model has."""
+        probes = {"mask": self.mask_probe.as_dict()} if self.mask_probe else {}
+        if self.certainty_head is not None:
+            probes[CERTAINTY_TERM] = self.certainty_head.as_dict()
+        return probes
 
     def save(self, path: Path) -> None:
         payload = {
@@ -115,7 +137,7 @@ class QualityParams:
             "match_threshold": self.match_threshold,
             "default": self.default.as_dict(),
             "thorough": self.thorough.as_dict(),
-            "probes": {"mask": self.mask_probe.as_dict()} if self.mask_probe else {},
+            "probes": self.probes(),
             "metadata": self.metadata,
         }
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -126,6 +148,7 @@ class QualityParams:
     @classmethod
     def load(cls, path: Path) -> QualityParams:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
+        probes = data.get("probes", {})
         return cls(
             data["model"],
             data["version"],
@@ -133,7 +156,8 @@ class QualityParams:
             LogitModel.from_dict(data["default"]),
             LogitModel.from_dict(data["thorough"]),
             data.get("metadata", {}),
-            FeatureProbe.from_dict(data["probes"]["mask"]) if "mask" in data.get("probes", {}) else None,
+            FeatureProbe.from_dict(probes["mask"]) if "mask" in probes else None,
+            CertaintyHead.from_dict(probes[CERTAINTY_TERM]) if CERTAINTY_TERM in probes else None,
         )
 
 
@@ -170,13 +194,21 @@ class QualityScorer:
             raise QualityNotCalibratedError(f"no quality calibration for model {model!r} at {path}; run `frood --model {model} calibrate`")
         return cls(QualityParams.load(path), trust_threshold)
 
-    def annotate(self, signals: list[QualitySignals], features: np.ndarray) -> None:
-        """Sets the signals the params' feature probes read from each face's unit feature (one matrix
-        product for the batch); call before :meth:`score`."""
-        if self.params.mask_probe is None or not len(signals):
+    def annotate(self, signals: list[QualitySignals], features: np.ndarray, map_stats: np.ndarray | None = None) -> None:
+        """Sets the signals the params' probes read: the mask probe from each face's unit feature, the certainty
+        head from its map statistics (one matrix product each for the batch); call before :meth:`score`.
+
+        Without ``map_stats`` (a model that exposes no map) the certainty stays None: its term is neutral."""
+        if not len(signals):
             return
-        for signal, probability in zip(signals, self.params.mask_probe.probabilities(np.asarray(features))):
-            signal.mask_prob = float(probability)
+        if self.params.mask_probe is not None:
+            for signal, probability in zip(signals, self.params.mask_probe.probabilities(np.asarray(features))):
+                signal.mask_prob = float(probability)
+        head = self.params.certainty_head
+        if head is not None and map_stats is not None and len(map_stats) == len(signals) and np.shape(map_stats)[1] == head.map_size:
+            predicted = head.predict(map_stats, np.array([head_scalars(signal, head.scalars) for signal in signals]))
+            for signal, value in zip(signals, predicted):
+                signal.certainty = float(value)
 
     def reads_eye_state(self) -> bool:
         """Whether the eye state moves the default score (a non-zero fitted weight); if not, it is needed only

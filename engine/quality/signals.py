@@ -95,6 +95,10 @@ class QualitySignals:
     # P(lower face covered) read from the unit feature by the calibrated mask probe (engine/quality/probes.py);
     # None where no probe ran (a params file without one).
     mask_prob: float | None = None
+    # The recognizer's certainty about this face as the certainty head predicts it from the last convolutional
+    # map (engine/quality/probes.py, CR-FIQA's certainty ratio); None where no head ran (a params file without
+    # one, or a model that exposes no map).
+    certainty: float | None = None
 
     def as_dict(self) -> dict[str, float | None]:
         return asdict(self)

@@ -43,6 +43,9 @@ class FacepluginEmbedder(TorchEmbedder):
     name = DEFAULT_MODEL
     mean = 127.0
     std = 128.0
+    # The last 512×7×7 activation (the PReLU before the global depthwise pooling, ONNX node names kept by
+    # onnx2torch): its per-channel statistics feed the certainty head (docs/quality.md, issue 28).
+    map_hook_point = "PRelu_92"
 
 
 class FacenetEmbedder(TorchEmbedder):
@@ -86,9 +89,7 @@ def _make_faceplugin(models_dir: Path, device: str = "cpu", precision: str = "fp
     return FacepluginEmbedder(onnx_to_torch(path, cache_dir), device, precision)
 
 
-def _make_facenet(
-    models_dir: Path, device: str = "cpu", facenet_weights_path: Path | None = None, precision: str = "fp32", **_: object
-) -> Embedder:
+def _make_facenet(models_dir: Path, device: str = "cpu", facenet_weights_path: Path | None = None, precision: str = "fp32", **_: object) -> Embedder:
     from facenet_pytorch import InceptionResnetV1
 
     path = _facenet_path(models_dir, facenet_weights_path)
