@@ -14,6 +14,9 @@ Steps:
 1. Analyse every photo (thorough mode, main face), cached by path and variant (a refit takes seconds).
 2. Match thresholds: empirical cosine quantiles at FMR 1e-3 and 1e-4 over all impostor pairs of the
    fit identities of the largest identity set (``wild``: ~400k pairs).
+   Before step 3, the mask probe and the certainty head (``calibration/certainty.py``: ridge from the recognizer's last-map
+   statistics to CR-FIQA's certainty ratio, on the in-the-wild fit identities) are fitted first; the quality
+   fit reads their out-of-fold values.
 3. Standardised logistic regression on the soft targets, each set weighted equally, each weight
    bounded by domain knowledge (darker never raises trust, a face under 64 px must lower it); the
    temperature ``T`` is fitted on out-of-fold logits (folds grouped by identity).
@@ -34,8 +37,9 @@ from pathlib import Path
 import numpy as np
 from scipy.optimize import minimize, minimize_scalar
 
+from calibration.certainty import annotate_certainty, fit_certainty_head
 from engine.quality.probes import PROBE_L2, FeatureProbe, fit_probe
-from engine.quality.scorer import BASE_TERMS, THOROUGH_TERMS, LogitModel, QualityParams, params_path_for, term_values
+from engine.quality.scorer import BASE_TERMS, CERTAINTY_TERM, THOROUGH_TERMS, LogitModel, QualityParams, params_path_for, term_values
 from evaluation import metrics
 from evaluation.calibdata import (
     DEFAULT_HOLDOUT,
@@ -44,6 +48,7 @@ from evaluation.calibdata import (
     ImageRecord,
     Photo,
     RecordCache,
+    add_map_stats,
     collect_records,
     degradation_plan,
     discover,
@@ -87,8 +92,12 @@ def clean_features(records: list[ImageRecord], set_name: str, identities: set[st
     rows = [
         r
         for r in records
-        if r.variant == "clean" and r.photo.set == set_name and r.face is not None and r.photo.kind == "clean"
-        and (identities is None or r.photo.identity in identities) and not (exclude and r.photo.identity in exclude)
+        if r.variant == "clean"
+        and r.photo.set == set_name
+        and r.face is not None
+        and r.photo.kind == "clean"
+        and (identities is None or r.photo.identity in identities)
+        and not (exclude and r.photo.identity in exclude)
     ]
     if not rows:
         return np.zeros((0, 0), np.float32), np.array([])
@@ -238,7 +247,12 @@ def mask_probe_held_out(probe: FeatureProbe, held_records: list[ImageRecord]) ->
 
 
 def _design(samples: list[Sample], terms: tuple[str, ...]) -> np.ndarray:
-    return np.array([[term_values(sample.face.signals)[name] for name in terms] for sample in samples], float)
+    """Term values per sample; a face without a certainty value gets the column's mean (the scorer's neutral)."""
+    x = np.array([[term_values(sample.face.signals).get(name, np.nan) for name in terms] for sample in samples], float)
+    missing = np.isnan(x)
+    if missing.any():
+        x[missing] = np.take(np.nanmean(x, axis=0), np.nonzero(missing)[1])
+    return x
 
 
 # Domain knowledge the fit must respect (bounds on the standardised weights): a worse value of a
@@ -258,6 +272,7 @@ TERM_BOUNDS: dict[str, tuple[float | None, float | None]] = {
     "occlusion": (None, 0.0),
     "mask": (None, 0.0),
     "instability": (None, 0.0),
+    CERTAINTY_TERM: (0.0, None),  # a higher predicted certainty ratio never lowers trust
 }
 
 
@@ -301,8 +316,8 @@ def balanced_weights(samples: list[Sample]) -> np.ndarray:
 # Terms whose weights the EDC step may move (see :func:`tune_for_edc`). The feature norm is the scale
 # anchor (its weight stays as the logistic fit set it); the recapture, truncation, occlusion and exposure
 # terms are judged by their own data (prints, cut faces, masks, dark and over-exposed copies), not by
-# in-the-wild pairs where they rarely vary.
-EDC_TERMS = ("small_face", "det_logit", "pose", "sharpness", "eyes_closed")
+# in-the-wild pairs where they rarely vary. The certainty head was fitted for exactly this criterion.
+EDC_TERMS = ("small_face", "det_logit", "pose", "sharpness", "eyes_closed", CERTAINTY_TERM)
 EDC_FMR = 1e-2
 EDC_MAX_DISCARD = 0.2
 
@@ -519,9 +534,28 @@ def calibrate(
         records = collect_records(pipeline, photos, cache, plan, progress, thorough_share=THOROUGH_SHARE)
     finally:
         pipeline.complete_signals = complete
-    return fit_from_records(records, photos, holdout_ids, pipeline.model, pipeline.config.thorough_samples, output, root, data, seed, holdout,
-                            {"degrade_photos": degrade_photos, "degrade_per_photo": degrade_per_photo, "dark_per_identity": dark_per_identity,
-                             "spoof_per_subject": spoof_per_subject, "thorough_share": THOROUGH_SHARE})
+    added = add_map_stats(pipeline.embedder, records, cache)  # records cached before the map hook existed
+    if added:
+        log.info("Map statistics added to %d cached records", added)
+    return fit_from_records(
+        records,
+        photos,
+        holdout_ids,
+        pipeline.model,
+        pipeline.config.thorough_samples,
+        output,
+        root,
+        data,
+        seed,
+        holdout,
+        {
+            "degrade_photos": degrade_photos,
+            "degrade_per_photo": degrade_per_photo,
+            "dark_per_identity": dark_per_identity,
+            "spoof_per_subject": spoof_per_subject,
+            "thorough_share": THOROUGH_SHARE,
+        },
+    )
 
 
 def fit_params(fit_records: list[ImageRecord], model_name: str) -> tuple[QualityParams, dict[str, float]]:
@@ -530,12 +564,15 @@ def fit_params(fit_records: list[ImageRecord], model_name: str) -> tuple[Quality
 
     Returns the params (metadata: the fit's own facts) and the unrounded thresholds by FMR."""
     mask_probe, mask_probe_report = fit_mask_probe(fit_records)
+    # Before the quality fit: it reads the head's out-of-fold values (set on the records here).
+    certainty_head, certainty_report = fit_certainty_head(fit_records)
+    extra = (CERTAINTY_TERM,) if certainty_head is not None else ()
     threshold_info = fit_thresholds(fit_records)
     thresholds = threshold_info.pop("_values")
     samples = assign_targets(fit_records, thresholds)
-    default_model, default_report = fit_logit_model(samples, BASE_TERMS, edc_threshold=thresholds[EDC_FMR])
+    default_model, default_report = fit_logit_model(samples, (*BASE_TERMS, *extra), edc_threshold=thresholds[EDC_FMR])
     thorough_samples_ = [sample for sample in samples if sample.face.signals.stability is not None]
-    thorough_model, thorough_report = fit_logit_model(thorough_samples_, THOROUGH_TERMS, edc_threshold=thresholds[EDC_FMR])
+    thorough_model, thorough_report = fit_logit_model(thorough_samples_, (*THOROUGH_TERMS, *extra), edc_threshold=thresholds[EDC_FMR])
     groups: dict[str, list[float]] = {}
     for sample in samples:
         key = f"degraded:{sample.record.variant}" if sample.group == "degraded" else f"{sample.group}:{sample.record.photo.kind}"
@@ -556,8 +593,10 @@ def fit_params(fit_records: list[ImageRecord], model_name: str) -> tuple[Quality
             "default_fit": default_report,
             "thorough_fit": thorough_report,
             "mask_probe": mask_probe_report,
+            **({"certainty_head": certainty_report} if certainty_head is not None else {}),
         },
         mask_probe=mask_probe,
+        certainty_head=certainty_head,
     )
     return params, thresholds
 
@@ -571,6 +610,7 @@ def held_out_report(params: QualityParams, held_records: list[ImageRecord], thre
     from evaluation.report import jsonable
 
     probe_report = mask_probe_held_out(params.mask_probe, held_records) if params.mask_probe is not None else {}
+    annotate_certainty(params.certainty_head, held_records)  # as the pipeline's scorer would
     thresholds_report = thresholds_held_out(held_records, params.metadata["threshold"]["set"], thresholds)
     scorer = QualityScorer(params)
     identities = {record.photo.identity for record in held_records}
@@ -625,6 +665,11 @@ def fit_from_records(
         "thorough_samples": thorough_samples,
         "mask_probe": fitted["mask_probe"],
     }
+    if "certainty_head" in fitted:
+        params.metadata["certainty_head"] = fitted["certainty_head"] | {
+            "data_root": str(root) if root else None,
+            "split": {"by": "identity, per set", "seed": seed, "held_out_share": round(holdout, 4), "held_out_identities_never_seen": True},
+        }
     # The held-out numbers, once, from the same analyses; stored where `frood eval --heldout` and the docs read them.
     held = held_out_report(params, held_records, thresholds)
     if held["threshold"] is not None:

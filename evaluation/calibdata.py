@@ -51,6 +51,9 @@ class FaceRecord:
     # The aligned face (main face only): signals computed from it alone can be added to cached records
     # without analysing the photos again (see :func:`refresh_crop_signals`).
     aligned: np.ndarray | None = None
+    # The recognizer's last-map statistics of the main face (``EmbeddingBatch.map_stats``), what the certainty
+    # head is fitted on; records cached before they existed get them from ``aligned`` (:func:`add_map_stats`).
+    map_stats: np.ndarray | None = None
 
 
 @dataclass
@@ -204,6 +207,10 @@ class RecordCache:
         if self._unsaved >= self.every:
             self.save()
 
+    def changed(self, count: int) -> None:
+        """``count`` cached records were updated in place (e.g. by :func:`add_map_stats`): save them on :meth:`save`."""
+        self._unsaved += count
+
     def save(self) -> None:
         if not self.path or not self._unsaved:
             return
@@ -219,7 +226,13 @@ def record_from(photo: Photo, variant: str, result) -> ImageRecord:
     """An :class:`ImageRecord` from an ``AnalysisResult`` (faces already main-face first)."""
     width, height = result.image_size
     faces = [
-        FaceRecord([float(v) for v in face.bbox], face.feature.astype(np.float32), face.signals, face.aligned.copy() if rank == 0 else None)
+        FaceRecord(
+            [float(v) for v in face.bbox],
+            face.feature.astype(np.float32),
+            face.signals,
+            face.aligned.copy() if rank == 0 else None,
+            face.map_stats if rank == 0 else None,
+        )
         for rank, face in enumerate(result.faces)
     ]
     return ImageRecord(photo, variant, (height, width), faces)
@@ -329,9 +342,10 @@ def collect_records(
                     record.faces.sort(key=lambda face: -_iou(np.asarray(face.bbox) / factor, target))
                     for rank, face in enumerate(record.faces):
                         if rank > 0:
-                            face.aligned = None
+                            face.aligned = face.map_stats = None
                     main = next(face for face in result.faces if list(map(float, face.bbox)) == record.faces[0].bbox)
                     record.faces[0].aligned = main.aligned.copy()
+                    record.faces[0].map_stats = main.map_stats
                 cache.put(record)
             bar.update(len(chunk))
     for photo, variant in plan:
@@ -340,3 +354,22 @@ def collect_records(
             records.append(record)
     cache.save()
     return records
+
+
+def add_map_stats(embedder, records: list[ImageRecord], cache: RecordCache | None = None, batch_size: int = 64) -> int:
+    """Gives every main face that lacks them its last-map statistics, from its cached aligned crop (the same
+    module and pass the pipeline's hook reads, so the values equal the pipeline's); returns how many were added.
+
+    Only for an embedder that exposes a map (``has_map_stats``); records cached before the hook existed need it."""
+    if not getattr(embedder, "has_map_stats", False):
+        return 0
+    todo = [r.face for r in records if r.face is not None and r.face.aligned is not None and getattr(r.face, "map_stats", None) is None]
+    for start in range(0, len(todo), batch_size):
+        chunk = todo[start : start + batch_size]
+        stats = embedder.embed(np.stack([face.aligned for face in chunk])).map_stats
+        for face, row in zip(chunk, stats):
+            face.map_stats = row
+    if cache is not None and todo:
+        cache.changed(len(todo))
+        cache.save()
+    return len(todo)
