@@ -1,0 +1,185 @@
+"""The certainty head (issue 28): the recognizer's last-map statistics -> predicted certainty ratio -> a term of the
+quality logit. Pure logic first (no models), then the shipped params file and held-out photos through the pipeline
+(skipped without the shared data or the weights)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from calibration.certainty import HEAD_ALPHAS, certainty_ratio, fit_head, wild_pauc
+from engine.face.models.base import TorchEmbedder
+from engine.quality.probes import CertaintyHead, fit_ridge
+from engine.quality.scorer import CERTAINTY_TERM, HEAD_SCALARS, LogitModel, QualityParams, QualityScorer, params_path_for
+from engine.quality.signals import QualitySignals
+
+DATA_ROOT = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def signals(**changes: float) -> QualitySignals:
+    base = QualitySignals(
+        det_score=0.99, face_px=120.0, feature_norm=20.0, yaw=5.0, pitch=3.0, roll=0.0, sharpness=0.6,
+        brightness=120.0, contrast=50.0, overexposed=0.0, underexposed=0.0, real_prob=0.95, eyes_open=0.9,
+    )  # fmt: skip
+    return dataclasses.replace(base, **changes)
+
+
+def toy_head(map_size: int = 6, seed: int = 0) -> CertaintyHead:
+    rng = np.random.default_rng(seed)
+    size = map_size + len(HEAD_SCALARS)
+    return CertaintyHead(rng.normal(size=size), rng.uniform(0.5, 2.0, size), rng.normal(size=size) * 0.1, 0.5, HEAD_SCALARS)
+
+
+def params_with(head: CertaintyHead | None, weight: float = 1.0) -> QualityParams:
+    terms = ("feature_norm", "sharpness", *((CERTAINTY_TERM,) if head is not None else ()))
+    model = LogitModel(terms, np.array([18.0, 0.5, 0.5][: len(terms)]), np.ones(len(terms)), np.array([0.5, 0.3, weight][: len(terms)]), 0.2, 1.3)
+    return QualityParams("toy", "2", 0.36, model, model, {}, None, head)
+
+
+def test_the_head_survives_the_params_file_and_the_scorer_sets_certainty(tmp_path):
+    head = toy_head()
+    path = tmp_path / "quality-toy.json"
+    params_with(head).save(path)
+    loaded = QualityParams.load(path)
+    assert CERTAINTY_TERM in json.loads(path.read_text())["probes"]
+    rng = np.random.default_rng(1)
+    maps = rng.normal(size=(3, head.map_size))
+    faces = [signals(), signals(sharpness=0.2), signals(face_px=40.0)]
+    QualityScorer(loaded).annotate(faces, np.zeros((3, 8)), maps)
+    from engine.quality.scorer import head_scalars
+
+    expected = head.predict(maps, np.array([head_scalars(face) for face in faces]))
+    assert np.allclose([face.certainty for face in faces], expected, atol=1e-5)
+
+
+def test_the_term_is_neutral_without_a_head_value_and_absent_without_a_head():
+    """No head value (a model without a hook point): contribution 0. No head in the file (SFace, older files):
+    the term is not among the terms at all, whatever ``certainty`` a face carries."""
+    with_head = QualityScorer(params_with(toy_head(), weight=2.0))
+    face = signals()
+    assert with_head.score(face).contributions[CERTAINTY_TERM] == 0.0
+    low, high = signals(certainty=0.1), signals(certainty=0.9)
+    assert with_head.score(low).score < with_head.score(face).score < with_head.score(high).score
+    without = QualityScorer(params_with(None))
+    assert without.score(low).score == without.score(face).score == without.score(high).score
+
+
+def test_sface_and_a_file_without_the_head_keep_their_exact_scores():
+    """SFace declares no hook point and its params file holds no head: giving its scorer map statistics (or a face
+    a certainty) changes no score, bit for bit."""
+    assert TorchEmbedder.map_hook_point is None
+    from engine.face.models.sface import SFaceEmbedder
+
+    assert SFaceEmbedder.map_hook_point is None
+    params = QualityParams.load(params_path_for("sface"))
+    assert params.certainty_head is None and CERTAINTY_TERM not in params.default.terms + params.thorough.terms
+    scorer = QualityScorer(params)
+    rng = np.random.default_rng(2)
+    faces = [signals(sharpness=s, face_px=p) for s, p in ((0.6, 120.0), (0.2, 50.0), (0.9, 30.0))]
+    features = rng.normal(size=(3, 128))
+    plain = [dataclasses.replace(face) for face in faces]
+    scorer.annotate(plain, features)
+    fed = [dataclasses.replace(face) for face in faces]
+    scorer.annotate(fed, features, rng.normal(size=(3, 1024)))
+    odd = [dataclasses.replace(face, certainty=value) for face, value in zip(plain, (0.0, 5.0, -5.0))]
+    for a, b, c in zip(plain, fed, odd):
+        assert b.certainty is None
+        assert scorer.score(a).score == scorer.score(b).score == scorer.score(c).score
+        assert scorer.score(a).logit == scorer.score(c).logit
+
+
+def test_certainty_ratio_is_own_centre_over_nearest_other_leaving_the_photo_out():
+    features = np.array([[1.0, 0.0], [0.8, 0.6], [0.0, 1.0], [0.6, 0.8]])
+    labels = np.array(["a", "a", "b", "b"])
+    ratio = certainty_ratio(features, labels, np.array(["p0", "p1", "p2", "p3"]), np.ones(4, bool))
+    # photo 0: own centre (photo 1 alone) cosine 0.8; b's centre is the normalised sum of (0, 1) and (0.6, 0.8)
+    b_centre = np.array([0.6, 1.8]) / np.linalg.norm([0.6, 1.8])
+    assert ratio[0] == pytest.approx(0.8 / (1.0 + b_centre[0]))
+    alone = certainty_ratio(features[:3], labels[:3], np.array(["p0", "p1", "p2"]), np.ones(3, bool))
+    assert np.isnan(alone[2])  # b has no other photo
+
+
+def test_the_head_learns_a_planted_certainty_cue_out_of_fold():
+    """Identities whose photos are noisier copies of their centre; one map statistic carries the noise level.
+    The fold predictions (never of a person the fold was fitted on) must rank the photos by it."""
+    rng = np.random.default_rng(3)
+    people, per_person, dim = 30, 6, 24
+    centres = rng.normal(size=(people, dim))
+    noise = rng.uniform(0.0, 1.5, people * per_person)
+    labels = np.repeat([f"id{k}" for k in range(people)], per_person)
+    raw = np.repeat(centres, per_person, axis=0) + noise[:, None] * rng.normal(size=(people * per_person, dim)) * 1.5
+    features = raw / np.linalg.norm(raw, axis=1, keepdims=True)
+    x = np.column_stack([noise + rng.normal(0, 0.05, len(noise)), rng.normal(size=(len(noise), 5))])
+    fit = fit_head(x, features, labels, np.array([f"p{i}" for i in range(len(labels))]), np.ones(len(labels), bool), alphas=(1.0, 100.0))
+    assert fit.alpha in (1.0, 100.0) and np.isfinite(fit.out_of_fold).all()
+    assert np.corrcoef(fit.out_of_fold, -noise)[0, 1] > 0.6
+    mean, scale, weights, bias = fit_ridge(x, -noise, 1.0)
+    assert np.argmax(np.abs(weights)) == 0 and weights[0] < 0 < -weights[0]
+
+
+# -- the shipped params file and held-out photos (shared data + weights) -----------------------------------------
+
+
+@pytest.fixture(scope="module")
+def shipped() -> QualityParams:
+    return QualityParams.load(params_path_for("faceplugin-r512"))
+
+
+def test_the_shipped_head_records_what_it_was_fitted_on(shipped):
+    head = shipped.certainty_head
+    assert head is not None and head.map_size == 1024 and head.scalars == HEAD_SCALARS
+    facts = shipped.metadata["certainty_head"]
+    assert facts["split"]["seed"] == shipped.metadata["split"]["seed"]
+    assert facts["split"]["held_out_share"] == shipped.metadata["split"]["held_out_share"]
+    assert facts["ridge_alpha"] in HEAD_ALPHAS and f"{facts['ridge_alpha']:g}" in facts["fold_pauc_by_alpha"]
+    assert facts["data_root"] and facts["identities"] >= 50 and "fit identities only" in facts["fitted_on"]
+    for model in (shipped.default, shipped.thorough):
+        assert model.weights[model.terms.index(CERTAINTY_TERM)] >= 0.0
+    assert shipped.default.weights[shipped.default.terms.index(CERTAINTY_TERM)] > 0.0
+
+
+@pytest.fixture(scope="module")
+def held_out_faces(pipeline):
+    from evaluation.heldout import heldout_photos
+
+    if not (DATA_ROOT / "wild").is_dir():
+        pytest.skip(f"needs the shared data set {DATA_ROOT / 'wild'}")
+    photos = heldout_photos(DATA_ROOT, pipeline.scorer.params, "wild", per_identity=4, sample_seed=1)
+    faces, labels = [], []
+    for chunk in pipeline.analyze_stream([p.path for p in photos], batch_size=16):
+        for photo, result in zip(photos[len(labels) :], chunk):
+            labels.append(photo.identity)
+            faces.append(None if isinstance(result, Exception) or not result.faces else result.face)
+    keep = [i for i, face in enumerate(faces) if face is not None]
+    return [faces[i] for i in keep], np.array([labels[i] for i in keep])
+
+
+def test_held_out_photos_the_head_calls_uncertain_score_lower_and_rank_errors_better(pipeline, held_out_faces):
+    """On held-out people, through the pipeline (hook -> head -> term): every face gets a certainty; its rank
+    agrees with the certainty ratio measured among the held-out photos themselves (an oracle the head never saw);
+    a face predicted below the fit's average scores lower than with the term zeroed (and above it, higher); and
+    the term lowers these photos' EDC pAUC (recognition errors ranked lower)."""
+    from scipy.stats import spearmanr
+
+    faces, labels = held_out_faces
+    scorer = pipeline.scorer
+    assert CERTAINTY_TERM in scorer.params.default.terms
+    predicted = np.array([face.signals.certainty for face in faces], float)
+    assert np.isfinite(predicted).all() and len(faces) >= 150
+    features = np.stack([face.feature for face in faces]).astype(np.float64)
+    oracle = certainty_ratio(features, labels, np.arange(len(labels)).astype(str), np.ones(len(labels), bool))
+    ok = np.isfinite(oracle)
+    assert spearmanr(predicted[ok], oracle[ok]).statistic > 0.3
+    model = scorer.params.default
+    centre = model.mean[model.terms.index(CERTAINTY_TERM)]
+    with_term = np.array([face.quality for face in faces])
+    zeroed = np.array([scorer.score(dataclasses.replace(face.signals, certainty=None)).score for face in faces])
+    low, high = predicted < centre - 0.02, predicted > centre + 0.02
+    assert low.sum() >= 20 and high.sum() >= 20
+    assert (with_term[low] <= zeroed[low] + 1e-9).all() and (with_term[high] >= zeroed[high] - 1e-9).all()
+    assert np.mean(with_term[low] < zeroed[low]) > 0.9
+    assert wild_pauc(with_term, features, labels) < wild_pauc(zeroed, features, labels)
