@@ -187,11 +187,15 @@ def _record(
 
     ``source`` is the shell (ui, api); ``source_id`` the client's optional camera/device/site id. The stats row and
     the webhook's ``source`` hold the id when given, else the shell (as the UI does); the webhook's ``channel`` the shell.
+    The row also names the main face's failing components (the Monitor's "which components fail most"), measured once
+    per image with the webhook's components (:func:`_main_components`).
     """
     settings = get_settings()
     quality = result.face.quality if result.faces else 0.0
     reasons = result.face.reasons if result.faces else ["no_face"]
     rejected = quality < settings.auto_reject_threshold
+    webhook = rejected and _outbox is not None
+    failed, components = _main_components(decoded, result, full=webhook) if (_store is not None or webhook) else (None, None)
     if _store is not None:
         from storage.stats_sqlite import Event
 
@@ -207,38 +211,65 @@ def _record(
             reason_codes=list(reasons),
             latency_ms=float(latency_ms),
             rejected=rejected,
+            failed_components=failed,
         )
         try:
             _store.record(event, thumbnail=thumbnail)
         except Exception:  # the user's answer must not fail because the stats store did
             log.exception("Could not record a stats event")
-    if rejected and _outbox is not None:
+    if webhook:
         # The outbox keeps the event on disk until delivered (and a while after): the image goes with it only where
         # a setting keeps such images (STORE_API_THUMBNAILS for API traffic, STORE_THUMBNAILS for the UI's).
         keep_image = settings.store_api_thumbnails if source == "api" else settings.store_thumbnails
         image = _png_base64(_shrink(decoded.rgb, WEBHOOK_IMAGE_MAX_SIDE)) if keep_image else None
-        payload = reject_webhook_json(quality, reasons, source_id or source, source, operation, result.model, image, _main_components(decoded, result))
+        payload = reject_webhook_json(quality, reasons, source_id or source, source, operation, result.model, image, components)
         event_id = _outbox.enqueue(payload)
         if event_id:
             log.info("Rejected image queued for the webhook (event %s, OOD: %.2f)", event_id, quality)
 
 
-def _main_components(decoded: DecodedImage, result: AnalysisResult) -> dict | None:
-    """The rejected main face's components for the webhook: what an operator fixes (only rejects pay for them)."""
+def failing_from_signals(face: FaceResult) -> list[str]:
+    """The names of ``face``'s components that fail their requirement, from the signals the analysis computed.
+
+    Only measures with a requirement can fail, and each of them reads one signal the pipeline already has (pose,
+    sharpness, brightness, clipping, face size, truncation, detection, eye state, mask, lower-face colour, liveness,
+    stability): ~20 µs, where the full report (``service.quality.components_of``: dense landmarks, the eye-state
+    network, the 616×616 photometry) costs ~9–25 ms per face on CPU, ~50–90 ms for a group photo. These are the
+    engine's own functions for those measures (``_pose``, ``_rule_measures``, what ``measure_components`` calls), so
+    the names are the full report's whenever the pipeline measured the eye state (every face below trust, hence
+    every reject); on a trusted face EyesOpen is not measured here, as the score does not look at it either.
+    """
+    from engine.quality.components import Components, _pose, _rule_measures
+
+    report = Components()
+    _pose(report, face.signals)
+    _rule_measures(report, face.signals)
+    return [component.name for component in report.failing()]
+
+
+def _main_components(decoded: DecodedImage, result: AnalysisResult, full: bool) -> tuple[list[str] | None, dict | None]:
+    """The main face's failing component names (the stats row) and, when ``full``, its whole component report as the
+    webhook's JSON: one measurement per image for both. Full only for a reject going out (what an operator fixes);
+    otherwise the names come from the signals (:func:`failing_from_signals`). (None, None) without a face; a
+    failure to measure gives None for what failed, never an error: the user's answer does not depend on it."""
     if not result.faces:
-        return None
+        return None, None
+    if full:
+        try:
+            from schemas.components import components_json
+
+            report = quality.components_of(get_pipeline(result.model), decoded, result)[0].components
+            return [component.name for component in report.failing()], components_json(report)
+        except Exception:  # the webhook goes out without them rather than not at all
+            log.exception("Could not measure the components of a rejected face")
     try:
-        from schemas.components import components_json
-
-        return components_json(quality.components_of(get_pipeline(result.model), decoded, result)[0].components)
-    except Exception:  # the webhook goes out without them rather than not at all
-        log.exception("Could not measure the components of a rejected face")
-        return None
+        return failing_from_signals(result.face), None
+    except Exception:
+        log.exception("Could not name the failing components of a face")
+        return None, None
 
 
-def record_analysis(
-    operation: str, source: str, decoded: DecodedImage, result: AnalysisResult, latency_ms: float, source_id: str | None = None
-) -> None:
+def record_analysis(operation: str, source: str, decoded: DecodedImage, result: AnalysisResult, latency_ms: float, source_id: str | None = None) -> None:
     """The recording path for shells that run the pipeline themselves (the gallery routes): same row and webhook as extract."""
     _record(operation, source, decoded, result, latency_ms, source_id=source_id)
 
