@@ -1,18 +1,45 @@
-"""The operator's numbers for a period: counts and qualities from the stats store, every source's numbers, and
-the webhook outbox's state (the Monitor tab's summary and table, and ``GET /stats``)."""
+"""The operator's numbers for a period: counts and qualities from the stats store, every source's numbers, which
+components fail most per source and hour of day, and the webhook outbox's state (the Monitor tab's summary and
+tables, and ``GET /stats``). Hours of day are in ``DISPLAY_TIMEZONE`` (UTC when unset or unknown)."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+import logging
+from datetime import UTC, datetime, timedelta, tzinfo
+from functools import lru_cache
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import pandas as pd
 
 from errors import ApiError
+from schemas.monitor import hour_span
 from service import faces as service
 from settings import get_settings
 
+log = logging.getLogger("frood.monitor")
 WINDOWS = ("today", "24h", "7d")
+# A (source, hour of day) needs this many measured images before its failure shares are shown: below it one
+# dark photo would read "gate-2 fails 100 % of the time". 5 makes one image worth at most 20 points of share.
+MIN_IMAGES = 5
+
+
+@lru_cache(maxsize=4)
+def _zone(name: str) -> tzinfo:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        log.warning("DISPLAY_TIMEZONE %r is not a known time zone: times are shown in UTC", name)
+        return UTC
+
+
+def display_zone() -> tzinfo:
+    """``DISPLAY_TIMEZONE`` (UTC when unset or unknown): the zone of the Monitor's hours, in the UI and ``/stats``."""
+    return _zone(get_settings().display_timezone or "UTC")
+
+
+def zone_name(zone: tzinfo) -> str:
+    return getattr(zone, "key", None) or "UTC"
 
 
 def window_start(window: str, now: datetime | None = None) -> datetime:
@@ -66,12 +93,55 @@ def monitor_snapshot(source: str | None = None, window: str = "today") -> dict:
         "webhook": webhook,
         "webhook_enabled": bool(outbox and outbox.enabled),
         "sources": per_source_rows(since, source),
+        "time_zone": zone_name(display_zone()),
+        "failing_components": component_failure_rows(since, source=source),
     }
+
+
+def component_failure_rows(
+    since: datetime, until: datetime | None = None, source: str | None = None, zone: tzinfo | None = None, min_images: int = MIN_IMAGES
+) -> list[dict]:
+    """Which components fail most, per source and hour of day (in ``zone``, the display zone by default) from ``since``
+    to ``until`` (now): one row per (source, hour, component) that failed, ``share`` = failed / measured images,
+    most failing first (then more failures, then source, hour, component). A (source, hour) with fewer than
+    ``min_images`` measured images (``MIN_IMAGES``) is left out: too few to call a habit."""
+    store = service.store()
+    if store is None:
+        return []
+    until = until or datetime.now(UTC) + timedelta(seconds=1)
+    frame = store.component_failures(since, until, zone or display_zone(), source=source)
+    frame = frame[frame["images"] >= max(1, min_images)]
+    rows = [
+        {
+            "source": row.source,
+            "hour": int(row.hour),
+            "component": row.component,
+            "failed": int(row.failed),
+            "images": int(row.images),
+            "share": round(int(row.failed) / int(row.images), 4),
+        }
+        for row in frame.itertuples(index=False)
+    ]
+    return sorted(rows, key=lambda row: (-row["share"], -row["failed"], row["source"], row["hour"], row["component"]))
 
 
 # --- CSV export of a period (the Monitor's "Export as CSV") ---------------------------------------------------------
 
-EVENT_COLUMNS = ["id", "time_utc", "local_time", "source", "operation", "model", "quality", "similarity", "decision", "reasons", "latency_ms", "rejected"]
+EVENT_COLUMNS = [
+    "id",
+    "time_utc",
+    "local_time",
+    "source",
+    "operation",
+    "model",
+    "quality",
+    "similarity",
+    "decision",
+    "reasons",
+    "latency_ms",
+    "rejected",
+    "failed_components",
+]
 ALL_SCORED = 1e9  # a quality threshold every scored event is under: the store's per-hour listing gives them all
 EVENTS_PER_HOUR_MAX = 100_000
 
@@ -81,6 +151,20 @@ def per_source_csv(since: datetime, source: str | None = None) -> str:
     rows = per_source_rows(since, source)
     frame = pd.DataFrame(rows, columns=["source", "count", "mean_quality", "low_quality_rate", "top_reasons"])
     frame["top_reasons"] = [";".join(codes) for codes in frame["top_reasons"]]
+    return frame.to_csv(index=False)
+
+
+COMPONENT_FAILURE_CSV_COLUMNS = ["source", "hour", "hours", "time_zone", "component", "failed", "images", "share"]
+
+
+def component_failures_csv(since: datetime, until: datetime | None = None, source: str | None = None, zone: tzinfo | None = None) -> str:
+    """The "components that fail most" table of the period as CSV (hours of day in ``zone``, named in each row)."""
+    zone = zone or display_zone()
+    rows = component_failure_rows(since, until, source, zone)
+    frame = pd.DataFrame(
+        [[row["source"], row["hour"], hour_span(row["hour"]), zone_name(zone), row["component"], row["failed"], row["images"], row["share"]] for row in rows],
+        columns=COMPONENT_FAILURE_CSV_COLUMNS,
+    )
     return frame.to_csv(index=False)
 
 
@@ -116,6 +200,7 @@ def events_csv(since: datetime, until: datetime, source: str | None = None, zone
                 ";".join(event.reason_codes),
                 None if event.latency_ms is None else round(float(event.latency_ms), 1),
                 int(bool(event.rejected)),
+                ";".join(event.failed_components or []),
             ]
             for event in events
         ],
