@@ -83,11 +83,11 @@ def attached_store(tmp_path):
 def test_monitor_of_an_empty_store_and_of_one_source(attached_store):
     from storage.stats_sqlite import Event
 
-    summary, _, _, table, _, sources, thumbs = ui_monitor.on_monitor("24h", None, CHINESE)
+    summary, _, _, table, _, sources, thumbs, *_ = ui_monitor.on_monitor("24h", None, CHINESE)
     assert "已处理**：0" in summary and table.empty and thumbs == ""  # no traffic: no hour to show
     for source, quality in (("gate-1", 0.9), ("gate-2", 0.1), ("gate-2", 0.2)):
         attached_store.record(Event(source=source, operation="extract", model="m", quality=quality, reason_codes=["blurred"] if quality < 0.4 else []))
-    summary, _, _, table, _, sources, _ = ui_monitor.on_monitor("24h", "gate-2", ENGLISH)
+    summary, _, _, table, _, sources, *_ = ui_monitor.on_monitor("24h", "gate-2", ENGLISH)
     assert "Processed**: 2" in summary and "Mean quality**: 0.15" in summary
     assert list(table["Source"]) == ["gate-2"] and list(table["Top reasons"]) == ["Blurred"]  # the filter holds in the table too
     everyone = ui_monitor.on_monitor("24h", None, ENGLISH)[3]
@@ -184,14 +184,14 @@ def test_monitor_exports_the_period_as_csv_in_the_display_time_zone(attached_sto
         attached_store.record(Event(source="gate-3", operation="extract", model="m", quality=quality, reason_codes=["blurred"] if quality < 0.4 else [],
                                     timestamp=now - dt.timedelta(minutes=5)))
     text, files = ui_monitor.on_export("24h", None, ENGLISH)
-    assert "1 sources, 2 events" in text and len(files) == 2
+    assert "1 sources, 2 events" in text and len(files) == 3  # per source, failing components, events
     table = list(csv.DictReader(io.StringIO(open(files[0], encoding="utf-8").read())))
-    events = list(csv.DictReader(io.StringIO(open(files[1], encoding="utf-8").read())))
+    events = list(csv.DictReader(io.StringIO(open(files[-1], encoding="utf-8").read())))
     assert table[0]["source"] == "gate-3" and table[0]["top_reasons"] == "blurred"
     assert len(events) == 2 and {row["reasons"] for row in events} == {"", "blurred"}
     utc, local = dt.datetime.fromisoformat(events[0]["time_utc"]), dt.datetime.fromisoformat(events[0]["local_time"])
     assert utc == local and local.utcoffset() == dt.timedelta(hours=8)
-    summary, line, _, _, hours, _, _ = ui_monitor.on_monitor("24h", None, ENGLISH)
+    summary, line, _, _, hours, *_ = ui_monitor.on_monitor("24h", None, ENGLISH)
     assert "Times in Asia/Shanghai" in summary and line.layout.xaxis.title.text == "Hour (Asia/Shanghai)"
     label, value = hours.choices[0]
     assert dt.datetime.strptime(label, "%Y-%m-%d %H:00") - dt.datetime.strptime(value, "%Y-%m-%d %H:00") == dt.timedelta(hours=8)

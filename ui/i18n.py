@@ -73,6 +73,8 @@ LABELS: dict[str, dict[str, str]] = {
         "webhook_test": "Send a test event to the webhook",
         "manage": "Manage the gallery",
         "tab_title": "Face recognition",
+        "failing_components": "Components that fail most (per source and hour of day)",
+        "csv_files_components": "CSV (per-source table, failing components, events)",
     },
     "zh-CN": {
         "title": "人脸识别与分布外（OOD）质量评分",
@@ -127,6 +129,8 @@ LABELS: dict[str, dict[str, str]] = {
         "webhook_test": "向回调地址发送测试事件",
         "manage": "管理人脸库",
         "tab_title": "人脸识别",
+        "failing_components": "最常未达标的质量分项（按来源和时段）",
+        "csv_files_components": "CSV（按来源统计、未达标分项、事件）",
     },
 }
 LABELS["zh"] = LABELS["zh-CN"]
@@ -244,6 +248,10 @@ MESSAGES: dict[Locale, dict[str, str]] = {
         "bbox": "Box [x1, y1, x2, y2]",
         "visible_kpts": "Keypoints ≥ {threshold}",
         "source_needed": "Source",
+        "col_hours": "Hours ({tz})",
+        "col_failing_share": "Failing share",
+        "col_failed_of": "Failed / measured",
+        "no_failing_components": "No component fails yet in a source and hour of day with at least {min} measured images",
     },
     "zh": {
         "need_two": "请提供两张图像",
@@ -345,6 +353,10 @@ MESSAGES: dict[Locale, dict[str, str]] = {
         "bbox": "边框 [x1, y1, x2, y2]",
         "visible_kpts": "关键点 ≥ {threshold}",
         "source_needed": "来源",
+        "col_hours": "时段（{tz}）",
+        "col_failing_share": "未达标占比",
+        "col_failed_of": "未达标 / 已测",
+        "no_failing_components": "尚无分项未达标（仅统计已测图像不少于 {min} 张的来源和时段）",
     },
 }
 

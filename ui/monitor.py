@@ -1,5 +1,6 @@
 """The Monitor tab: the period's numbers, hourly quality and volume, the day x hour heatmap, per-source numbers,
-the low-quality thumbnails of an hour, a CSV export of the period and a test event for the reject webhook.
+which components fail most per source and hour of day, the low-quality thumbnails of an hour, a CSV export of the
+period and a test event for the reject webhook.
 
 Times are stored in UTC; the tab shows them in ``DISPLAY_TIMEZONE`` (the hour choices keep the UTC hour as their
 value, so a choice means the same hour whatever the zone)."""
@@ -8,17 +9,26 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime, timedelta, tzinfo
-from functools import lru_cache
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import gradio as gr
 import pandas as pd
 
 from errors import FroodError
+from schemas.component_messages import component_label
+from schemas.monitor import component_failure_sentence, hour_span
 from service import faces as service
 from service import webhook as webhook_service
 from service.access import requires
-from service.monitor import events_csv, monitor_snapshot, per_source_csv, window_start
+from service.monitor import (
+    MIN_IMAGES,
+    component_failures_csv,
+    display_zone,
+    events_csv,
+    monitor_snapshot,
+    per_source_csv,
+    window_start,
+    zone_name,
+)
 from settings import get_settings
 from ui import charts, facegrid
 from ui.common import clean_source, colon, done, error_markdown, warning
@@ -27,24 +37,8 @@ from ui.i18n import I18N, Locale, locale_of, reason_text, tr
 log = logging.getLogger("frood.ui")
 ALL_SOURCES = ""
 HOUR_VALUE = "%Y-%m-%d %H:00"  # the UTC hour, as the choice's value
-
-
-@lru_cache(maxsize=4)
-def _zone(name: str) -> tzinfo:
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        log.warning("DISPLAY_TIMEZONE %r is not a known time zone: times are shown in UTC", name)
-        return UTC
-
-
-def display_zone() -> tzinfo:
-    """``DISPLAY_TIMEZONE`` (UTC when unset or unknown)."""
-    return _zone(get_settings().display_timezone or "UTC")
-
-
-def zone_name(zone: tzinfo) -> str:
-    return getattr(zone, "key", None) or "UTC"
+FAILING_ROWS_SHOWN = 20  # the table's rows (the CSV and /stats have them all)
+FAILING_SENTENCES = 3  # the worst rows also said in words above the table
 
 
 def _fmt(value: float | None, pattern: str = "{:.2f}") -> str:
@@ -93,6 +87,30 @@ def per_source_table(frame: pd.DataFrame, locale: Locale) -> pd.DataFrame:
     )
 
 
+def failing_components_table(rows: list[dict], zone: tzinfo, locale: Locale) -> pd.DataFrame:
+    """The service's "components that fail most" rows (already most failing first) in the request's language: the
+    source, the local hour span, the component's name, the share and its counts."""
+    rows = rows[:FAILING_ROWS_SHOWN]
+    language = "zh" if locale == "zh" else "en"
+    return pd.DataFrame(
+        {
+            tr(locale, "source"): [row["source"] for row in rows],
+            tr(locale, "col_hours", tz=zone_name(zone)): [hour_span(row["hour"]) for row in rows],
+            tr(locale, "col_measure"): [component_label(row["component"], language) for row in rows],
+            tr(locale, "col_failing_share"): [f"{row['share']:.0%}" for row in rows],
+            tr(locale, "col_failed_of"): [f"{row['failed']} / {row['images']}" for row in rows],
+        }
+    )
+
+
+def failing_components_markdown(rows: list[dict], locale: Locale) -> str:
+    """The worst rows in words ("gate-2 fails … 60 % of the time at 18:00–19:00"), or why the table is empty."""
+    if not rows:
+        return tr(locale, "no_failing_components", min=MIN_IMAGES)
+    language = "zh" if locale == "zh" else "en"
+    return "\n".join(f"- {component_failure_sentence(row, language)}" for row in rows[:FAILING_SENTENCES])
+
+
 def local_heatmap(frame: pd.DataFrame, zone: tzinfo) -> pd.DataFrame:
     """The store's UTC day × hour table moved to the display zone (cells of one local hour averaged)."""
     if zone_name(zone) == "UTC" or frame.empty:
@@ -115,14 +133,16 @@ def local_heatmap(frame: pd.DataFrame, zone: tzinfo) -> pd.DataFrame:
 
 @requires("monitor")
 def on_monitor(window: str, source: str | None = None, request: gr.Request | None = None, hour: str | None = None):
-    """Summary, hourly chart, day × hour heatmap, per-source table, hour and source choices, and the thumbnails of
-    the hour the operator chose (kept across refreshes while it is still in the window), else the latest hour's."""
+    """Summary, hourly chart, day × hour heatmap, per-source table, hour and source choices, the thumbnails of the
+    hour the operator chose (kept across refreshes while it is still in the window, else the latest hour's), and
+    the components that fail most per source and hour of day (a table and its worst rows in words)."""
     locale = locale_of(request)
     settings = get_settings()
     try:
         chosen = _source_or_none(source)
     except FroodError as error:
-        return error_markdown(error, locale), gr.Plot(), gr.Plot(), gr.Dataframe(), gr.Dropdown(), gr.Dropdown(), gr.HTML()
+        failed = error_markdown(error, locale)
+        return failed, gr.Plot(), gr.Plot(), gr.Dataframe(), gr.Dropdown(), gr.Dropdown(), gr.HTML(), gr.Dataframe(), gr.Markdown()
     store = service.store()
     zone = display_zone()
     hour_axis = tr(locale, "hour_axis", tz=zone_name(zone))
@@ -148,20 +168,22 @@ def on_monitor(window: str, source: str | None = None, request: gr.Request | Non
         tr(locale, "date"),
     )
     table = per_source_table(store.per_source(since, threshold, source=chosen), locale)
-    choices = [
-        (stamp.astimezone(zone).strftime(HOUR_VALUE), stamp.strftime(HOUR_VALUE)) for stamp, count in zip(utc_hours, frame["count"]) if count
-    ][::-1]
+    choices = [(stamp.astimezone(zone).strftime(HOUR_VALUE), stamp.strftime(HOUR_VALUE)) for stamp, count in zip(utc_hours, frame["count"]) if count][::-1]
     values = [value for _, value in choices]
     source_choices = [(tr(locale, "all_sources"), ALL_SOURCES)] + [(name, name) for name in store.sources()]
     picked = hour if hour in values else (values[0] if values else None)
+    snapshot = monitor_snapshot(chosen, window)
+    failing = snapshot["failing_components"]  # the same period, source and display zone as the rest of the tab
     return (
-        summary_markdown(monitor_snapshot(chosen, window), locale),
+        summary_markdown(snapshot, locale),
         line,
         heat,
         table,
         gr.Dropdown(choices=choices, value=picked),
         gr.Dropdown(choices=source_choices, value=chosen or ALL_SOURCES),
         on_hour(picked, chosen, request),
+        failing_components_table(failing, zone, locale),
+        failing_components_markdown(failing, locale),
     )
 
 
@@ -192,7 +214,8 @@ def on_hour(hour: str | None, source: str | None = None, request: gr.Request | N
 
 @requires("monitor")
 def on_export(window: str, source: str | None = None, request: gr.Request | None = None):
-    """The period's per-source table and its events as two CSV files (UTC and display-zone times in the events)."""
+    """The period's per-source table, its failing components per source and hour of day, and its events as three CSV
+    files (UTC and display-zone times in the events, the display zone's hours in the components')."""
     from ui.extract import downloads_folder
 
     locale = locale_of(request)
@@ -206,13 +229,16 @@ def on_export(window: str, source: str | None = None, request: gr.Request | None
         table_path = folder / f"per-source-{suffix}.csv"
         table_csv = per_source_csv(since, chosen)
         table_path.write_text(table_csv, encoding="utf-8")
+        until = now + timedelta(seconds=1)
+        components_path = folder / f"failing-components-{suffix}.csv"
+        components_path.write_text(component_failures_csv(since, until, chosen, display_zone()), encoding="utf-8")
         events_path = folder / f"events-{suffix}.csv"
-        text, count = events_csv(since, now + timedelta(seconds=1), chosen, display_zone())
+        text, count = events_csv(since, until, chosen, display_zone())
         events_path.write_text(text, encoding="utf-8")
     except Exception as error:
         return error_markdown(error, locale), None
     rows = max(0, len(table_csv.strip().splitlines()) - 1)
-    return done(tr(locale, "csv_ready", rows=rows, events=count)), [str(table_path), str(events_path)]
+    return done(tr(locale, "csv_ready", rows=rows, events=count)), [str(table_path), str(components_path), str(events_path)]
 
 
 @requires("admin")
@@ -239,6 +265,9 @@ def build_monitor_tab() -> None:
         heatmap_plot = gr.Plot(elem_id="monitor-heatmap")
         gr.Markdown(I18N("per_source"))
         table = gr.Dataframe(interactive=False, elem_id="monitor-per-source", wrap=True, buttons=[])
+        gr.Markdown(I18N("failing_components"))
+        failing_words = gr.Markdown(elem_id="monitor-failing-words")
+        failing_table = gr.Dataframe(interactive=False, elem_id="monitor-failing-components", wrap=True, buttons=[])
         hour = gr.Dropdown(label=I18N("hour"), choices=[], allow_custom_value=False, elem_id="monitor-hour")
         gr.Markdown(I18N("thumbs"))
         thumbs = gr.HTML(elem_id="monitor-thumbs")
@@ -246,8 +275,8 @@ def build_monitor_tab() -> None:
             export = gr.Button(I18N("export_csv"), elem_id="monitor-export")
             webhook_test = gr.Button(I18N("webhook_test"), elem_id="monitor-webhook-test")
         action_status = gr.Markdown(elem_id="monitor-action-status")
-        csv_files = gr.File(label=I18N("csv_files"), file_count="multiple", elem_id="monitor-csv")
-        outputs = [summary, hourly_plot, heatmap_plot, table, hour, source, thumbs]
+        csv_files = gr.File(label=I18N("csv_files_components"), file_count="multiple", elem_id="monitor-csv")
+        outputs = [summary, hourly_plot, heatmap_plot, table, hour, source, thumbs, failing_table, failing_words]
         inputs = [window, source, hour]  # the chosen hour goes in, so a refresh keeps it
         refresh.click(on_monitor, inputs, outputs, api_name="monitor")
         window.change(on_monitor, inputs, outputs, api_name=False)
