@@ -195,7 +195,8 @@ def _record(
     reasons = result.face.reasons if result.faces else ["no_face"]
     rejected = quality < settings.auto_reject_threshold
     webhook = rejected and _outbox is not None
-    failed, components = _main_components(decoded, result, full=webhook) if (_store is not None or webhook) else (None, None)
+    full = webhook and bool(getattr(_outbox, "enabled", True))  # a disabled outbox sends nothing: no full report
+    failed, components = _main_components(decoded, result, full=full) if (_store is not None or webhook) else (None, None)
     if _store is not None:
         from storage.stats_sqlite import Event
 
