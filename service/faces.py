@@ -236,16 +236,13 @@ def failing_from_signals(face: FaceResult) -> list[str]:
     sharpness, brightness, clipping, face size, truncation, detection, eye state, mask, lower-face colour, liveness,
     stability): ~20 µs, where the full report (``service.quality.components_of``: dense landmarks, the eye-state
     network, the 616×616 photometry) costs ~9–25 ms per face on CPU, ~50–90 ms for a group photo. These are the
-    engine's own functions for those measures (``_pose``, ``_rule_measures``, what ``measure_components`` calls), so
+    engine's own functions for those measures (``engine.quality.components.signal_measures``), so
     the names are the full report's whenever the pipeline measured the eye state (every face below trust, hence
     every reject); on a trusted face EyesOpen is not measured here, as the score does not look at it either.
     """
-    from engine.quality.components import Components, _pose, _rule_measures
+    from engine.quality.components import signal_measures
 
-    report = Components()
-    _pose(report, face.signals)
-    _rule_measures(report, face.signals)
-    return [component.name for component in report.failing()]
+    return [component.name for component in signal_measures(face.signals).failing()]
 
 
 def _main_components(decoded: DecodedImage, result: AnalysisResult, full: bool) -> tuple[list[str] | None, dict | None]:

@@ -413,6 +413,18 @@ def measure_components(
     return reports
 
 
+def signal_measures(signals: QualitySignals) -> Components:
+    """The measures that need nothing but a face's quality signals: pose and every measure with a requirement.
+
+    What the stats store records per image (the failing names, ~20 µs) without the full report's dense landmarks,
+    eye-state network and photometry; the values are the full report's, by construction (same functions).
+    """
+    out = Components()
+    _pose(out, signals)
+    _rule_measures(out, signals)
+    return out
+
+
 def landmarks_68(extractor: Any, rgb: np.ndarray, boxes: Sequence[Sequence[float]]) -> list[np.ndarray]:
     """fr_landmark's 68 points for face boxes given in ``rgb``'s pixels (the crop the eye-state signal
     uses: the box, grey, 64×64, /256), in the same pixels. ``extractor`` is the pipeline's SignalExtractor."""
