@@ -1,4 +1,4 @@
-"""``frood verify A B [--threshold T] [--json]``: the twin of ``POST /verify``. Each side is an image, or a
+"""``frood verify A B [--threshold T] [--json [--components]]``: the twin of ``POST /verify``. Each side is an image, or a
 ``.npy`` / ``.json`` file holding an embedding of the served model."""
 
 from __future__ import annotations
@@ -33,8 +33,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from service.verification import verify
 
     configure_logging(quiet=args.json)
-    result = verify(_side(args.first), _side(args.second), threshold=args.threshold, model=args.model)
-    payload = verify_json(result)
+    result = verify(_side(args.first), _side(args.second), threshold=args.threshold, model=args.model, components=args.components)
+    payload = verify_json(result, components=args.components)
     if args.json:
         print(json.dumps(payload, ensure_ascii=False))
     else:
@@ -53,4 +53,7 @@ def add_verify_parser(sub: argparse._SubParsersAction) -> None:
     verify.add_argument("second", help="an image, or a .npy / .json embedding")
     verify.add_argument("--threshold", type=float, default=None, help="cosine similarity in [-1, 1] (default: the model's match threshold)")
     verify.add_argument("--json", action="store_true")
+    verify.add_argument(
+        "--components", action="store_true", help="with --json: each image side's ISO/IEC 29794-5 component report (as POST /verify?components=true)"
+    )
     verify.set_defaults(func=cmd_verify)

@@ -22,6 +22,10 @@ def test_verify_two_photos_a_photo_and_an_embedding_and_a_blank(faces_dir, held_
     np.save(tmp_path / "second.npy", np.asarray(extracted["feature"], dtype=np.float32))
     mixed = json.loads(frood("verify", str(faces_dir / first), str(tmp_path / "second.npy"), "--json").stdout)
     assert abs(mixed["similarity"] - answer["similarity"]) < 1e-3 and mixed["img2"]["input"] == "embedding"
+    assert "components" not in mixed["img1"]  # only when asked: lines stay small
+    reported = json.loads(frood("verify", str(faces_dir / first), str(tmp_path / "second.npy"), "--json", "--components").stdout)
+    assert reported["img1"]["components"]["components"]["HeadPoseYaw"]["unit"] and reported["img2"]["components"] is None
+    assert reported["similarity"] == mixed["similarity"]
     from PIL import Image
 
     Image.new("RGB", (200, 200), (120, 120, 120)).save(tmp_path / "blank.png")
