@@ -7,15 +7,16 @@ calibration, only the split moves), for:
 
 - the single baselines: feature norm, detector score, face size, sharpness;
 - ``ours``: the fused score refitted on each split's fit identities (``calibration.calibrate.fit_params``,
-  the whole calibration: mask probe, certainty head, thresholds, logistic fit, EDC step, temperature), the
-  held-out photos scored as the pipeline scores them (probe and head applied, then ``QualityScorer``);
+  the whole calibration: mask probe, thresholds, logistic fit, EDC step, temperature), the held-out photos
+  scored as the pipeline scores them (probe applied, then ``QualityScorer``); ``ours_head``: the same with the
+  certainty head and its term (``certainty_head=True``; not the shipped recipe, see ``FIT_CERTAINTY_HEAD``);
 - recognizability heads alone (``calibration.certainty``, the code ``frood calibrate`` runs): ridge
   regressions fitted, on the fit identities only, to the CR-FIQA certainty ratio, their ridge strength
   chosen by EDC on 5 identity folds of the fit identities:
   ``head_unit``: on the unit feature plus log norm, small face, detector logit, pose, sharpness, darkness
   and over-exposure;
   ``head_map``: on the recognizer's last convolutional map (mean and standard deviation of each channel
-  over the 7 × 7 positions, ``EmbeddingBatch.map_stats``) plus the same scalars: the head ``ours`` holds;
+  over the 7 × 7 positions, ``EmbeddingBatch.map_stats``) plus the same scalars: the head ``ours_head`` holds;
 - each head added to the feature norm and to ``ours`` (weight chosen on the fit identities' out-of-fold
   head values).
 
@@ -90,29 +91,33 @@ def run_split(records: list, photos: list, seed: int, model: str, holdout: float
     result: dict = {"seed": seed, "held_out_photos": int(len(held_clean)), "fit_photos": int(len(fit_clean))}
     pauc = {name: wild_pauc(values[held_clean], held_f, held_y) for name, values in single.items()}
 
-    # ours: the whole calibration (mask probe, certainty head, thresholds, logistic fit, EDC step, temperature)
-    # refitted on this split's fit identities, scored on its held-out wild photos as the pipeline would.
+    # ours: the whole calibration (mask probe, thresholds, logistic fit, EDC step, temperature) refitted on this
+    # split's fit identities, scored on its held-out wild photos as the pipeline would; ours_head: the same with the
+    # certainty head and its term (calibration.calibrate.FIT_CERTAINTY_HEAD says why it is not shipped).
     start = time.time()
     fit_records = [r for r in records if r.photo.identity not in held_ids]
     held_records = [r for r in records if r.photo.identity in held_ids]
-    params, _ = fit_params(fit_records, model)
-    fit_wild = [r for r in fit_records if r.variant == "clean" and r.photo.set == "wild" and r.face is not None]
-    fit_quality = {id(s.photo): s.quality for s in scored_from_records(fit_wild, QualityScorer(params))}
-    mask_probe_held_out(params.mask_probe, held_records)
-    annotate_certainty(params.certainty_head, held_records)
-    scorer = QualityScorer(params)
-    ours = np.zeros(len(wild))
-    for row, scored in zip(held_clean, scored_from_records([wild[i] for i in held_clean], scorer)):
-        ours[row] = scored.quality
-    for row in fit_clean:
-        ours[row] = fit_quality[id(wild[row].photo)]
+    logit_ours = None
+    for name, with_head in (("ours", False), ("ours_head", True)):
+        params, _ = fit_params(fit_records, model, certainty_head=with_head)
+        fit_wild = [r for r in fit_records if r.variant == "clean" and r.photo.set == "wild" and r.face is not None]
+        fit_quality = {id(s.photo): s.quality for s in scored_from_records(fit_wild, QualityScorer(params))}
+        mask_probe_held_out(params.mask_probe, held_records)
+        annotate_certainty(params.certainty_head, held_records)
+        scorer = QualityScorer(params)
+        quality = np.zeros(len(wild))
+        for row, scored in zip(held_clean, scored_from_records([wild[i] for i in held_clean], scorer)):
+            quality[row] = scored.quality
+        for row in fit_clean:
+            quality[row] = fit_quality[id(wild[row].photo)]
+        pauc[name] = wild_pauc(quality[held_clean], held_f, held_y)
+        if not with_head:
+            logit_ours = np.log(np.clip(quality, 1e-6, 1 - 1e-6) / np.clip(1 - quality, 1e-6, 1))
+        else:
+            terms = params.default.terms
+            result["ours_head_certainty_weight"] = round(float(params.default.weights[terms.index(CERTAINTY_TERM)]), 4)
+            result["ours_head_ridge_alpha"] = params.metadata["certainty_head"]["ridge_alpha"]
     result["fit_seconds"] = round(time.time() - start, 1)
-    pauc["ours"] = wild_pauc(ours[held_clean], held_f, held_y)
-    logit_ours = np.log(np.clip(ours, 1e-6, 1 - 1e-6) / np.clip(1 - ours, 1e-6, 1))
-    model_terms = params.default.terms
-    if CERTAINTY_TERM in model_terms:
-        result["ours_certainty_weight"] = round(float(params.default.weights[model_terms.index(CERTAINTY_TERM)]), 4)
-        result["ours_certainty_alpha"] = params.metadata["certainty_head"]["ridge_alpha"]
 
     chosen = {}
     fit_rows = fit_all

@@ -63,6 +63,12 @@ STRICT_FMR = 1e-4
 TARGET_FMRS = (1e-2, 1e-3, 1e-4)
 # Share of the photos also analysed in thorough mode (only the thorough model's stability term needs it).
 THOROUGH_SHARE = 0.1
+# The certainty head (issue 28, calibration/certainty.py) is fitted only when asked for. With it the score ranks
+# recognition errors better (over 5 identity splits 0.950 x the feature norm's EDC pAUC, 1.012 x without), but the
+# term takes over the feature norm's weight, and very dark, 24-px and strongly blurred copies of trusted held-out
+# faces keep their trust more often (tests/test_quality_score.py fails): the shipped recipe leaves it out until a
+# fit keeps both (docs/quality.md, "Does the score predict recognition errors?").
+FIT_CERTAINTY_HEAD = False
 
 
 @dataclass
@@ -521,8 +527,10 @@ def calibrate(
     cache_path: Path | None = None,
     spoof_per_subject: int | None = None,
     progress: bool = True,
+    certainty_head: bool = FIT_CERTAINTY_HEAD,
 ) -> QualityParams:
-    """Run the whole calibration and write the params file (default ``engine/quality/params/quality-<model>.json``)."""
+    """Run the whole calibration and write the params file (default ``engine/quality/params/quality-<model>.json``);
+    ``certainty_head`` adds the certainty head and its term (see :data:`FIT_CERTAINTY_HEAD`)."""
     photos = discover(root, data, dark_per_identity, seed, spoof_per_subject)
     if not photos:
         raise ValueError("no calibration photos found: give --data-root (wild/ spoof/ dark/ masked/ faces/) or --data (identities.csv)")
@@ -534,8 +542,7 @@ def calibrate(
         records = collect_records(pipeline, photos, cache, plan, progress, thorough_share=THOROUGH_SHARE)
     finally:
         pipeline.complete_signals = complete
-    added = add_map_stats(pipeline.embedder, records, cache)  # records cached before the map hook existed
-    if added:
+    if certainty_head and (added := add_map_stats(pipeline.embedder, records, cache)):  # records cached before the hook existed
         log.info("Map statistics added to %d cached records", added)
     return fit_from_records(
         records,
@@ -554,19 +561,29 @@ def calibrate(
             "dark_per_identity": dark_per_identity,
             "spoof_per_subject": spoof_per_subject,
             "thorough_share": THOROUGH_SHARE,
+            "certainty_head": certainty_head,
         },
+        certainty_head,
     )
 
 
-def fit_params(fit_records: list[ImageRecord], model_name: str) -> tuple[QualityParams, dict[str, float]]:
-    """Everything chosen by the calibration — mask probe, match thresholds, targets, weights, EDC moves,
-    temperatures — from the fit identities' records alone (the caller splits; this never sees held-out ones).
+def fit_params(fit_records: list[ImageRecord], model_name: str, certainty_head: bool = FIT_CERTAINTY_HEAD) -> tuple[QualityParams, dict[str, float]]:
+    """Everything chosen by the calibration — mask probe, certainty head (when asked for and the records carry map
+    statistics), match thresholds, targets, weights, EDC moves, temperatures — from the fit identities' records
+    alone (the caller splits; this never sees held-out ones).
 
     Returns the params (metadata: the fit's own facts) and the unrounded thresholds by FMR."""
     mask_probe, mask_probe_report = fit_mask_probe(fit_records)
     # Before the quality fit: it reads the head's out-of-fold values (set on the records here).
-    certainty_head, certainty_report = fit_certainty_head(fit_records)
-    extra = (CERTAINTY_TERM,) if certainty_head is not None else ()
+    certainty_report: dict = {}
+    head = None
+    if certainty_head:
+        head, certainty_report = fit_certainty_head(fit_records)
+    else:
+        for record in fit_records:  # records shared with an earlier fit that had a head
+            if record.face is not None:
+                record.face.signals.certainty = None
+    extra = (CERTAINTY_TERM,) if head is not None else ()
     threshold_info = fit_thresholds(fit_records)
     thresholds = threshold_info.pop("_values")
     samples = assign_targets(fit_records, thresholds)
@@ -593,10 +610,10 @@ def fit_params(fit_records: list[ImageRecord], model_name: str) -> tuple[Quality
             "default_fit": default_report,
             "thorough_fit": thorough_report,
             "mask_probe": mask_probe_report,
-            **({"certainty_head": certainty_report} if certainty_head is not None else {}),
+            **({"certainty_head": certainty_report} if head is not None else {}),
         },
         mask_probe=mask_probe,
-        certainty_head=certainty_head,
+        certainty_head=head,
     )
     return params, thresholds
 
@@ -636,12 +653,13 @@ def fit_from_records(
     seed: int,
     holdout: float,
     options: dict,
+    certainty_head: bool = FIT_CERTAINTY_HEAD,
 ) -> QualityParams:
     """Fit on the fit identities (:func:`fit_params`), then the held-out report once (:func:`held_out_report`);
     writes the file."""
     fit_records = [record for record in records if record.photo.identity not in holdout_ids]
     held_records = [record for record in records if record.photo.identity in holdout_ids]
-    params, thresholds = fit_params(fit_records, model_name)
+    params, thresholds = fit_params(fit_records, model_name, certainty_head)
     fitted = params.metadata
     no_face: dict[str, int] = {}
     for record in records:
