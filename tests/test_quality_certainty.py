@@ -121,65 +121,119 @@ def test_the_head_learns_a_planted_certainty_cue_out_of_fold():
     assert np.argmax(np.abs(weights)) == 0 and weights[0] < 0 < -weights[0]
 
 
-# -- the shipped params file and held-out photos (shared data + weights) -----------------------------------------
+# -- the real calibration path on the shared data (the analysis cache of `frood calibrate`) ------------------------
+
+CACHES = [Path(__file__).resolve().parents[1] / folder / "calib-cache" / "faceplugin-r512.pkl" for folder in ("build", "data")]
+
+
+def test_the_shipped_files_hold_no_head_so_their_scores_are_the_old_ones():
+    """The refit with the head is not shipped (calibration.calibrate.FIT_CERTAINTY_HEAD): both files score as before."""
+    from calibration.calibrate import FIT_CERTAINTY_HEAD
+
+    assert FIT_CERTAINTY_HEAD is False
+    for model in ("faceplugin-r512", "sface"):
+        params = QualityParams.load(params_path_for(model))
+        assert params.certainty_head is None and CERTAINTY_TERM not in params.default.terms
 
 
 @pytest.fixture(scope="module")
-def shipped() -> QualityParams:
-    return QualityParams.load(params_path_for("faceplugin-r512"))
-
-
-def test_the_shipped_head_records_what_it_was_fitted_on(shipped):
-    head = shipped.certainty_head
-    assert head is not None and head.map_size == 1024 and head.scalars == HEAD_SCALARS
-    facts = shipped.metadata["certainty_head"]
-    assert facts["split"]["seed"] == shipped.metadata["split"]["seed"]
-    assert facts["split"]["held_out_share"] == shipped.metadata["split"]["held_out_share"]
-    assert facts["ridge_alpha"] in HEAD_ALPHAS and f"{facts['ridge_alpha']:g}" in facts["fold_pauc_by_alpha"]
-    assert facts["data_root"] and facts["identities"] >= 50 and "fit identities only" in facts["fitted_on"]
-    for model in (shipped.default, shipped.thorough):
-        assert model.weights[model.terms.index(CERTAINTY_TERM)] >= 0.0
-    assert shipped.default.weights[shipped.default.terms.index(CERTAINTY_TERM)] > 0.0
-
-
-@pytest.fixture(scope="module")
-def held_out_faces(pipeline):
-    from evaluation.heldout import heldout_photos
+def head_fit(tmp_path_factory):
+    """``fit_from_records`` with the certainty head on seed 8's cached calibration records (fit identities only)."""
+    from calibration.calibrate import fit_from_records
+    from evaluation.calibdata import RecordCache, degradation_plan, discover, held_out
 
     if not (DATA_ROOT / "wild").is_dir():
         pytest.skip(f"needs the shared data set {DATA_ROOT / 'wild'}")
-    photos = heldout_photos(DATA_ROOT, pipeline.scorer.params, "wild", per_identity=4, sample_seed=1)
-    faces, labels = [], []
-    for chunk in pipeline.analyze_stream([p.path for p in photos], batch_size=16):
-        for photo, result in zip(photos[len(labels) :], chunk):
-            labels.append(photo.identity)
-            faces.append(None if isinstance(result, Exception) or not result.faces else result.face)
-    keep = [i for i, face in enumerate(faces) if face is not None]
-    return [faces[i] for i in keep], np.array([labels[i] for i in keep])
+    cache_path = next((path for path in CACHES if path.is_file()), None)
+    if cache_path is None:
+        pytest.skip("needs the calibration cache: run `frood calibrate --data-root ../shared/data` once")
+    photos = discover(DATA_ROOT, None, 30, 8, None)
+    plan = degradation_plan(photos, 200, 3, 8)
+    cache = RecordCache(cache_path)
+    records = [cache.get(photo, "clean") for photo in photos] + [cache.get(photo, variant) for photo, variant in plan]
+    if any(record is None for record in records) or not any(getattr(r.face, "map_stats", None) is not None for r in records if r.face):
+        pytest.skip(f"{cache_path} is incomplete or has no map statistics: run `frood calibrate` with the certainty head once")
+    held = held_out(photos, 8, 1 / 3)
+    output = tmp_path_factory.mktemp("certainty") / "quality-faceplugin-r512.json"
+    fit_from_records(records, photos, held, "faceplugin-r512", 8, output, DATA_ROOT, None, 8, 1 / 3, {}, certainty_head=True)
+    return QualityParams.load(output), [r for r in records if r.photo.identity in held and r.face is not None]
 
 
-def test_held_out_photos_the_head_calls_uncertain_score_lower_and_rank_errors_better(pipeline, held_out_faces):
-    """On held-out people, through the pipeline (hook -> head -> term): every face gets a certainty; its rank
-    agrees with the certainty ratio measured among the held-out photos themselves (an oracle the head never saw);
-    a face predicted below the fit's average scores lower than with the term zeroed (and above it, higher); and
-    the term lowers these photos' EDC pAUC (recognition errors ranked lower)."""
+def test_the_fitted_head_records_what_it_was_fitted_on(head_fit):
+    params, _ = head_fit
+    head = params.certainty_head
+    assert head is not None and head.map_size == 1024 and head.scalars == HEAD_SCALARS
+    facts = params.metadata["certainty_head"]
+    assert facts["split"]["seed"] == params.metadata["split"]["seed"] == 8
+    assert facts["split"]["held_out_share"] == params.metadata["split"]["held_out_share"]
+    assert facts["ridge_alpha"] in HEAD_ALPHAS and f"{facts['ridge_alpha']:g}" in facts["fold_pauc_by_alpha"]
+    assert facts["data_root"] and facts["identities"] == 100 and "fit identities only" in facts["fitted_on"]
+    for model in (params.default, params.thorough):
+        assert model.weights[model.terms.index(CERTAINTY_TERM)] >= 0.0
+    assert params.default.weights[params.default.terms.index(CERTAINTY_TERM)] > 0.0
+
+
+def scored(params: QualityParams, records: list) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Held-out main faces annotated by the scorer as the pipeline does (features and map statistics), then
+    scored with the term and with it zeroed; returns (certainty, score, score without the term)."""
+    faces = [dataclasses.replace(r.face.signals, mask_prob=None, certainty=None) for r in records]
+    scorer = QualityScorer(params)
+    scorer.annotate(faces, np.stack([r.face.feature for r in records]), np.stack([r.face.map_stats for r in records]))
+    with_term = np.array([scorer.score(face).score for face in faces])
+    zeroed = np.array([scorer.score(dataclasses.replace(face, certainty=None)).score for face in faces])
+    return np.array([face.certainty for face in faces]), with_term, zeroed
+
+
+def test_on_held_out_photos_the_term_moves_scores_the_right_way_and_ranks_errors_better(head_fit):
+    """On the 50 held-out people's clean in-the-wild photos: the head's certainty follows the certainty ratio measured
+    among those photos themselves (an oracle it never saw); a face predicted below the fit's average scores lower
+    than with the term zeroed (above it, higher); and the term lowers their EDC pAUC (errors ranked lower)."""
     from scipy.stats import spearmanr
 
-    faces, labels = held_out_faces
-    scorer = pipeline.scorer
-    assert CERTAINTY_TERM in scorer.params.default.terms
-    predicted = np.array([face.signals.certainty for face in faces], float)
-    assert np.isfinite(predicted).all() and len(faces) >= 150
-    features = np.stack([face.feature for face in faces]).astype(np.float64)
+    params, held = head_fit
+    records = [r for r in held if r.variant == "clean" and r.photo.set == "wild"]
+    assert len(records) >= 400
+    predicted, with_term, zeroed = scored(params, records)
+    features = np.stack([r.face.feature for r in records]).astype(np.float64)
+    labels = np.array([r.photo.identity for r in records])
     oracle = certainty_ratio(features, labels, np.arange(len(labels)).astype(str), np.ones(len(labels), bool))
     ok = np.isfinite(oracle)
-    assert spearmanr(predicted[ok], oracle[ok]).statistic > 0.3
-    model = scorer.params.default
+    assert spearmanr(predicted[ok], oracle[ok]).statistic > 0.4
+    model = params.default
     centre = model.mean[model.terms.index(CERTAINTY_TERM)]
-    with_term = np.array([face.quality for face in faces])
-    zeroed = np.array([scorer.score(dataclasses.replace(face.signals, certainty=None)).score for face in faces])
     low, high = predicted < centre - 0.02, predicted > centre + 0.02
-    assert low.sum() >= 20 and high.sum() >= 20
+    assert low.sum() >= 50 and high.sum() >= 50
     assert (with_term[low] <= zeroed[low] + 1e-9).all() and (with_term[high] >= zeroed[high] - 1e-9).all()
     assert np.mean(with_term[low] < zeroed[low]) > 0.9
     assert wild_pauc(with_term, features, labels) < wild_pauc(zeroed, features, labels)
+
+
+@pytest.mark.xfail(strict=True, reason="why the head is not shipped: with it, very dark and 24-px copies of trusted held-out faces keep trust too often")
+def test_with_the_head_dark_and_tiny_copies_still_lose_trust(head_fit):
+    """The requirement tests/test_quality_score.py holds the shipped score to, on the calibration's held-out copies.
+    Measured with the head: very dark 67 %, 24 px 71 % below 0.6 (without it 100 % and 95 %)."""
+    params, held = head_fit
+    for variant in ("very_dark", "downscale_24"):
+        _, with_term, _ = scored(params, [r for r in held if r.variant == variant and r.face.map_stats is not None])
+        assert np.mean(with_term < 0.6) >= 0.9, variant
+
+
+def test_the_pipeline_hook_feeds_the_head(pipeline, head_fit):
+    """Through the pipeline (hook -> map statistics -> annotate): every face of held-out photos gets the certainty the
+    head computes from the map statistics the result carries."""
+    from engine.quality.scorer import head_scalars
+    from evaluation.heldout import heldout_photos
+
+    params, _ = head_fit
+    photos = heldout_photos(DATA_ROOT, params, "wild", per_identity=1, sample_seed=1)[:16]
+    saved = pipeline.scorer
+    pipeline.scorer = QualityScorer(params, saved.trust_threshold)
+    try:
+        faces = [face for result in pipeline.analyze_many([p.path for p in photos]) if not isinstance(result, Exception) for face in result.faces]
+    finally:
+        pipeline.scorer = saved
+    assert len(faces) >= 12
+    for face in faces:
+        assert face.map_stats is not None and face.map_stats.shape == (1024,)
+        expected = params.certainty_head.predict(face.map_stats[None], np.array([head_scalars(face.signals)]))[0]
+        assert face.signals.certainty == pytest.approx(expected, abs=1e-6)
