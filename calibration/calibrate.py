@@ -14,9 +14,9 @@ Steps:
 1. Analyse every photo (thorough mode, main face), cached by path and variant (a refit takes seconds).
 2. Match thresholds: empirical cosine quantiles at FMR 1e-3 and 1e-4 over all impostor pairs of the
    fit identities of the largest identity set (``wild``: ~400k pairs).
-   Before step 3, the mask probe and the certainty head (``calibration/certainty.py``: ridge from the recognizer's last-map
-   statistics to CR-FIQA's certainty ratio, on the in-the-wild fit identities) are fitted first; the quality
-   fit reads their out-of-fold values.
+   Before step 3 the mask probe is fitted, and, when asked for (:data:`FIT_CERTAINTY_HEAD`), the certainty head
+   (``calibration/certainty.py``: ridge from the recognizer's last-map statistics to CR-FIQA's certainty ratio, on
+   the in-the-wild fit identities); the quality fit reads their out-of-fold values.
 3. Standardised logistic regression on the soft targets, each set weighted equally, each weight
    bounded by domain knowledge (darker never raises trust, a face under 64 px must lower it); the
    temperature ``T`` is fitted on out-of-fold logits (folds grouped by identity).
