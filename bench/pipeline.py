@@ -1,7 +1,7 @@
 """Benchmark (not a test): the batched face engine against facenet-pytorch's pipeline, in one run; prints JSON.
 
     python bench/pipeline.py [--photos ../shared/data/faces] [--device cpu|cuda] [--batch-sizes 1,4,16,64]
-    python bench/pipeline.py --grid [--threads 2]   # the detector x recognizer grid (issue 23), no reference
+    python bench/pipeline.py --grid [--threads 2]   # the detector x recognizer grid (issue 23), reference after it
 
 Reports, for our engine and for the reference pipeline measured in the same process:
 - single photo (batch of one): p50/p95 ms per stage (decode, detect, align, feature, quality) and end to end;
@@ -208,7 +208,13 @@ def main() -> None:
         machine = {"python": platform.python_version(), "torch": torch.__version__, "device": args.device, "threads": args.threads,
                    "cpu_count": os.cpu_count(), "gpu": torch.cuda.get_device_name() if cuda else None}
         photos_info = {"folder": args.photos, "single_photo_count": len(photos), "batch_photos": len(paths), "repeats": args.repeats}
-        print(json.dumps({"machine": machine, "photos": photos_info, "grid": rows}, indent=2))
+        reference = Reference(args.device)  # the same run, after the grid (its cells are interleaved among themselves only)
+        ref = {
+            "label": "facenet-pytorch MTCNN (full image) + InceptionResnetV1, RANDOM weights, image by image, no quality stage",
+            "single_photo_ms": reference.single(photos, args.repeats),
+            "photos_per_s": reference.throughput(photos, max(8, min(len(photos), 32))),
+        }
+        print(json.dumps({"machine": machine, "photos": photos_info, "grid": rows, "reference_facenet_pytorch": ref}, indent=2))
         return
 
     started = time.perf_counter()
