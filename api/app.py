@@ -15,6 +15,7 @@ from api import galleries as galleries_api
 from api import keypoints as keypoints_api
 from api import routes as api_routes
 from api import verify as verify_api
+from api.door import ScopeTable
 from api.security import BodySizeLimit
 from schemas.monitor import HealthJSON, StatsJSON
 from service import faces as service
@@ -24,7 +25,7 @@ from service.validation import check_source
 from settings import get_settings
 
 VERSION = "0.1.0"
-ROUTE_SCOPES = galleries_api.ScopeTable({  # finds the scope of a templated path (/galleries/{name}) too
+ROUTE_SCOPES = ScopeTable({  # finds the scope of a templated path (/galleries/{name}) too, per method where it differs
     "/health": OPEN,
     "/stats": "monitor",
     # The API's description and its model list run nothing and read no data: integrators and load balancers

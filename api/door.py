@@ -47,11 +47,55 @@ MAX_SESSIONS = 100_000
 MAX_CALL_BODY = 1024 * 1024  # a Gradio call carries file references, never file bytes
 
 
+class ScopeTable(dict):
+    """Path → the scope a call needs: a scope, or ``{method: scope}`` with ``"*"`` for the other methods. A key may be a
+    path template (``/galleries/{name}``, ``{label:path}``): :meth:`scope_for` of a concrete path finds its template's
+    entry (exact keys win). One table, so a route's read and write needs are declared where the door reads them."""
+
+    _PARAM = re.compile(r"\{([^}:]+)(:path)?\}")
+
+    def _patterns(self) -> list[tuple[re.Pattern[str], Any]]:
+        cached = getattr(self, "_compiled", None)
+        if cached is None or cached[0] != len(self):
+            patterns = []
+            for template, entry in dict.items(self):
+                if "{" in template:
+                    regex, last = "", 0
+                    for match in self._PARAM.finditer(template):
+                        regex += re.escape(template[last : match.start()]) + (".+" if match.group(2) else "[^/]+")
+                        last = match.end()
+                    regex += re.escape(template[last:])
+                    patterns.append((re.compile(regex), entry))
+            cached = (len(self), patterns)
+            self._compiled = cached
+        return cached[1]
+
+    def get(self, path: Any, default: Any = None) -> Any:
+        """The entry of ``path`` or of the template it fills (a scope, or the per-method mapping)."""
+        if dict.__contains__(self, path):
+            return dict.__getitem__(self, path)
+        if isinstance(path, str):
+            for pattern, entry in self._patterns():
+                if pattern.fullmatch(path):
+                    return entry
+        return default
+
+    def scope_for(self, path: str, method: str, default: str) -> str:
+        """The scope a ``method`` call on ``path`` needs (``default`` for a path the table does not know)."""
+        entry = self.get(path)
+        if entry is None:
+            return default
+        if isinstance(entry, str):
+            return entry
+        return entry.get(method.upper(), entry["*"])
+
+
 class AccessDoor:
-    """ASGI middleware. ``route_scopes``: FastAPI path -> scope; ``functions``: () -> Gradio's ``{fn_index: fn}``."""
+    """ASGI middleware. ``route_scopes``: FastAPI path -> scope (per method where it differs); ``functions``: () ->
+    Gradio's ``{fn_index: fn}``."""
 
     def __init__(
-        self, app: Any, door: Door, route_scopes: dict[str, str], functions: Callable[[], dict[int, Any]], model_chosen_by_caller: set[str] | None = None
+        self, app: Any, door: Door, route_scopes: ScopeTable, functions: Callable[[], dict[int, Any]], model_chosen_by_caller: set[str] | None = None
     ):
         self.app = app
         self.door = door
@@ -85,7 +129,7 @@ class AccessDoor:
                 scope.setdefault("state", {})["frood_principal"] = principal
                 await self.app(scope, _replay(body, receive), send)
                 return
-            route_scope = self.route_scopes.get(path.rstrip("/") or "/", SIGNED_IN)
+            route_scope = self.route_scopes.scope_for(path.rstrip("/") or "/", scope.get("method", "GET"), SIGNED_IN)
             if _ADMIN_ONLY.match(path):
                 route_scope = "admin"
             if principal is None and scope.get("method") == "GET" and "text/html" in headers.get("accept", "") and not path.startswith(GRADIO_PREFIX):

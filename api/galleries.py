@@ -2,18 +2,17 @@
 
 A gallery has a unique ``name`` (1–64 of ``A-Z a-z 0-9 . _ : -``) and its PaddleX ``indexKey``; identities are
 labels, and a photo is one enrolled face with its gallery id. Reads and identification need ``gallery:read``,
-changes ``gallery:write`` (the door checks the first for every path below, the routes' ``_write`` dependency the
-second). Photos and identification take JSON (base64 / URL images, or embeddings) or multipart files; their images
+changes ``gallery:write`` (the door checks both, per method: ``ROUTE_SCOPES``). Photos and identification take
+JSON (base64 / URL images, or embeddings) or multipart files; their images
 join the model's request batcher like ``/extract``, with its back-pressure (503 + ``Retry-After``).
 """
 
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
-from fastapi import APIRouter, Depends, FastAPI, Query, Request
+from fastapi import APIRouter, FastAPI, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
@@ -25,8 +24,6 @@ from schemas import galleries as schemas
 from schemas.api import DetailJSON
 from service import faces as faces_service
 from service import gallery as gallery_service
-from service.access import door
-from service.models import resolve_name
 from service.validation import check_identifier, shorten
 from settings import get_settings
 
@@ -38,50 +35,19 @@ IDENTITY = "/galleries/{name}/identities/{label:path}"
 PHOTOS = "/galleries/{name}/identities/{label:path}/photos"
 PHOTO = "/galleries/{name}/photos/{photo_id}"
 IDENTIFY = "/galleries/{name}/identify"
-# The door looks a path up here (templates included, see ScopeTable): the least a path needs. Writes on the same
-# paths need gallery:write too, checked by the route's dependency.
-ROUTE_SCOPES = {path: "gallery:read" for path in (GALLERIES, GALLERY, IDENTITIES, IDENTITY, PHOTOS, PHOTO, IDENTIFY)}
+# The door's table (api.door.ScopeTable, templates included): what each method on these paths needs. Reads and
+# identification need gallery:read; every change gallery:write (an unknown method: the stricter, "*").
+_READ, _WRITE = "gallery:read", "gallery:write"
+ROUTE_SCOPES = {
+    GALLERIES: {"GET": _READ, "*": _WRITE},
+    GALLERY: {"GET": _READ, "*": _WRITE},
+    IDENTITIES: {"GET": _READ, "*": _WRITE},
+    IDENTITY: {"GET": _READ, "*": _WRITE},
+    PHOTOS: {"GET": _READ, "*": _WRITE},
+    PHOTO: {"GET": _READ, "*": _WRITE},
+    IDENTIFY: {"*": _READ},
+}
 _ERRORS = {status: {"model": DetailJSON} for status in (400, 401, 403, 404, 409, 413, 422, 503)}
-
-
-class ScopeTable(dict):
-    """Path → scope, where a key may be a path template (``/galleries/{name}``, ``{label:path}``): the door's lookup of
-    a concrete path (``.get(path)``) finds its template's scope. Exact keys win."""
-
-    _PARAM = re.compile(r"\{([^}:]+)(:path)?\}")
-
-    def _patterns(self) -> list[tuple[re.Pattern[str], str]]:
-        cached = getattr(self, "_compiled", None)
-        if cached is None or cached[0] != len(self):
-            patterns = []
-            for template, scope in dict.items(self):
-                if "{" in template:
-                    regex, last = "", 0
-                    for match in self._PARAM.finditer(template):
-                        regex += re.escape(template[last : match.start()]) + (".+" if match.group(2) else "[^/]+")
-                        last = match.end()
-                    regex += re.escape(template[last:])
-                    patterns.append((re.compile(regex), scope))
-            cached = (len(self), patterns)
-            self._compiled = cached
-        return cached[1]
-
-    def get(self, path: Any, default: Any = None) -> Any:
-        if dict.__contains__(self, path):
-            return dict.__getitem__(self, path)
-        if isinstance(path, str):
-            for pattern, scope in self._patterns():
-                if pattern.fullmatch(path):
-                    return scope
-        return default
-
-
-def _write(request: Request) -> None:
-    """Changes need ``gallery:write`` (the door has checked ``gallery:read`` for the path, and counted the call)."""
-    door().check(getattr(request.state, "frood_principal", None), "gallery:write", resolve_name(get_settings().model), count=False)
-
-
-WRITE = [Depends(_write)]
 
 
 def _recorder(operation: str, source_id: str | None) -> gallery_service.Recorder:
@@ -153,19 +119,19 @@ def list_galleries() -> JSONResponse:
     return JSONResponse(gallery_service.list_galleries())
 
 
-@router.post(GALLERIES, response_model=schemas.GalleryJSON, responses=_ERRORS, dependencies=WRITE)
+@router.post(GALLERIES, response_model=schemas.GalleryJSON, responses=_ERRORS)
 def create_gallery(body: schemas.CreateGalleryRequest) -> JSONResponse:
     """An empty gallery called ``name`` (409 when the name is taken); its ``indexKey`` works on the PaddleX routes too."""
     return JSONResponse(gallery_service.create_gallery(body.name, body.indexType, body.metric))
 
 
-@router.patch(GALLERY, response_model=schemas.GalleryJSON, responses=_ERRORS, dependencies=WRITE)
+@router.patch(GALLERY, response_model=schemas.GalleryJSON, responses=_ERRORS)
 def rename_gallery(name: str, body: schemas.RenameGalleryRequest) -> JSONResponse:
     """A new name (409 when another gallery has it); the indexKey stays."""
     return JSONResponse(gallery_service.rename_gallery(name, body.newName))
 
 
-@router.delete(GALLERY, response_model=schemas.GalleryDeletedJSON, responses=_ERRORS, dependencies=WRITE)
+@router.delete(GALLERY, response_model=schemas.GalleryDeletedJSON, responses=_ERRORS)
 def delete_gallery(name: str) -> JSONResponse:
     """The gallery, its photos and its vectors, gone for every replica."""
     return JSONResponse(gallery_service.delete_gallery(name))
@@ -180,19 +146,19 @@ def list_identities(name: str, page: int = Query(1, ge=1), pageSize: int = Query
     return JSONResponse(gallery_service.list_identities(name, page, pageSize))
 
 
-@router.patch(IDENTITY, response_model=schemas.IdentityJSON, responses=_ERRORS, dependencies=WRITE)
+@router.patch(IDENTITY, response_model=schemas.IdentityJSON, responses=_ERRORS)
 def rename_identity(name: str, label: str, body: schemas.RenameIdentityRequest) -> JSONResponse:
     """Every photo of ``label`` relabelled ``newLabel`` (409 when that identity exists: no silent merge)."""
     return JSONResponse(gallery_service.rename_identity(name, label, body.newLabel))
 
 
-@router.delete(IDENTITY, response_model=schemas.RemovedJSON, responses=_ERRORS, dependencies=WRITE)
+@router.delete(IDENTITY, response_model=schemas.RemovedJSON, responses=_ERRORS)
 def remove_identity(name: str, label: str) -> JSONResponse:
     """Every photo of ``label`` removed."""
     return JSONResponse(gallery_service.remove_identity(name, label))
 
 
-@router.delete(PHOTO, response_model=schemas.RemovedJSON, responses=_ERRORS, dependencies=WRITE)
+@router.delete(PHOTO, response_model=schemas.RemovedJSON, responses=_ERRORS)
 def remove_photo(name: str, photo_id: int) -> JSONResponse:
     """One photo (by the id its enrolment answered) removed."""
     return JSONResponse(gallery_service.remove_photo(name, photo_id))
@@ -205,7 +171,7 @@ _PHOTOS_BODY = {
 }
 
 
-@router.post(PHOTOS, response_model=schemas.PhotosAddedJSON, responses=_ERRORS, dependencies=WRITE,
+@router.post(PHOTOS, response_model=schemas.PhotosAddedJSON, responses=_ERRORS,
              openapi_extra={"requestBody": {"required": True, "content": _PHOTOS_BODY}})
 async def add_photos(name: str, label: str, request: Request) -> JSONResponse:
     """Photos of ``label`` (JSON ``images``: base64 / URL, or multipart ``files``), quality-gated, and/or its ``embeddings``:
