@@ -62,3 +62,16 @@ def held_out_files(pipeline, identities: dict[str, str]) -> list[str]:
 def held_out_clean_results(pipeline, faces_dir: Path, held_out_files: list[str]):
     """Analysis of the held-out identities' faces/ photos (as :func:`clean_results`, without analysing the rest)."""
     return {file: pipeline.analyze(faces_dir / file) for file in held_out_files}
+
+
+@pytest.fixture
+def attached_store(tmp_path):
+    """A fresh SQLite stats store that ``service.faces`` records into for one test (no webhook outbox)."""
+    from service import faces as service
+    from storage.stats_sqlite import SQLiteStore
+
+    store = SQLiteStore(tmp_path / "stats.sqlite3", tmp_path / "thumbs")
+    service.attach(store, None)
+    yield store
+    service.attach(None, None)
+    store.close()

@@ -70,16 +70,6 @@ def test_downloads_go_to_one_folder_whose_old_requests_are_removed(faces_dir, pr
     assert len(remaining) == 1 and remaining[0] not in requests
 
 
-@pytest.fixture
-def attached_store(tmp_path):
-    from storage.stats_sqlite import SQLiteStore
-
-    store = SQLiteStore(tmp_path / "stats.sqlite3", tmp_path / "thumbs")
-    service.attach(store, None)
-    yield store
-    service.attach(None, None)
-
-
 def test_monitor_of_an_empty_store_and_of_one_source(attached_store):
     from storage.stats_sqlite import Event
 

@@ -38,14 +38,9 @@ def shared_photo(path: Path) -> Path:
 
 
 @pytest.fixture
-def store(tmp_path):
-    from storage.stats_sqlite import SQLiteStore
-
-    stats = SQLiteStore(tmp_path / "stats.sqlite3", tmp_path / "thumbs")
-    service.attach(stats, None)
-    yield stats
-    service.attach(None, None)
-    stats.close()
+def store(attached_store):
+    """The conftest's fresh stats store, attached to ``service.faces``."""
+    return attached_store
 
 
 @pytest.fixture
