@@ -19,6 +19,7 @@ from settings import get_settings
 from ui.app import build_ui
 from ui.i18n import I18N
 from ui.login import install_login
+from ui.page import CSS, PAGE_JS
 
 log = logging.getLogger("frood.app")
 
@@ -31,7 +32,9 @@ def create_app() -> FastAPI:
     demo.queue(default_concurrency_limit=2)
     # No run history (it can connect to a Hugging Face bucket), no MCP server, no server-side rendering: nothing
     # of the UI talks to the outside or runs beside the app.
-    app = gr.mount_gradio_app(api, demo, path="/", i18n=I18N, show_error=False, run_history=False, mcp_server=False, ssr_mode=False)
+    app = gr.mount_gradio_app(
+        api, demo, path="/", i18n=I18N, css=CSS, js=PAGE_JS, show_error=False, run_history=False, mcp_server=False, ssr_mode=False
+    )
     app.add_middleware(AccessDoor, door=door(), route_scopes=ROUTE_SCOPES, functions=lambda: demo.fns, model_chosen_by_caller=MODEL_CHOSEN_BY_CALLER)
     return app
 

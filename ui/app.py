@@ -13,7 +13,6 @@ from ui.extract import build_extract_tab
 from ui.gallery import build_gallery_tab
 from ui.i18n import I18N, locale_of, scope_name, tr
 from ui.monitor import build_monitor_tab
-from ui.page import PAGE_JS
 from ui.pose import build_pose_tab
 
 
@@ -44,6 +43,6 @@ def build_ui() -> gr.Blocks:
         build_monitor_tab()
         build_gallery_tab()
         build_pose_tab(I18N)
-        # The script first (style, tab title, Gradio's words in Chinese), then who is signed in.
-        demo.load(on_identity, None, identity, js=PAGE_JS, api_name=False)
+        # The page's style and script (tab title, Gradio's words in Chinese) come with the mount (app.py).
+        demo.load(on_identity, None, identity, api_name=False)
     return demo

@@ -1,8 +1,9 @@
 """The page around the tabs: readable colours, the phone layout, the browser tab's title, and Gradio's own words in
 Chinese.
 
-``app.py`` mounts the Blocks with ``gr.mount_gradio_app``, which replaces any ``css``/``js``/``theme`` set on the
-Blocks, so the style and the script are installed by the Blocks' load event (``PAGE_JS``) instead.
+``app.py`` mounts the Blocks with ``gr.mount_gradio_app(css=CSS, js=PAGE_JS)`` (Gradio 6 takes the page's style
+and script at launch or mount, not on the Blocks): the style is in the page from its first paint, the script runs
+once when the page loads.
 
 Gradio translates most of its own strings through its i18n (``zh-CN`` ships with it; our ``LABELS`` add to it),
 but a few are written into its components in English (tooltips such as "Capture from camera", the progress
@@ -109,13 +110,7 @@ PROGRESS_ZH = {"processing": "处理中", "queue": "排队", "Waiting": "等待�
 
 PAGE_JS_TEMPLATE = r"""
 () => {
-  const css = %(css)s, titles = %(titles)s, words = %(words)s, progress = %(progress)s;
-  if (!document.getElementById("frood-style")) {
-    const style = document.createElement("style");
-    style.id = "frood-style";
-    style.textContent = css;
-    document.head.appendChild(style);
-  }
+  const titles = %(titles)s, words = %(words)s, progress = %(progress)s;
   const zh = (navigator.language || "").toLowerCase().startsWith("zh");
   document.title = zh ? titles.zh : titles.en;
   document.documentElement.lang = zh ? "zh-CN" : "en";
@@ -160,7 +155,6 @@ PAGE_JS_TEMPLATE = r"""
 """
 
 PAGE_JS = PAGE_JS_TEMPLATE % {
-    "css": json.dumps(CSS),
     "titles": json.dumps(TITLES, ensure_ascii=False),
     "words": json.dumps(GRADIO_ZH, ensure_ascii=False),
     "progress": json.dumps(PROGRESS_ZH, ensure_ascii=False),
