@@ -120,10 +120,10 @@ def create_detector(name: str, device: str, config: PipelineConfig) -> Detector:
     if name == "yunet":
         from engine.face.yunet import create_yunet
 
-        # The quality calibrations (engine/quality/params) were fitted on MTCNN's detections: YuNet's scores
-        # (0.6-0.96, MTCNN's 0.99+) move the det_logit term, and its landmarks cost verification accuracy.
-        log.warning("DETECTOR=yunet: faster, but the quality score was calibrated with MTCNN and verification is less accurate (docs/models.md)")
-        return create_yunet(config.models_dir, max_side=config.detect_max_side)
+        # YuNet's boxes with O-Net's points and probability verify at least as well as MTCNN (docs/models.md), but
+        # the quality calibrations (engine/quality/params) were fitted on MTCNN's detections and differ on dark photos.
+        log.warning("DETECTOR=yunet: faster, but the quality score was calibrated with MTCNN's detections (docs/models.md)")
+        return create_yunet(config.models_dir, max_side=config.detect_max_side, device=device)
     raise FroodError(f"unknown detector {name!r}; available: {', '.join(DETECTORS)}")
 
 
