@@ -241,7 +241,10 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     if not 0.0 < args.holdout < 1.0:
         raise FroodError(f"--holdout must be between 0 and 1, got {args.holdout}")
     pipeline = _pipeline(args, with_quality=False)
-    cache = None if args.no_cache else Path(args.cache or f"build/calib-cache/{pipeline.model}.pkl")
+    # The cached analyses hold each photo's detections: another detector must not read MTCNN's (DETECTOR=yunet).
+    detector = getattr(pipeline.detector, "name", "mtcnn")
+    cache_name = pipeline.model if detector == "mtcnn" else f"{pipeline.model}-{detector}"
+    cache = None if args.no_cache else Path(args.cache or f"build/calib-cache/{cache_name}.pkl")
     params = calibrate(
         pipeline,
         root,
@@ -506,7 +509,7 @@ def build_parser() -> argparse.ArgumentParser:
     calibrate.add_argument("--degrade-per-photo", type=int, default=3, help="degradations per such photo (default 3)")
     calibrate.add_argument("--dark-per-identity", type=int, default=30, help="lighting conditions sampled per dark/ identity (default 30)")
     calibrate.add_argument("--spoof-per-subject", type=int, default=0, help="frames sampled per spoof/ subject and kind (default 0 = all)")
-    calibrate.add_argument("--cache", default=None, help="analysis cache file (default build/calib-cache/<model>.pkl)")
+    calibrate.add_argument("--cache", default=None, help="analysis cache file (default build/calib-cache/<model>.pkl; <model>-<detector>.pkl off MTCNN)")
     calibrate.add_argument("--no-cache", action="store_true", help="analyse every photo again, keep nothing")
     calibrate.set_defaults(func=cmd_calibrate)
     return parser
