@@ -23,11 +23,20 @@ from engine.quality.probes import CertaintyHead, fit_ridge
 from engine.quality.scorer import HEAD_SCALARS, head_scalars
 from evaluation import metrics
 from evaluation.calibdata import ImageRecord
+from evaluation.degrade import STRONG_DEGRADATIONS
 
 # Ridge strengths tried (inputs standardised; ~1,000 inputs, ~1,700 rows): the EDC of out-of-fold values picks one.
 HEAD_ALPHAS = (100.0, 300.0, 1000.0, 3000.0, 10000.0, 30000.0)
 HEAD_FOLDS = 5
 HEAD_SET = "wild"
+# Clearly degraded copies (evaluation.degrade.STRONG_DEGRADATIONS: strong blur, 24 px, very dark, over-exposed, strong
+# noise, covered eyes or lower face) keep their certainty ratio as a target only up to this quantile of the clean
+# training photos' ratios. Their own ratios are middling (very dark median 0.38, 24 px 0.44, clean photos 0.58): a
+# head fitted to them gives such faces middling certainty and, as a term of the score, gave back the trust the
+# feature norm took away (docs/quality.md, issue 28). The quantile is the largest of 0.05, 0.01, 0 at which the fit
+# identities' very dark and 24-px copies of trusted faces lose trust as often as without the head (seeds 8-12).
+HEAD_CAPPED_VARIANTS = STRONG_DEGRADATIONS
+HEAD_CAP_QUANTILE = 0.01
 
 
 def wild_pauc(quality: np.ndarray, features: np.ndarray, labels: np.ndarray) -> float:
@@ -67,6 +76,19 @@ def certainty_ratio(features: np.ndarray, labels: np.ndarray, sources: np.ndarra
     return out
 
 
+def head_targets(
+    features: np.ndarray, labels: np.ndarray, sources: np.ndarray, clean: np.ndarray, capped: np.ndarray | None = None, cap_quantile: float = HEAD_CAP_QUANTILE
+) -> np.ndarray:
+    """The head's targets: :func:`certainty_ratio`, the ``capped`` rows' (clearly degraded copies) at most the
+    ``cap_quantile`` of the clean rows' ratios (see :data:`HEAD_CAP_QUANTILE`)."""
+    targets = certainty_ratio(features, labels, sources, clean)
+    if capped is not None and capped.any():
+        ceiling = float(np.nanquantile(targets[clean], cap_quantile))
+        rows = capped & ~np.isnan(targets)
+        targets[rows] = np.minimum(targets[rows], ceiling)
+    return targets
+
+
 @dataclass
 class HeadFit:
     """A ridge head fitted to the certainty ratio: its standardised coefficients, the chosen strength, the
@@ -93,10 +115,12 @@ def fit_head(
     clean: np.ndarray,
     alphas: tuple[float, ...] = HEAD_ALPHAS,
     folds: int = HEAD_FOLDS,
+    capped: np.ndarray | None = None,
 ) -> HeadFit:
     """Ridge from inputs ``x`` to the certainty ratio, all rows from fit identities (clean photos and their
-    degraded copies). Each strength is scored by the EDC of out-of-fold predictions of the clean rows, the
-    folds' targets computed from their training rows only; the best one is refitted on every row."""
+    degraded copies; the ``capped`` ones' targets capped, :func:`head_targets`). Each strength is scored by the EDC
+    of out-of-fold predictions of the clean rows, the folds' targets computed from their training rows only; the
+    best one is refitted on every row."""
     names = np.unique(labels[clean])
     fold_names = [names[k::folds] for k in range(min(folds, len(names)))]
     best: tuple[float, float, np.ndarray] | None = None
@@ -106,7 +130,7 @@ def fit_head(
         for fold in fold_names:
             test = np.isin(labels, fold)
             train = np.flatnonzero(~test)
-            targets = certainty_ratio(features[train], labels[train], sources[train], clean[train])
+            targets = head_targets(features[train], labels[train], sources[train], clean[train], None if capped is None else capped[train])
             ok = train[~np.isnan(targets)]
             mean, scale, weights, bias = fit_ridge(x[ok], targets[~np.isnan(targets)], alpha)
             out_of_fold[test] = ((x[test] - mean) / scale) @ weights + bias
@@ -115,7 +139,7 @@ def fit_head(
         if best is None or area < best[0]:
             best = (area, alpha, out_of_fold)
     assert best is not None
-    targets = certainty_ratio(features, labels, sources, clean)
+    targets = head_targets(features, labels, sources, clean, capped)
     ok = ~np.isnan(targets)
     mean, scale, weights, bias = fit_ridge(x[ok], targets[ok], best[1])
     return HeadFit(mean, scale, weights, bias, best[1], best[2], pauc_by_alpha, int(ok.sum()))
@@ -142,7 +166,8 @@ def fit_certainty_head(fit_records: list[ImageRecord]) -> tuple[CertaintyHead | 
     labels = np.array([r.photo.identity for r in rows])
     sources = np.array([str(r.photo.path) for r in rows])
     clean = np.array([r.variant == "clean" for r in rows])
-    fit = fit_head(head_inputs(rows), features, labels, sources, clean)
+    capped = np.array([r.variant in HEAD_CAPPED_VARIANTS for r in rows])
+    fit = fit_head(head_inputs(rows), features, labels, sources, clean, capped=capped)
     head = CertaintyHead(fit.mean, fit.scale, fit.weights, fit.bias, HEAD_SCALARS)
     for record, value in zip(rows, fit.out_of_fold):
         record.face.signals.certainty = float(value) if np.isfinite(value) else None
@@ -152,6 +177,8 @@ def fit_certainty_head(fit_records: list[ImageRecord]) -> tuple[CertaintyHead | 
         "target": "CR-FIQA certainty ratio: cosine to own class centre (leave-one-out) / (1 + cosine to nearest other centre)",
         "inputs": f"per-channel mean and std of the recognizer's last spatial map ({head.map_size}), then {', '.join(HEAD_SCALARS)}",
         "fitted_on": f"{HEAD_SET} set, fit identities only: clean photos and their degraded copies",
+        "degraded_target_cap": f"{', '.join(HEAD_CAPPED_VARIANTS)} copies: target at most the {HEAD_CAP_QUANTILE:g} quantile of the clean photos' ratios",
+        "capped_rows": int(capped.sum()),
         "rows": fit.rows,
         "identities": int(len(np.unique(labels))),
         "ridge_alpha": fit.alpha,
