@@ -226,5 +226,7 @@ class QualityScorer:
             score = min(score, RECAPTURE_SCORE_CAP)
         if is_truncated(signals.truncation):
             score = min(score, TRUNCATED_SCORE_CAP)
-        reasons = explain(signals, contributions) if score < self.trust_threshold else []
+        # The certainty term says the recognizer is unsure, not why: the reason names the damage the other terms see.
+        named = {term: value for term, value in contributions.items() if term != CERTAINTY_TERM}
+        reasons = explain(signals, named) if score < self.trust_threshold else []
         return QualityResult(float(score), float(logit), reasons, contributions)
