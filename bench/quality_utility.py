@@ -6,10 +6,11 @@ seeds ``--first-seed`` … ``+--splits``; the photos, degraded copies and analys
 calibration, only the split moves), for:
 
 - the single baselines: feature norm, detector score, face size, sharpness;
-- ``ours``: the fused score refitted on each split's fit identities (``calibration.calibrate.fit_params``,
-  the whole calibration: mask probe, thresholds, logistic fit, EDC step, temperature), the held-out photos
-  scored as the pipeline scores them (probe applied, then ``QualityScorer``); ``ours_head``: the same with the
-  certainty head and its term (``certainty_head=True``; not the shipped recipe, see ``FIT_CERTAINTY_HEAD``);
+- ``ours``: the fused score without the certainty head refitted on each split's fit identities
+  (``calibration.calibrate.fit_params(..., certainty_head=False)``, the whole calibration: mask probe, thresholds,
+  logistic fit, EDC step, temperature), the held-out photos scored as the pipeline scores them (probe applied,
+  then ``QualityScorer``); ``ours_head``: the same with the certainty head (capped degraded targets) and its term
+  (``certainty_head=True``: the shipped recipe, ``FIT_CERTAINTY_HEAD``);
 - recognizability heads alone (``calibration.certainty``, the code ``frood calibrate`` runs): ridge
   regressions fitted, on the fit identities only, to the CR-FIQA certainty ratio, their ridge strength
   chosen by EDC on 5 identity folds of the fit identities:
@@ -93,7 +94,7 @@ def run_split(records: list, photos: list, seed: int, model: str, holdout: float
 
     # ours: the whole calibration (mask probe, thresholds, logistic fit, EDC step, temperature) refitted on this
     # split's fit identities, scored on its held-out wild photos as the pipeline would; ours_head: the same with the
-    # certainty head and its term (calibration.calibrate.FIT_CERTAINTY_HEAD says why it is not shipped).
+    # certainty head and its term (the shipped recipe: calibration.calibrate.FIT_CERTAINTY_HEAD).
     start = time.time()
     fit_records = [r for r in records if r.photo.identity not in held_ids]
     held_records = [r for r in records if r.photo.identity in held_ids]

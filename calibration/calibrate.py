@@ -14,7 +14,7 @@ Steps:
 1. Analyse every photo (thorough mode, main face), cached by path and variant (a refit takes seconds).
 2. Match thresholds: empirical cosine quantiles at FMR 1e-3 and 1e-4 over all impostor pairs of the
    fit identities of the largest identity set (``wild``: ~400k pairs).
-   Before step 3 the mask probe is fitted, and, when asked for (:data:`FIT_CERTAINTY_HEAD`), the certainty head
+   Before step 3 the mask probe is fitted, and (:data:`FIT_CERTAINTY_HEAD`) the certainty head
    (``calibration/certainty.py``: ridge from the recognizer's last-map statistics to CR-FIQA's certainty ratio, on
    the in-the-wild fit identities); the quality fit reads their out-of-fold values.
 3. Standardised logistic regression on the soft targets, each set weighted equally, each weight
@@ -63,12 +63,13 @@ STRICT_FMR = 1e-4
 TARGET_FMRS = (1e-2, 1e-3, 1e-4)
 # Share of the photos also analysed in thorough mode (only the thorough model's stability term needs it).
 THOROUGH_SHARE = 0.1
-# The certainty head (issue 28, calibration/certainty.py) is fitted only when asked for. With it the score ranks
-# recognition errors better (over 5 identity splits 0.950 x the feature norm's EDC pAUC, 1.012 x without), but the
-# term takes over the feature norm's weight, and very dark, 24-px and strongly blurred copies of trusted held-out
-# faces keep their trust more often (tests/test_quality_score.py fails): the shipped recipe leaves it out until a
-# fit keeps both (docs/quality.md, "Does the score predict recognition errors?").
-FIT_CERTAINTY_HEAD = False
+# The certainty head (issue 28, calibration/certainty.py) is part of the score. Fitted to the raw certainty ratio it
+# took over the feature norm's weight and gave very dark, 24-px and strongly blurred copies of trusted faces middling
+# certainty, so they kept their trust (tests/test_quality_score.py failed); the head's targets for clearly degraded
+# copies are now capped (calibration.certainty.HEAD_CAP_QUANTILE) and a reason never names the certainty term (it
+# says the recognizer is unsure, not why). Over 5 identity splits 0.972 x the feature norm's EDC pAUC (1.012 x
+# without the head, 0.950 x with the uncapped head); docs/quality.md, "Does the score predict recognition errors?".
+FIT_CERTAINTY_HEAD = True
 
 
 @dataclass
@@ -568,7 +569,7 @@ def calibrate(
 
 
 def fit_params(fit_records: list[ImageRecord], model_name: str, certainty_head: bool = FIT_CERTAINTY_HEAD) -> tuple[QualityParams, dict[str, float]]:
-    """Everything chosen by the calibration — mask probe, certainty head (when asked for and the records carry map
+    """Everything chosen by the calibration — mask probe, certainty head (when asked for, the default, and the records carry map
     statistics), match thresholds, targets, weights, EDC moves, temperatures — from the fit identities' records
     alone (the caller splits; this never sees held-out ones).
 
