@@ -530,7 +530,8 @@ def calibrate(
     progress: bool = True,
     certainty_head: bool = FIT_CERTAINTY_HEAD,
 ) -> QualityParams:
-    """Run the whole calibration and write the params file (default ``engine/quality/params/quality-<model>.json``);
+    """Run the whole calibration and write the params file (default ``engine/quality/params/quality-<model>.json``, or
+    ``quality-<model>-<detector>.json`` for another detector than MTCNN);
     ``certainty_head`` adds the certainty head and its term (see :data:`FIT_CERTAINTY_HEAD`)."""
     photos = discover(root, data, dark_per_identity, seed, spoof_per_subject)
     if not photos:
@@ -545,13 +546,14 @@ def calibrate(
         pipeline.complete_signals = complete
     if certainty_head and (added := add_map_stats(pipeline.embedder, records, cache)):  # records cached before the hook existed
         log.info("Map statistics added to %d cached records", added)
+    detector = getattr(pipeline.detector, "name", "mtcnn")  # the signals depend on it: each detector gets its own file
     return fit_from_records(
         records,
         photos,
         holdout_ids,
         pipeline.model,
         pipeline.config.thorough_samples,
-        output,
+        output or params_path_for(pipeline.model, detector),
         root,
         data,
         seed,
@@ -563,6 +565,7 @@ def calibrate(
             "spoof_per_subject": spoof_per_subject,
             "thorough_share": THOROUGH_SHARE,
             "certainty_head": certainty_head,
+            "detector": detector,
         },
         certainty_head,
     )

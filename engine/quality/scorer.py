@@ -161,8 +161,13 @@ class QualityParams:
         )
 
 
-def params_path_for(model: str) -> Path:
-    return PARAMS_DIR / f"quality-{model}.json"
+DEFAULT_DETECTOR = "mtcnn"
+
+
+def params_path_for(model: str, detector: str = DEFAULT_DETECTOR) -> Path:
+    """``quality-<model>.json``, fitted on MTCNN's detections; ``quality-<model>-<detector>.json`` for another
+    detector's (its boxes, points and probabilities move the signals the score reads)."""
+    return PARAMS_DIR / (f"quality-{model}.json" if detector == DEFAULT_DETECTOR else f"quality-{model}-{detector}.json")
 
 
 class QualityNotCalibratedError(FroodError):
