@@ -18,6 +18,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
 from starlette.datastructures import UploadFile
 
+from api.routes import flag
 from api.security import image_bytes
 from errors import ApiError
 from schemas import galleries as schemas
@@ -203,21 +204,22 @@ async def add_photos(name: str, label: str, request: Request) -> JSONResponse:
 _IDENTIFY_BODY = {
     "application/json": {"schema": schemas.IdentifyRequest.model_json_schema()},
     **_multipart(["image"], {"image": {"type": "string", "format": "binary"}, "topK": {"type": "integer"},
-                             "threshold": {"type": "number"}, "source": {"type": "string"}}),
+                             "threshold": {"type": "number"}, "source": {"type": "string"}, "components": {"type": "boolean"}}),
 }
 
 
 @router.post(IDENTIFY, response_model=schemas.IdentifyJSON, responses=_ERRORS,
              openapi_extra={"requestBody": {"required": True, "content": _IDENTIFY_BODY}})
-async def identify(name: str, request: Request) -> JSONResponse:
+async def identify(name: str, request: Request, components_query: bool | None = Query(None, alias="components")) -> JSONResponse:
     """Every face of an image (JSON ``image`` or multipart ``image``), or the caller's ``embedding``, against the gallery:
     the ``topK`` (1–100) best photos with scores, and the best label when its score reaches ``threshold`` ([-1, 1];
-    default: the model's match threshold), else "unknown"."""
+    default: the model's match threshold), else "unknown". ``components`` (body or form field, or query; the body
+    wins) adds each face's ISO/IEC 29794-5 report, as ``/extract``'s."""
     data: bytes | str | None
     if _is_multipart(request):
         form = await request.form()
         files = await _files(form, ("image",), 1)
-        fields: dict[str, Any] = _form_fields(form, ("topK", "threshold", "source"))
+        fields: dict[str, Any] = _form_fields(form, ("topK", "threshold", "source", "components"))
         for field, kind in (("topK", int), ("threshold", float)):
             if field in fields:
                 try:
@@ -233,7 +235,9 @@ async def identify(name: str, request: Request) -> JSONResponse:
 
     def work(admitted: bool) -> dict:
         image = image_bytes(data, get_settings()) if isinstance(data, str) else data
-        return gallery_service.identify_in(name, image, body.embedding, body.topK, body.threshold, _recorder("gallery_identify", source), admitted)
+        recorder = _recorder("gallery_identify", source)
+        asked = flag(body.components, components_query, False)  # a form field's text is read as pydantic reads a bool
+        return gallery_service.identify_in(name, image, body.embedding, body.topK, body.threshold, recorder, admitted, asked)
 
     if data is None:
         return JSONResponse(await run_in_threadpool(work, False))

@@ -54,6 +54,7 @@ class IdentifyRequest(_Strict):
     topK: int = Field(5, ge=1, le=100)  # noqa: N815
     threshold: float | None = Field(None, ge=-1.0, le=1.0, description="cosine similarity; default: the model's match threshold")
     source: str | None = None
+    components: bool | None = Field(None, description="each face's ISO/IEC 29794-5 components (as /extract's); default off")
 
 
 # --- answers --------------------------------------------------------------------------------------------------
@@ -133,6 +134,7 @@ class IdentifiedJSON(_Strict):
     label: str  # the best match at or above the threshold, else "unknown"
     score: float | None  # the best match's score
     matches: list[MatchJSON]
+    components: dict | None = None  # only with ``components=true``: schemas.components.ComponentsJSON (null: an embedding)
 
 
 class IdentifyJSON(_Strict):
@@ -185,10 +187,17 @@ def removed_json(gallery: str, ids: list[int], label: str) -> dict:
     return RemovedJSON(gallery=gallery, label=label, removed=ids).model_dump()
 
 
-def identify_json(gallery: str, faces: list[Any], top_k: int, threshold: float, from_embedding: bool = False) -> dict:
-    """``faces``: identified faces (``bbox``, ``det_score``, ``quality``, ``reasons``, ``matches``, ``ids``, ``label``)."""
+def identify_json(
+    gallery: str, faces: list[Any], top_k: int, threshold: float, from_embedding: bool = False, components: list | None = None
+) -> dict:
+    """``faces``: identified faces (``bbox``, ``det_score``, ``quality``, ``reasons``, ``matches``, ``ids``, ``label``).
+    ``components``: when asked for, one ``engine.quality.components.Components`` (or None) per face, in the same order;
+    only then does a face carry the key, so answers stay small."""
+    from schemas.components import components_json
+
+    reports = [None if report is None else components_json(report) for report in components] if components is not None else None
     rows = []
-    for face in faces:
+    for index, face in enumerate(faces):
         matches = [MatchJSON(label=label, score=round(score, 4), id=photo_id) for (label, score), photo_id in zip(face.matches, face.ids)]
         rows.append(IdentifiedJSON(
             bbox=None if from_embedding else [round(v, 1) for v in face.bbox],
@@ -198,5 +207,10 @@ def identify_json(gallery: str, faces: list[Any], top_k: int, threshold: float, 
             label=face.label,
             score=matches[0].score if matches else None,
             matches=matches,
+            components=reports[index] if reports is not None else None,
         ))
-    return IdentifyJSON(gallery=gallery, topK=top_k, threshold=round(threshold, 4), faces=rows).model_dump()
+    payload = IdentifyJSON(gallery=gallery, topK=top_k, threshold=round(threshold, 4), faces=rows).model_dump()
+    if reports is None:
+        for row in payload["faces"]:
+            row.pop("components")
+    return payload

@@ -746,8 +746,11 @@ def identify_in(
     threshold: float | None = None,
     record: Recorder | None = None,
     admitted: bool = False,
+    components: bool = False,
 ) -> dict:
-    """Every face of ``image`` (or the caller's ``embedding``) against gallery ``name``: its top-k and best label."""
+    """Every face of ``image`` (or the caller's ``embedding``) against gallery ``name``: its top-k and best label.
+    ``components``: each face also carries its component report (measured outside the gallery lock; null for an
+    embedding)."""
     top_k, threshold = check_search(top_k, threshold)
     if (image is None) == (embedding is None):
         raise ApiError(422, "give exactly one of image and embedding")
@@ -763,9 +766,10 @@ def identify_in(
         matches = [(label, score) for _, label, score in row]
         best = matches[0][0] if matches and matches[0][1] >= used else UNKNOWN
         face = IdentifiedFace([], 0.0, 1.0, [], matches, best, [i for i, _, _ in row])
-        return gallery_schemas.identify_json(gallery_record.name, [face], top_k, used, from_embedding=True)
+        return gallery_schemas.identify_json(gallery_record.name, [face], top_k, used, from_embedding=True, components=[None] if components else None)
     decoded = pipeline.decode(image)
     analysis = analyse(pipeline, decoded, record=record, admitted=admitted)  # outside the lock: slow
     with registry.lock:
         faces = match(pipeline, registry.get(key), analysis, top_k, threshold)
-    return gallery_schemas.identify_json(gallery_record.name, faces, top_k, used)
+    reports = [item.components for item in faces_service.components_for(decoded, analysis)] if components else None
+    return gallery_schemas.identify_json(gallery_record.name, faces, top_k, used, components=reports)

@@ -138,6 +138,38 @@ def test_infer_flag_as_query_reports_every_face_of_a_group_photo(app, faces_dir,
     assert all("components" not in face for face in body_says_no["faces"])
 
 
+# --- /galleries/{name}/identify ---------------------------------------------------------------------------------
+
+
+def test_identify_by_name_carries_components_only_when_asked_as_json_form_or_query(app, faces_dir, reference):
+    def identify(**kwargs) -> dict:
+        response = requests.post(f"{app.base_url}/galleries/named-components/identify", timeout=300, **kwargs)
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    created = requests.post(f"{app.base_url}/galleries", json={"name": "named-components"}, timeout=60)
+    assert created.status_code == 200, created.text
+    enrolled = requests.post(
+        f"{app.base_url}/galleries/named-components/identities/person/photos", json={"images": [b64(faces_dir / PHOTO)]}, timeout=300
+    )
+    assert enrolled.status_code == 200, enrolled.text
+    plain = identify(json={"image": b64(faces_dir / PHOTO)})
+    asked = identify(json={"image": b64(faces_dir / PHOTO), "components": True})
+    assert plain["faces"] and all("components" not in face for face in plain["faces"])
+    assert_same_report(asked["faces"][0]["components"], reference["components"])
+    assert [without_components(face) for face in asked["faces"]] == plain["faces"]
+    by_form = identify(files={"image": (PHOTO, (faces_dir / PHOTO).read_bytes())}, data={"components": "true"})
+    assert_same_report(by_form["faces"][0]["components"], reference["components"])
+    by_query = identify(json={"image": b64(faces_dir / PHOTO)}, params={"components": "true"})
+    assert_same_report(by_query["faces"][0]["components"], reference["components"])
+    body_says_no = identify(json={"image": b64(faces_dir / PHOTO), "components": False}, params={"components": "true"})
+    assert all("components" not in face for face in body_says_no["faces"])
+    embedding = identify(json={"embedding": reference["feature"], "components": True})
+    assert embedding["faces"][0]["components"] is None and embedding["faces"][0]["label"] == "person"  # no face to report
+    bad = requests.post(f"{app.base_url}/galleries/named-components/identify", files={"image": (PHOTO, b"x")}, data={"components": "maybe"}, timeout=60)
+    assert bad.status_code == 422 and "components" in bad.json()["detail"]
+
+
 # --- frood embed -----------------------------------------------------------------------------------------------
 
 
