@@ -75,3 +75,14 @@ def attached_store(tmp_path):
     yield store
     service.attach(None, None)
     store.close()
+
+
+@pytest.fixture
+def private_tmp(tmp_path, monkeypatch):
+    """A temporary folder of this test's own as ``tempfile``'s default: what the UI writes there can be counted."""
+    import tempfile
+
+    folder = tmp_path / "tmp"
+    folder.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(folder))
+    return folder

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import tempfile
 import time
 from types import SimpleNamespace
 
@@ -16,13 +15,6 @@ from ui import monitor as ui_monitor
 ENGLISH = SimpleNamespace(headers={"accept-language": "en-US,en;q=0.9"})
 CHINESE = SimpleNamespace(headers={"accept-language": "zh-CN,zh;q=0.9"})
 
-
-@pytest.fixture
-def private_tmp(tmp_path, monkeypatch):
-    folder = tmp_path / "tmp"
-    folder.mkdir()
-    monkeypatch.setattr(tempfile, "tempdir", str(folder))
-    return folder
 
 
 def test_a_failing_heatmap_keeps_the_feature_and_says_so(faces_dir, private_tmp, monkeypatch):

@@ -228,13 +228,3 @@ def test_the_monitor_tab_shows_the_components_that_fail_most_in_the_page_languag
         "FaceBrightness",
         "Sharpness",
     ]
-
-
-@pytest.fixture
-def private_tmp(tmp_path, monkeypatch):
-    import tempfile
-
-    folder = tmp_path / "tmp"
-    folder.mkdir()
-    monkeypatch.setattr(tempfile, "tempdir", str(folder))
-    return folder
