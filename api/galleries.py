@@ -38,16 +38,8 @@ PHOTO = "/galleries/{name}/photos/{photo_id}"
 IDENTIFY = "/galleries/{name}/identify"
 # The door's table (api.door.ScopeTable, templates included): what each method on these paths needs. Reads and
 # identification need gallery:read; every change gallery:write (an unknown method: the stricter, "*").
-_READ, _WRITE = "gallery:read", "gallery:write"
-ROUTE_SCOPES = {
-    GALLERIES: {"GET": _READ, "*": _WRITE},
-    GALLERY: {"GET": _READ, "*": _WRITE},
-    IDENTITIES: {"GET": _READ, "*": _WRITE},
-    IDENTITY: {"GET": _READ, "*": _WRITE},
-    PHOTOS: {"GET": _READ, "*": _WRITE},
-    PHOTO: {"GET": _READ, "*": _WRITE},
-    IDENTIFY: {"*": _READ},
-}
+ROUTE_SCOPES = {path: {"GET": "gallery:read", "*": "gallery:write"} for path in (GALLERIES, GALLERY, IDENTITIES, IDENTITY, PHOTOS, PHOTO)}
+ROUTE_SCOPES[IDENTIFY] = "gallery:read"
 _ERRORS = {status: {"model": DetailJSON} for status in (400, 401, 403, 404, 409, 413, 422, 503)}
 
 

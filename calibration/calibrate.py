@@ -39,7 +39,7 @@ from scipy.optimize import minimize, minimize_scalar
 
 from calibration.certainty import annotate_certainty, fit_certainty_head
 from engine.quality.probes import PROBE_L2, FeatureProbe, fit_probe
-from engine.quality.scorer import BASE_TERMS, CERTAINTY_TERM, THOROUGH_TERMS, LogitModel, QualityParams, params_path_for, term_values
+from engine.quality.scorer import BASE_TERMS, CERTAINTY_TERM, DEFAULT_DETECTOR, THOROUGH_TERMS, LogitModel, QualityParams, params_path_for, term_values
 from evaluation import metrics
 from evaluation.calibdata import (
     DEFAULT_HOLDOUT,
@@ -515,6 +515,19 @@ def split_summary(photos: list[Photo], holdout_ids: set[str]) -> dict:
     return summary
 
 
+def detector_of(pipeline) -> str:
+    """The name of the pipeline's detector: calibrations, their files and their caches are per detector."""
+    return getattr(pipeline.detector, "name", DEFAULT_DETECTOR)
+
+
+def default_cache_path(pipeline) -> Path:
+    """``build/calib-cache/<model>.pkl``; ``<model>-<detector>.pkl`` for another detector than MTCNN (the cached
+    analyses hold each photo's detections, so another detector must not read MTCNN's)."""
+    detector = detector_of(pipeline)
+    name = pipeline.model if detector == DEFAULT_DETECTOR else f"{pipeline.model}-{detector}"
+    return Path("build/calib-cache") / f"{name}.pkl"
+
+
 def calibrate(
     pipeline,
     root: Path | None = None,
@@ -546,7 +559,7 @@ def calibrate(
         pipeline.complete_signals = complete
     if certainty_head and (added := add_map_stats(pipeline.embedder, records, cache)):  # records cached before the hook existed
         log.info("Map statistics added to %d cached records", added)
-    detector = getattr(pipeline.detector, "name", "mtcnn")  # the signals depend on it: each detector gets its own file
+    detector = detector_of(pipeline)  # the signals depend on it: each detector gets its own file
     return fit_from_records(
         records,
         photos,

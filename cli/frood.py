@@ -230,7 +230,7 @@ def cmd_webhook(args: argparse.Namespace) -> int:
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
-    from calibration.calibrate import calibrate
+    from calibration.calibrate import calibrate, default_cache_path
 
     root = Path(args.data_root) if args.data_root else None
     data = Path(args.data) if args.data else None
@@ -241,10 +241,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     if not 0.0 < args.holdout < 1.0:
         raise FroodError(f"--holdout must be between 0 and 1, got {args.holdout}")
     pipeline = _pipeline(args, with_quality=False)
-    # The cached analyses hold each photo's detections: another detector must not read MTCNN's (DETECTOR=yunet).
-    detector = getattr(pipeline.detector, "name", "mtcnn")
-    cache_name = pipeline.model if detector == "mtcnn" else f"{pipeline.model}-{detector}"
-    cache = None if args.no_cache else Path(args.cache or f"build/calib-cache/{cache_name}.pkl")
+    cache = None if args.no_cache else Path(args.cache) if args.cache else default_cache_path(pipeline)
     params = calibrate(
         pipeline,
         root,

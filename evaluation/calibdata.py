@@ -363,13 +363,13 @@ def add_map_stats(embedder, records: list[ImageRecord], cache: RecordCache | Non
     Only for an embedder that exposes a map (``has_map_stats``); records cached before the hook existed need it."""
     if not getattr(embedder, "has_map_stats", False):
         return 0
-    todo = [r.face for r in records if r.face is not None and r.face.aligned is not None and getattr(r.face, "map_stats", None) is None]
-    for start in range(0, len(todo), batch_size):
-        chunk = todo[start : start + batch_size]
+    missing = [r.face for r in records if r.face is not None and r.face.aligned is not None and getattr(r.face, "map_stats", None) is None]
+    for start in range(0, len(missing), batch_size):
+        chunk = missing[start : start + batch_size]
         stats = embedder.embed(np.stack([face.aligned for face in chunk])).map_stats
         for face, row in zip(chunk, stats):
             face.map_stats = row
-    if cache is not None and todo:
-        cache.changed(len(todo))
+    if cache is not None and missing:
+        cache.changed(len(missing))
         cache.save()
-    return len(todo)
+    return len(missing)

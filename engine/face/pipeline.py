@@ -25,7 +25,7 @@ from engine.face.align import align_face
 from engine.face.choose import order_by_main_face
 from engine.face.detect import Detection, Detector, MTCNNDetector
 from engine.face.models import create_embedder, get_spec
-from engine.quality.scorer import QualityScorer, params_path_for
+from engine.quality.scorer import DEFAULT_DETECTOR, QualityScorer, params_path_for
 from engine.quality.signals import QualitySignals, SignalExtractor, exposure_signals
 from engine.weights import packaged_model_loader
 from errors import AlignmentError, FroodError, ImageDecodeError, NoFaceError
@@ -106,7 +106,7 @@ class PipelineConfig:
     max_image_width: int = 1920
     thorough_samples: int = 8
     decode_workers: int = 2
-    detector: str = "mtcnn"  # one of DETECTORS (issue 23: yunet measured against mtcnn in docs/models.md)
+    detector: str = DEFAULT_DETECTOR  # one of DETECTORS (issue 23: yunet measured against mtcnn in docs/models.md)
 
 
 # The face detectors behind engine.face.detect.Detector: MTCNN (facenet-pytorch, the default) and YuNet (OpenCV Zoo).
@@ -182,7 +182,7 @@ class FacePipeline:
     def _params_path(self) -> Path:
         """The quality calibration fitted on this pipeline's detector; MTCNN's, with a warning, where it has none."""
         own = params_path_for(self.model, self.config.detector)
-        if own.is_file() or self.config.detector == "mtcnn":
+        if own.is_file() or self.config.detector == DEFAULT_DETECTOR:
             return own
         log.warning("DETECTOR=%s: no quality calibration fitted on its detections (%s); using MTCNN's (docs/models.md)", self.config.detector, own.name)
         return params_path_for(self.model)
