@@ -27,7 +27,7 @@ from engine.quality.components import (
     unified_quality_0_100,
 )
 from engine.quality.reasons import rule_reasons
-from engine.quality.signals import QualitySignals
+from engine.quality.signals import QualitySignals, eye_line_roll, pose_crop
 
 OFIQ_REPO = Path("/work/.mirror/BSI-OFIQ+OFIQ-Project/repo")
 # fr_pose reads a crop of the detector's box: a border that clips that crop, or a much darker or blurred
@@ -204,6 +204,30 @@ def test_a_face_against_the_left_border_lowers_the_leftward_crop(pipeline, photo
 def _rotate(rgb: np.ndarray, degrees: float, centre) -> np.ndarray:
     matrix = cv2.getRotationMatrix2D((float(centre[0]), float(centre[1])), degrees, 1.0)
     return cv2.warpAffine(rgb, matrix, (rgb.shape[1], rgb.shape[0]), borderMode=cv2.BORDER_REFLECT)
+
+
+def test_roll_is_the_eye_lines_angle_with_fr_poses_sign():
+    """Five points of a level face turned by ±θ about their middle: roll reads ∓θ (anticlockwise negative, as
+    displayed with y down), whichever eye the detector lists first."""
+    level = np.array([[40.0, 50.0], [80.0, 50.0], [60.0, 70.0], [45.0, 90.0], [75.0, 90.0]])
+    for degrees in (20.0, -20.0, 7.5, 0.0):
+        matrix = cv2.getRotationMatrix2D((60.0, 70.0), degrees, 1.0)
+        turned = level @ matrix[:, :2].T + matrix[:, 2]
+        assert eye_line_roll(turned) == pytest.approx(-degrees, abs=1e-6)
+        assert eye_line_roll(turned[[1, 0, 2, 3, 4]]) == pytest.approx(-degrees, abs=1e-6)
+
+
+def test_a_pose_crop_past_the_border_is_padded_grey_not_stretched():
+    """The face fr_pose sees keeps its place and shape when its grown box leaves the image: the crop of a face at
+    the left edge equals the crop of the same face inside a grey border, and the grey fills the missing part."""
+    rng = np.random.default_rng(3)
+    face = rng.integers(0, 256, size=(120, 100, 3), dtype=np.uint8)
+    box = np.array([0.0, 10.0, 80.0, 110.0])  # touching the left edge: a quarter more on each side leaves the image
+    bordered = cv2.copyMakeBorder(face, 40, 40, 40, 40, cv2.BORDER_CONSTANT, value=(127, 127, 127))
+    cut, inside = pose_crop(face, box), pose_crop(bordered, box + 40)
+    assert cut.shape == (224, 224, 3)
+    assert np.array_equal(cut, inside)
+    assert (cut[:, :36] == 127).all()  # the 20 px left of the image, 37 columns of 224
 
 
 def test_rotating_in_plane_by_20_degrees_moves_roll_by_about_20(pipeline, photos, clean):

@@ -3,7 +3,7 @@
 Signals (all measured, none guessed):
 - ``feature_norm``: the recognizer's pre-normalisation feature norm (≈3.7 clean, lower when degraded);
 - ``det_score``: the detector's face probability; ``face_px``: the face box's short side in original pixels;
-- ``yaw/pitch/roll``: degrees from ``fr_pose`` (Hopenet-style, 66 bins of 3°);
+- ``yaw/pitch``: degrees from ``fr_pose`` (Hopenet-style, 66 bins of 3°); ``roll``: the angle of the detector's eye line;
 - ``sharpness``: log10 variance of the Laplacian of the aligned face; ``brightness``, ``contrast``,
   ``overexposed``/``underexposed`` shares: exposure of the aligned face's inner region;
 - ``real_prob``: probability of a live (not screen/print recaptured) face from ``fr_liveness``;
@@ -16,6 +16,7 @@ The preprocessing of each helper model mirrors the package's ``lib/*.js``.
 from __future__ import annotations
 
 import logging
+import math
 import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -114,11 +115,26 @@ def _crop_resize(rgb: np.ndarray, left: float, top: float, right: float, bottom:
     return cv2.resize(rgb[y1:y2, x1:x2], (size, size), interpolation=cv2.INTER_LINEAR)
 
 
+def eye_line_roll(landmarks: np.ndarray) -> float:
+    """Roll in degrees: the angle of the line through the detector's two eye points, negative when the face turns
+    anticlockwise (fr_pose's sign). Exact for an in-plane rotation, where fr_pose's roll, read off a box crop, was
+    off by up to 8° and moved with the detector's box (docs/quality.md); the score does not read roll."""
+    (x1, y1), (x2, y2) = sorted(np.asarray(landmarks, float)[:2].tolist())
+    return float(np.degrees(np.arctan2(y2 - y1, x2 - x1)))
+
+
 def pose_crop(rgb: np.ndarray, bbox: np.ndarray) -> np.ndarray:
-    """fr_pose.js: the box grown by a quarter on each side, 224×224."""
+    """fr_pose.js: the box grown by a quarter on each side, 224×224. Where that box leaves the image the missing
+    part is grey, as in MTCNN's re-detection inside a grey border: clipped and stretched instead, a frontal face at
+    the image's edge read as turned by up to 35° (tests/test_quality_components.py)."""
     x1, y1, x2, y2 = bbox
     width, height = x2 - x1, y2 - y1
-    return _crop_resize(rgb, x1 - width / 4, y1 - height / 4, x2 + width / 4, y2 + height / 4, 224)
+    left, top, right, bottom = x1 - width / 4, y1 - height / 4, x2 + width / 4, y2 + height / 4
+    outside = int(math.ceil(max(0.0, -left, -top, right - rgb.shape[1], bottom - rgb.shape[0])))
+    if outside:
+        rgb = cv2.copyMakeBorder(rgb, outside, outside, outside, outside, cv2.BORDER_CONSTANT, value=(127,) * 3)
+        left, top, right, bottom = left + outside, top + outside, right + outside, bottom + outside
+    return _crop_resize(rgb, left, top, right, bottom, 224)
 
 
 def liveness_crop(rgb: np.ndarray, bbox: np.ndarray, scale_value: float = LIVENESS_SCALE) -> np.ndarray:
@@ -370,7 +386,7 @@ class SignalExtractor:
                 feature_norm=float(feature_norms[index]),
                 yaw=float(poses[index, 0]),
                 pitch=float(poses[index, 1]),
-                roll=float(poses[index, 2]),
+                roll=eye_line_roll(det.landmarks),
                 real_prob=float(real[index]),
                 eyes_open=None if np.isnan(eye_values[index, 0]) else float(eye_values[index, 0]),
                 truncation=float(det.outside),
