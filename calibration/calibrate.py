@@ -31,7 +31,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -39,7 +39,17 @@ from scipy.optimize import minimize, minimize_scalar
 
 from calibration.certainty import annotate_certainty, fit_certainty_head
 from engine.quality.probes import PROBE_L2, FeatureProbe, fit_probe
-from engine.quality.scorer import BASE_TERMS, CERTAINTY_TERM, DEFAULT_DETECTOR, THOROUGH_TERMS, LogitModel, QualityParams, params_path_for, term_values
+from engine.quality.scorer import (
+    BASE_TERMS,
+    CERTAINTY_TERM,
+    DEFAULT_DETECTOR,
+    THOROUGH_TERMS,
+    UNSUFFIXED_DETECTOR,
+    LogitModel,
+    QualityParams,
+    params_path_for,
+    term_values,
+)
 from evaluation import metrics
 from evaluation.calibdata import (
     DEFAULT_HOLDOUT,
@@ -441,7 +451,13 @@ def fit_weights(
     return tuned, refit_bias(z, tuned, p, weights)
 
 
-def fit_logit_model(samples: list[Sample], terms: tuple[str, ...], folds: int = 5, edc_threshold: float | None = None) -> tuple[LogitModel, dict]:
+def fit_logit_model(
+    samples: list[Sample],
+    terms: tuple[str, ...],
+    folds: int = 5,
+    edc_threshold: float | None = None,
+    term_bounds: dict[str, tuple[float | None, float | None]] = TERM_BOUNDS,
+) -> tuple[LogitModel, dict]:
     """Sign-constrained weighted logistic fit on soft targets, the EDC step on in-the-wild pairs (when
     ``edc_threshold``, the fit identities' FMR-1e-2 cosine, is given), then the temperature on
     out-of-fold logits."""
@@ -451,7 +467,7 @@ def fit_logit_model(samples: list[Sample], terms: tuple[str, ...], folds: int = 
     identities = np.array([sample.identity for sample in samples])
     mean, scale = x.mean(axis=0), x.std(axis=0) + 1e-9
     z = (x - mean) / scale
-    bounds = [TERM_BOUNDS[name] for name in terms]
+    bounds = [term_bounds[name] for name in terms]
     pairs = genuine_wild_pairs(samples, edc_threshold) if edc_threshold is not None else None
 
     out_of_fold = np.zeros(len(samples))
@@ -521,10 +537,10 @@ def detector_of(pipeline) -> str:
 
 
 def default_cache_path(pipeline) -> Path:
-    """``build/calib-cache/<model>.pkl``; ``<model>-<detector>.pkl`` for another detector than MTCNN (the cached
-    analyses hold each photo's detections, so another detector must not read MTCNN's)."""
+    """``build/calib-cache/<model>-<detector>.pkl``; MTCNN's is ``<model>.pkl`` (the cached analyses hold each photo's
+    detections, so one detector must not read another's)."""
     detector = detector_of(pipeline)
-    name = pipeline.model if detector == DEFAULT_DETECTOR else f"{pipeline.model}-{detector}"
+    name = pipeline.model if detector == UNSUFFIXED_DETECTOR else f"{pipeline.model}-{detector}"
     return Path("build/calib-cache") / f"{name}.pkl"
 
 
@@ -543,8 +559,8 @@ def calibrate(
     progress: bool = True,
     certainty_head: bool = FIT_CERTAINTY_HEAD,
 ) -> QualityParams:
-    """Run the whole calibration and write the params file (default ``engine/quality/params/quality-<model>.json``, or
-    ``quality-<model>-<detector>.json`` for another detector than MTCNN);
+    """Run the whole calibration and write the params file (default ``engine/quality/params/quality-<model>-<detector>.json``,
+    MTCNN's ``quality-<model>.json``: :func:`engine.quality.scorer.params_path_for`);
     ``certainty_head`` adds the certainty head and its term (see :data:`FIT_CERTAINTY_HEAD`)."""
     photos = discover(root, data, dark_per_identity, seed, spoof_per_subject)
     if not photos:
@@ -584,6 +600,39 @@ def calibrate(
     )
 
 
+# Priors that must take trust away, each tightened on a ladder. The "dark" and "small_face" weights are bounded
+# (darker or smaller never raises trust); with YuNet's boxes O-Net stays confident on very dark and 24-px faces (its
+# probability no longer falls with the light or the size), so those terms must take the trust away alone, and their
+# first bounds let a sixth of very dark and over a third of 24-px copies keep it. The fit takes, term by term, the
+# weakest bound on its ladder with which the fit identities' damaged copies of their own trusted clean photos lose
+# trust and name the term's reason at least as often as COPIES_LOSING_TRUST: the bar tests/test_quality_score.py
+# holds held-out faces to (issue 23, docs/quality.md). term: (damage, reason, ladder)
+TRUST_PRIORS: dict[str, tuple[str, str, tuple[float, ...]]] = {
+    "dark": ("very_dark", "too_dark", (-0.25, -0.5, -0.75, -1.0, -1.5)),
+    "small_face": ("downscale_24", "face_too_small", (-0.5, -0.75, -1.0, -1.5)),
+}
+COPIES_LOSING_TRUST = 0.9
+TRUST = 0.6  # the meaning the score keeps: settings' TRUST_THRESHOLD default
+
+
+def copies_losing_trust(params: QualityParams, records: list[ImageRecord], damage: str, reason: str) -> tuple[float, int]:
+    """Of the ``damage`` copies (``evaluation.degrade``) whose clean photo the params trust and whose face is still
+    found: the share scored below trust that name ``reason``, and how many there were."""
+    from engine.quality.scorer import QualityScorer
+
+    scorer = QualityScorer(params, TRUST)
+
+    def scored(record: ImageRecord):
+        return scorer.score(replace(record.face.signals, stability=None))
+
+    trusted = {record.photo.path for record in records if record.variant == "clean" and record.face is not None and scored(record).score >= TRUST}
+    copies = [record for record in records if record.variant == damage and record.face is not None and record.photo.path in trusted]
+    if not copies:
+        return 1.0, 0
+    lost = [(result := scored(record)).score < TRUST and reason in result.reasons for record in copies]
+    return float(np.mean(lost)), len(copies)
+
+
 def fit_params(fit_records: list[ImageRecord], model_name: str, certainty_head: bool = FIT_CERTAINTY_HEAD) -> tuple[QualityParams, dict[str, float]]:
     """Everything chosen by the calibration — mask probe, certainty head (when asked for, the default, and the records carry map
     statistics), match thresholds, targets, weights, EDC moves, temperatures — from the fit identities' records
@@ -604,34 +653,56 @@ def fit_params(fit_records: list[ImageRecord], model_name: str, certainty_head: 
     threshold_info = fit_thresholds(fit_records)
     thresholds = threshold_info.pop("_values")
     samples = assign_targets(fit_records, thresholds)
-    default_model, default_report = fit_logit_model(samples, (*BASE_TERMS, *extra), edc_threshold=thresholds[EDC_FMR])
     thorough_samples_ = [sample for sample in samples if sample.face.signals.stability is not None]
-    thorough_model, thorough_report = fit_logit_model(thorough_samples_, (*THOROUGH_TERMS, *extra), edc_threshold=thresholds[EDC_FMR])
     groups: dict[str, list[float]] = {}
     for sample in samples:
         key = f"degraded:{sample.record.variant}" if sample.group == "degraded" else f"{sample.group}:{sample.record.photo.kind}"
         groups.setdefault(key, []).append(sample.target)
-    params = QualityParams(
-        model=model_name,
-        version=PARAMS_VERSION,
-        match_threshold=round(thresholds[MATCH_FMR], 4),
-        default=default_model,
-        thorough=thorough_model,
-        metadata={
-            "fit_samples": len(samples),
-            "match_threshold_fmr": MATCH_FMR,
-            "strict_match_threshold": round(thresholds[STRICT_FMR], 4),
-            "strict_match_threshold_fmr": STRICT_FMR,
-            "threshold": threshold_info,
-            "mean_target_by_group": {key: [round(float(np.mean(values)), 3), len(values)] for key, values in sorted(groups.items())},
-            "default_fit": default_report,
-            "thorough_fit": thorough_report,
-            "mask_probe": mask_probe_report,
-            **({"certainty_head": certainty_report} if head is not None else {}),
-        },
-        mask_probe=mask_probe,
-        certainty_head=head,
-    )
+    rungs = dict.fromkeys(TRUST_PRIORS, 0)
+    tried: list[dict] = []
+    while True:
+        bounds = TERM_BOUNDS | {term: (None, ladder[rungs[term]]) for term, (_, _, ladder) in TRUST_PRIORS.items()}
+        default_model, default_report = fit_logit_model(samples, (*BASE_TERMS, *extra), edc_threshold=thresholds[EDC_FMR], term_bounds=bounds)
+        thorough_model, thorough_report = fit_logit_model(thorough_samples_, (*THOROUGH_TERMS, *extra), edc_threshold=thresholds[EDC_FMR], term_bounds=bounds)
+        params = QualityParams(
+            model=model_name,
+            version=PARAMS_VERSION,
+            match_threshold=round(thresholds[MATCH_FMR], 4),
+            default=default_model,
+            thorough=thorough_model,
+            metadata={
+                "fit_samples": len(samples),
+                "match_threshold_fmr": MATCH_FMR,
+                "strict_match_threshold": round(thresholds[STRICT_FMR], 4),
+                "strict_match_threshold_fmr": STRICT_FMR,
+                "threshold": threshold_info,
+                "mean_target_by_group": {key: [round(float(np.mean(values)), 3), len(values)] for key, values in sorted(groups.items())},
+                "default_fit": default_report,
+                "thorough_fit": thorough_report,
+                "mask_probe": mask_probe_report,
+                **({"certainty_head": certainty_report} if head is not None else {}),
+            },
+            mask_probe=mask_probe,
+            certainty_head=head,
+        )
+        step: dict = {"bounds": {term: bounds[term][1] for term in TRUST_PRIORS}}
+        failing = []
+        for term, (damage, reason, ladder) in TRUST_PRIORS.items():
+            share, copies = copies_losing_trust(params, fit_records, damage, reason)
+            step[term] = {"fit_copies_losing_trust": round(share, 4), "copies": copies}
+            if share < COPIES_LOSING_TRUST and rungs[term] + 1 < len(ladder):
+                failing.append(term)
+        tried.append(step)
+        if not failing:
+            break
+        for term in failing:
+            rungs[term] += 1
+    params.metadata["trust_priors"] = {
+        "bar": COPIES_LOSING_TRUST,
+        "copies": {term: {"damage": damage, "reason": reason, "ladder": list(ladder)} for term, (damage, reason, ladder) in TRUST_PRIORS.items()},
+        "chosen": tried[-1]["bounds"],
+        "tried": tried,
+    }
     return params, thresholds
 
 
@@ -699,6 +770,7 @@ def fit_from_records(
         "thorough_fit": fitted["thorough_fit"],
         "thorough_samples": thorough_samples,
         "mask_probe": fitted["mask_probe"],
+        "trust_priors": fitted["trust_priors"],
     }
     if "certainty_head" in fitted:
         params.metadata["certainty_head"] = fitted["certainty_head"] | {
@@ -711,5 +783,5 @@ def fit_from_records(
         params.metadata["threshold"]["held_out"] = held["threshold"]
     params.metadata["mask_probe"].update(held["mask_probe"])
     params.metadata["held_out_report"] = held["report"]
-    params.save(output or params_path_for(model_name))
+    params.save(output or params_path_for(model_name, options.get("detector", UNSUFFIXED_DETECTOR)))
     return params
