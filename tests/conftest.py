@@ -39,6 +39,15 @@ def pipeline():
 
 
 @pytest.fixture(scope="session")
+def mtcnn_detector():
+    """MTCNN as the pipeline runs it with DETECTOR=mtcnn (the default detector is YuNet): for the tests of its own
+    batched and letterboxed passes."""
+    from engine.face.detect import MTCNNDetector
+
+    return MTCNNDetector(device="cpu")
+
+
+@pytest.fixture(scope="session")
 def clean_results(pipeline, faces_dir: Path, identities: dict[str, str]):
     """Analysis of every labelled photo, computed once for the session. Most faces/ identities were fitted
     on by the quality calibration: a test asserting on a score, a reason or a threshold uses

@@ -87,9 +87,9 @@ def test_compare_is_one_batch_of_two(pipeline, faces_dir):
         pipeline.compare(faces_dir / "img1.jpg", b"")
 
 
-def test_detector_matches_facenet_pytorch_mtcnn(pipeline, faces_dir):
+def test_detector_matches_facenet_pytorch_mtcnn(mtcnn_detector, faces_dir):
     """The vectorised R-Net/O-Net crops give facenet-pytorch's own boxes, scores and landmarks."""
-    detector = pipeline.detector
+    detector = mtcnn_detector
     for name in ("img1.jpg", "img41.jpg", "couple.jpg"):
         small, _ = detector.downscale(decode_image(faces_dir / name).rgb)
         with torch.inference_mode():
@@ -155,7 +155,7 @@ def test_converted_models_are_cached_on_disk_by_hash(tmp_path):
         assert torch.allclose(weights.onnx_to_torch(source, tmp_path)(probe), first(probe))  # rebuilt, not fatal
 
 
-def test_equal_size_images_detected_together_match_one_by_one(pipeline):
+def test_equal_size_images_detected_together_match_one_by_one(mtcnn_detector):
     """The grouped MTCNN pass (the CUDA default) run on CPU: same faces as image by image."""
     from engine.face.detect import MTCNNDetector
 
@@ -167,9 +167,9 @@ def test_equal_size_images_detected_together_match_one_by_one(pipeline):
     same = [image for image in images if image.shape == shape][:6]
     assert len(same) >= 3
     grouped = MTCNNDetector(group_sizes=True)
-    grouped._mtcnn = pipeline.detector._mtcnn
+    grouped._mtcnn = mtcnn_detector._mtcnn
     together = grouped.detect_batch(same)
-    alone = [pipeline.detector.detect(image) for image in same]
+    alone = [mtcnn_detector.detect(image) for image in same]
     for faces_together, faces_alone in zip(together, alone):
         assert len(faces_together) == len(faces_alone)
         for a, b in zip(faces_together, faces_alone):

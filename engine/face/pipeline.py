@@ -25,7 +25,7 @@ from engine.face.align import align_face
 from engine.face.choose import order_by_main_face
 from engine.face.detect import Detection, Detector, MTCNNDetector
 from engine.face.models import create_embedder, get_spec
-from engine.quality.scorer import DEFAULT_DETECTOR, QualityScorer, params_path_for
+from engine.quality.scorer import DEFAULT_DETECTOR, QualityScorer, calibration_for, params_path_for
 from engine.quality.signals import QualitySignals, SignalExtractor, exposure_signals
 from engine.weights import packaged_model_loader
 from errors import AlignmentError, FroodError, ImageDecodeError, NoFaceError
@@ -109,7 +109,8 @@ class PipelineConfig:
     detector: str = DEFAULT_DETECTOR  # one of DETECTORS (issue 23: yunet measured against mtcnn in docs/models.md)
 
 
-# The face detectors behind engine.face.detect.Detector: MTCNN (facenet-pytorch, the default) and YuNet (OpenCV Zoo).
+# The face detectors behind engine.face.detect.Detector: MTCNN (facenet-pytorch) and YuNet (OpenCV Zoo, the default,
+# its boxes given O-Net's points: engine.face.yunet.create_yunet).
 DETECTORS = ("mtcnn", "yunet")
 
 
@@ -181,11 +182,10 @@ class FacePipeline:
 
     def _params_path(self) -> Path:
         """The quality calibration fitted on this pipeline's detector; MTCNN's, with a warning, where it has none."""
-        own = params_path_for(self.model, self.config.detector)
-        if own.is_file() or self.config.detector == DEFAULT_DETECTOR:
-            return own
-        log.warning("DETECTOR=%s: no quality calibration fitted on its detections (%s); using MTCNN's (docs/models.md)", self.config.detector, own.name)
-        return params_path_for(self.model)
+        path, own = calibration_for(self.model, self.config.detector), params_path_for(self.model, self.config.detector)
+        if path != own:
+            log.warning("DETECTOR=%s: no quality calibration fitted on its detections (%s); using MTCNN's (docs/models.md)", self.config.detector, own.name)
+        return path
 
     def decode(self, image: ImageInput, name: str = "") -> DecodedImage:
         config = self.config

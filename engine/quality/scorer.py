@@ -161,13 +161,29 @@ class QualityParams:
         )
 
 
-DEFAULT_DETECTOR = "mtcnn"
+# The detector a pipeline runs unless told otherwise (settings DETECTOR): YuNet's boxes with O-Net's points, which
+# found as many faces or more than MTCNN on every shared set, verified better through both recognizers and detects
+# 2–6 times faster (issue 23, docs/models.md).
+DEFAULT_DETECTOR = "yunet"
+# The detector the first calibrations were fitted on; its files and caches keep the names they had before the
+# detector could be chosen.
+UNSUFFIXED_DETECTOR = "mtcnn"
 
 
 def params_path_for(model: str, detector: str = DEFAULT_DETECTOR) -> Path:
-    """``quality-<model>.json``, fitted on MTCNN's detections; ``quality-<model>-<detector>.json`` for another
-    detector's (its boxes, points and probabilities move the signals the score reads)."""
-    return PARAMS_DIR / (f"quality-{model}.json" if detector == DEFAULT_DETECTOR else f"quality-{model}-{detector}.json")
+    """``quality-<model>-<detector>.json``; MTCNN's is ``quality-<model>.json``. Each detector has its own fit: its
+    boxes, points and probabilities move the signals the score reads."""
+    return PARAMS_DIR / (f"quality-{model}.json" if detector == UNSUFFIXED_DETECTOR else f"quality-{model}-{detector}.json")
+
+
+def calibration_for(model: str, detector: str = DEFAULT_DETECTOR) -> Path:
+    """The quality calibration a pipeline of ``model`` and ``detector`` reads: its own, else MTCNN's with a warning
+    (a model calibrated before its detector could be chosen), else its own path (which then says it is missing)."""
+    own = params_path_for(model, detector)
+    if own.is_file() or detector == UNSUFFIXED_DETECTOR:
+        return own
+    fallback = params_path_for(model, UNSUFFIXED_DETECTOR)
+    return fallback if fallback.is_file() else own
 
 
 class QualityNotCalibratedError(FroodError):
@@ -194,7 +210,7 @@ class QualityScorer:
 
     @classmethod
     def for_model(cls, model: str, params_path: Path | None = None, trust_threshold: float = 0.6) -> QualityScorer:
-        path = Path(params_path) if params_path else params_path_for(model)
+        path = Path(params_path) if params_path else calibration_for(model)
         if not path.is_file():
             raise QualityNotCalibratedError(f"no quality calibration for model {model!r} at {path}; run `frood --model {model} calibrate`")
         return cls(QualityParams.load(path), trust_threshold)
