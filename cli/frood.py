@@ -499,7 +499,7 @@ def build_parser() -> argparse.ArgumentParser:
     calibrate = sub.add_parser("calibrate", help="fit the quality score and match thresholds on labelled photos (split by identity)")
     calibrate.add_argument("--data-root", default=None, help="folder holding any of wild/ faces/ spoof/ dark/ masked/ (see docs/quality.md)")
     calibrate.add_argument("--data", default=None, help="one more folder with identities.csv (file,identity) and the photos")
-    calibrate.add_argument("--output", default=None, help="params file (default engine/quality/params/quality-<model>-<detector>.json; MTCNN's quality-<model>.json)")
+    calibrate.add_argument("--output", default=None, help="params file (default engine/quality/params/quality-<model>-<detector>.json; MTCNN: no suffix)")
     calibrate.add_argument("--seed", type=int, default=8, help="seed of the identity split and the degradation sample (default 8)")
     calibrate.add_argument("--holdout", type=float, default=1 / 3, help="share of each set's identities held out, never fitted (default 1/3)")
     calibrate.add_argument("--degrade-photos", type=int, default=200, help="in-the-wild photos given synthetic degradations (default 200)")
