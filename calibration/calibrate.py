@@ -273,9 +273,9 @@ def _design(samples: list[Sample], terms: tuple[str, ...]) -> np.ndarray:
 
 
 # Domain knowledge the fit must respect (bounds on the standardised weights): a worse value of a
-# term never raises trust. One prior goes further: a face under 64 px must lower trust (weight at
-# most -0.25): the feature norm already drops for tiny faces, and the prior makes "face too small"
-# move the score as operators expect (see docs/quality.md).
+# term never raises trust. Two priors go further: a face under 64 px and a dark face must lower trust
+# (weights at most -0.5 and -0.25, tightened by TRUST_PRIORS below), so that "face too small" and "too
+# dark" move the score as operators expect (see docs/quality.md).
 TERM_BOUNDS: dict[str, tuple[float | None, float | None]] = {
     "feature_norm": (0.0, None),
     "small_face": (None, -0.5),
