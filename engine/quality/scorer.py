@@ -177,8 +177,8 @@ def params_path_for(model: str, detector: str = DEFAULT_DETECTOR) -> Path:
 
 
 def calibration_for(model: str, detector: str = DEFAULT_DETECTOR) -> Path:
-    """The quality calibration a pipeline of ``model`` and ``detector`` reads: its own, else MTCNN's with a warning
-    (a model calibrated before its detector could be chosen), else its own path (which then says it is missing)."""
+    """The quality calibration a pipeline of ``model`` and ``detector`` reads: its own, else MTCNN's (a model calibrated
+    before its detector could be chosen; the pipeline warns), else its own path (which then says it is missing)."""
     own = params_path_for(model, detector)
     if own.is_file() or detector == UNSUFFIXED_DETECTOR:
         return own
