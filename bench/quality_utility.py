@@ -71,7 +71,10 @@ def standard(values: np.ndarray, reference: np.ndarray) -> np.ndarray:
     return (values - reference.mean()) / (reference.std() + 1e-12)
 
 
-def run_split(records: list, photos: list, seed: int, model: str, holdout: float) -> dict:
+def split_rows(records: list, photos: list, seed: int, holdout: float) -> tuple:
+    """One identity split of the in-the-wild rows the heads read: the held-out identities, the rows, their features,
+    identities, clean flags, source photos, held-out flags, and the indices of the fit clean, held-out clean and
+    all fit rows."""
     held_ids = held_out(photos, seed, holdout)
     wild = head_rows(records)
     features = np.stack([r.face.feature for r in wild]).astype(np.float64)
@@ -79,7 +82,25 @@ def run_split(records: list, photos: list, seed: int, model: str, holdout: float
     clean = np.array([r.variant == "clean" for r in wild])
     sources = np.array([str(r.photo.path) for r in wild])
     held = np.array([label in held_ids for label in labels])
-    fit_clean, held_clean, fit_all = np.flatnonzero(~held & clean), np.flatnonzero(held & clean), np.flatnonzero(~held)
+    return held_ids, wild, features, labels, clean, sources, held, np.flatnonzero(~held & clean), np.flatnonzero(held & clean), np.flatnonzero(~held)
+
+
+def split_quality(params, wild: list, fit_records: list, held_clean: np.ndarray, fit_clean: np.ndarray) -> np.ndarray:
+    """The calibrated quality of every clean in-the-wild row (held-out rows annotated by the caller; fit rows carry
+    their out-of-fold probe and head values from the fit), as the pipeline scores them."""
+    scorer = QualityScorer(params)
+    fit_wild = [r for r in fit_records if r.variant == "clean" and r.photo.set == "wild" and r.face is not None]
+    fit_quality = {id(s.photo): s.quality for s in scored_from_records(fit_wild, scorer)}
+    quality = np.zeros(len(wild))
+    for row, scored in zip(held_clean, scored_from_records([wild[i] for i in held_clean], scorer)):
+        quality[row] = scored.quality
+    for row in fit_clean:
+        quality[row] = fit_quality[id(wild[row].photo)]
+    return quality
+
+
+def run_split(records: list, photos: list, seed: int, model: str, holdout: float) -> dict:
+    held_ids, wild, features, labels, clean, sources, held, fit_clean, held_clean, fit_all = split_rows(records, photos, seed, holdout)
     scalars = np.array([head_scalars(r.face.signals) for r in wild])
     inputs = {"head_unit": np.hstack([features, scalars]), "head_map": head_inputs(wild)}
     single = {
@@ -101,16 +122,9 @@ def run_split(records: list, photos: list, seed: int, model: str, holdout: float
     logit_ours = None
     for name, with_head in (("ours", False), ("ours_head", True)):
         params, _ = fit_params(fit_records, model, certainty_head=with_head)
-        fit_wild = [r for r in fit_records if r.variant == "clean" and r.photo.set == "wild" and r.face is not None]
-        fit_quality = {id(s.photo): s.quality for s in scored_from_records(fit_wild, QualityScorer(params))}
         mask_probe_held_out(params.mask_probe, held_records)
         annotate_certainty(params.certainty_head, held_records)
-        scorer = QualityScorer(params)
-        quality = np.zeros(len(wild))
-        for row, scored in zip(held_clean, scored_from_records([wild[i] for i in held_clean], scorer)):
-            quality[row] = scored.quality
-        for row in fit_clean:
-            quality[row] = fit_quality[id(wild[row].photo)]
+        quality = split_quality(params, wild, fit_records, held_clean, fit_clean)
         pauc[name] = wild_pauc(quality[held_clean], held_f, held_y)
         if not with_head:
             logit_ours = np.log(np.clip(quality, 1e-6, 1 - 1e-6) / np.clip(1 - quality, 1e-6, 1))
@@ -139,36 +153,52 @@ def run_split(records: list, photos: list, seed: int, model: str, holdout: float
     return result
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def split_arguments(description: str) -> argparse.ArgumentParser:
+    """The options every quality-utility bench shares: the data, the model, its calibration cache, the splits."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--data-root", default="../shared/data")
     parser.add_argument("--model", default="faceplugin-r512")
     parser.add_argument("--cache", default=None, help="calibration cache (default build/calib-cache/<model>.pkl)")
     parser.add_argument("--splits", type=int, default=5)
     parser.add_argument("--first-seed", type=int, default=8)
-    parser.add_argument("--out", default=None, help="also write the JSON here")
-    args = parser.parse_args()
+    return parser
+
+
+def records_for(args: argparse.Namespace) -> tuple[list, list]:
+    """The first seed's photos and records, from ``--cache`` (analysed where missing)."""
     cache = Path(args.cache or f"build/calib-cache/{args.model}.pkl")
-    photos, records = load_records(Path(args.data_root), args.model, cache, args.first_seed)
-    splits = [run_split(records, photos, seed, args.model, DEFAULT_HOLDOUT) for seed in range(args.first_seed, args.first_seed + args.splits)]
-    names = list(splits[0]["pauc"])
+    return load_records(Path(args.data_root), args.model, cache, args.first_seed)
+
+
+def summarise(splits: list[dict]) -> dict:
+    """Per measure: mean ± sample sd over the splits, min, max, and the ratio to the feature norm (mean over mean,
+    and per split)."""
+    norms = np.array([s["pauc"]["feature_norm"] for s in splits])
     summary = {}
-    for name in names:
+    for name in splits[0]["pauc"]:
         values = np.array([s["pauc"][name] for s in splits])
-        ratios = values / np.array([s["pauc"]["feature_norm"] for s in splits])
         summary[name] = {
             "mean": round(float(values.mean()), 6),
-            "sd": round(float(values.std(ddof=1)), 6),
+            "sd": round(float(values.std(ddof=1)), 6) if len(values) > 1 else None,
             "min": round(float(values.min()), 6),
             "max": round(float(values.max()), 6),
-            "mean_over_mean_feature_norm": round(float(values.mean() / np.mean([s["pauc"]["feature_norm"] for s in splits])), 3),
-            "ratio_to_feature_norm_per_split": [round(float(r), 3) for r in ratios],
+            "mean_over_mean_feature_norm": round(float(values.mean() / norms.mean()), 3),
+            "ratio_to_feature_norm_per_split": [round(float(r), 3) for r in values / norms],
         }
+    return summary
+
+
+def main() -> int:
+    parser = split_arguments(__doc__.split("\n")[0])
+    parser.add_argument("--out", default=None, help="also write the JSON here")
+    args = parser.parse_args()
+    photos, records = records_for(args)
+    splits = [run_split(records, photos, seed, args.model, DEFAULT_HOLDOUT) for seed in range(args.first_seed, args.first_seed + args.splits)]
     report = {
         "model": args.model,
         "measure": "EDC pAUC(0-20%) at FMR 1e-2, held-out wild third, lower is better",
         "seeds": [s["seed"] for s in splits],
-        "summary": summary,
+        "summary": summarise(splits),
         "splits": splits,
     }
     text = json.dumps(report, indent=2)

@@ -34,7 +34,6 @@ added after a first pass whose fold EDC chose the lowest-capacity setting tried 
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import json
 import os
@@ -49,15 +48,14 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from quality_utility import MIX, load_records, standard  # noqa: E402
+from quality_utility import MIX, records_for, split_arguments, split_quality, split_rows, standard, summarise  # noqa: E402
 
 from calibration import calibrate  # noqa: E402
 from calibration.calibrate import fit_params, mask_probe_held_out  # noqa: E402
 from calibration.certainty import HEAD_CAPPED_VARIANTS, HEAD_FOLDS, annotate_certainty, fit_head, head_inputs, head_rows, head_targets, wild_pauc  # noqa: E402
-from engine.quality.scorer import CERTAINTY_TERM, QualityScorer  # noqa: E402
+from engine.quality.scorer import CERTAINTY_TERM  # noqa: E402
 from evaluation import metrics  # noqa: E402
-from evaluation.calibdata import DEFAULT_HOLDOUT, held_out  # noqa: E402
-from evaluation.heldout import scored_from_records  # noqa: E402
+from evaluation.calibdata import DEFAULT_HOLDOUT  # noqa: E402
 
 torch.set_num_threads(int(os.environ.get("TORCH_THREADS", "1")))
 
@@ -243,14 +241,7 @@ def ours_logit(records: list, wild: list, held_ids: set, held_clean: np.ndarray,
     fit_records = [r for r in records if r.photo.identity not in held_ids]
     params, _ = fit_params(fit_records, model, certainty_head=False)
     mask_probe_held_out(params.mask_probe, [r for r in records if r.photo.identity in held_ids])
-    fit_wild = [r for r in fit_records if r.variant == "clean" and r.photo.set == "wild" and r.face is not None]
-    fit_quality = {id(s.photo): s.quality for s in scored_from_records(fit_wild, QualityScorer(params))}
-    scorer = QualityScorer(params)
-    quality = np.zeros(len(wild))
-    for row, scored in zip(held_clean, scored_from_records([wild[i] for i in held_clean], scorer)):
-        quality[row] = scored.quality
-    for row in fit_clean:
-        quality[row] = fit_quality[id(wild[row].photo)]
+    quality = split_quality(params, wild, fit_records, held_clean, fit_clean)
     return np.log(np.clip(quality, 1e-6, 1 - 1e-6) / np.clip(1 - quality, 1e-6, 1))
 
 
@@ -296,13 +287,7 @@ def ours_with_head(name: str, records: list, wild: list, held_ids: set, held_cle
     mask_probe_held_out(params.mask_probe, held_records)
     terms = params.default.terms
     facts["certainty_weight"] = round(float(params.default.weights[terms.index(CERTAINTY_TERM)]), 4)
-    fit_wild = [r for r in fit_records if r.variant == "clean" and r.photo.set == "wild" and r.face is not None]
-    fit_quality = {id(s.photo): s.quality for s in scored_from_records(fit_wild, QualityScorer(params))}
-    quality = np.zeros(len(wild))
-    for row, scored in zip(held_clean, scored_from_records([wild[i] for i in held_clean], QualityScorer(params))):
-        quality[row] = scored.quality
-    for row in fit_clean:
-        quality[row] = fit_quality[id(wild[row].photo)]
+    quality = split_quality(params, wild, fit_records, held_clean, fit_clean)
     for record in records:  # the next fit starts clean
         if record.face is not None:
             record.face.signals.certainty = None
@@ -312,14 +297,7 @@ def ours_with_head(name: str, records: list, wild: list, held_ids: set, held_cle
 def run_split(
     records: list, photos: list, seed: int, model: str, holdout: float, names: list[str], in_calibration: list[str], learning_curve: bool = False
 ) -> dict:
-    held_ids = held_out(photos, seed, holdout)
-    wild = head_rows(records)
-    features = np.stack([r.face.feature for r in wild]).astype(np.float64)
-    labels = np.array([r.photo.identity for r in wild])
-    clean = np.array([r.variant == "clean" for r in wild])
-    sources = np.array([str(r.photo.path) for r in wild])
-    held = np.array([label in held_ids for label in labels])
-    fit_clean, held_clean, fit_rows = np.flatnonzero(~held & clean), np.flatnonzero(held & clean), np.flatnonzero(~held)
+    held_ids, wild, features, labels, clean, sources, held, fit_clean, held_clean, fit_rows = split_rows(records, photos, seed, holdout)
     x = head_inputs(wild)
     norm = np.array([r.face.signals.feature_norm for r in wild])
     fit_f, fit_y, held_f, held_y = features[fit_clean], labels[fit_clean], features[held_clean], labels[held_clean]
@@ -397,37 +375,24 @@ def run_split(
     return result
 
 
-def summarise(splits: list[dict]) -> dict:
-    summary = {}
-    norms = np.array([s["pauc"]["feature_norm"] for s in splits])
-    for name in splits[0]["pauc"]:
-        values = np.array([s["pauc"][name] for s in splits])
-        summary[name] = {
-            "mean": round(float(values.mean()), 6),
-            "sd": round(float(values.std(ddof=1)), 6) if len(values) > 1 else None,
-            "mean_over_mean_feature_norm": round(float(values.mean() / norms.mean()), 3),
-            "ratio_to_feature_norm_per_split": [round(float(r), 3) for r in values / norms],
-        }
+def summarise_with_fit_times(splits: list[dict]) -> dict:
+    """:func:`quality_utility.summarise`, with each head's fit seconds per split."""
+    summary = summarise(splits)
+    for name in summary:
         if name in splits[0]["fit_seconds"]:
             summary[name]["fit_seconds_per_split"] = [s["fit_seconds"][name] for s in splits]
     return summary
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--data-root", default="../shared/data")
-    parser.add_argument("--model", default="faceplugin-r512")
-    parser.add_argument("--cache", default=None, help="calibration cache (default build/calib-cache/<model>.pkl)")
-    parser.add_argument("--splits", type=int, default=5)
-    parser.add_argument("--first-seed", type=int, default=8)
+    parser = split_arguments(__doc__.split("\n")[0])
     parser.add_argument("--candidates", default="head_map," + ",".join(CANDIDATES), help="comma-separated")
     parser.add_argument("--in-calibration", default="", help="comma-separated heads to put inside the calibrated score (ours_with:<head>)")
     parser.add_argument("--learning-curve", action="store_true", help="also head_map on 1/3, 1/2, 2/3 of the fit identities")
     parser.add_argument("--out", default=None, help="also write the JSON here (rewritten after every split)")
     args = parser.parse_args()
     names = args.candidates.split(",")
-    cache = Path(args.cache or f"build/calib-cache/{args.model}.pkl")
-    photos, records = load_records(Path(args.data_root), args.model, cache, args.first_seed)
+    photos, records = records_for(args)
     splits: list[dict] = []
     report: dict = {}
     for seed in range(args.first_seed, args.first_seed + args.splits):
@@ -439,7 +404,7 @@ def main() -> int:
             "target": "CR-FIQA certainty ratio, uncapped (as bench/quality_utility.py's head_map)",
             "selection": "every hyper-parameter and mix weight by EDC of out-of-fold values on 5 identity folds of the fit identities",
             "seeds": [s["seed"] for s in splits],
-            "summary": summarise(splits),
+            "summary": summarise_with_fit_times(splits),
             "splits": splits,
         }
         if args.out:
