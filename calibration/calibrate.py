@@ -612,25 +612,27 @@ TRUST_PRIORS: dict[str, tuple[str, str, tuple[float, ...]]] = {
     "small_face": ("downscale_24", "face_too_small", (-0.5, -0.75, -1.0, -1.5)),
 }
 COPIES_LOSING_TRUST = 0.9
-TRUST = 0.6  # the meaning the score keeps: settings' TRUST_THRESHOLD default
 
 
-def copies_losing_trust(params: QualityParams, records: list[ImageRecord], damage: str, reason: str) -> tuple[float, int]:
-    """Of the ``damage`` copies (``evaluation.degrade``) whose clean photo the params trust and whose face is still
-    found: the share scored below trust that name ``reason``, and how many there were."""
+def copies_losing_trust(params: QualityParams, records: list[ImageRecord]) -> dict[str, tuple[float, int]]:
+    """Per trust prior (:data:`TRUST_PRIORS`): of its damage copies (``evaluation.degrade``) whose clean photo the
+    params trust (the scorer's trust threshold, 0.6) and whose face is still found, the share scored below trust that
+    name the prior's reason, and how many there were."""
     from engine.quality.scorer import QualityScorer
 
-    scorer = QualityScorer(params, TRUST)
+    scorer = QualityScorer(params)
 
     def scored(record: ImageRecord):
         return scorer.score(replace(record.face.signals, stability=None))
 
-    trusted = {record.photo.path for record in records if record.variant == "clean" and record.face is not None and scored(record).score >= TRUST}
-    copies = [record for record in records if record.variant == damage and record.face is not None and record.photo.path in trusted]
-    if not copies:
-        return 1.0, 0
-    lost = [(result := scored(record)).score < TRUST and reason in result.reasons for record in copies]
-    return float(np.mean(lost)), len(copies)
+    trust = scorer.trust_threshold
+    trusted = {record.photo.path for record in records if record.variant == "clean" and record.face is not None and scored(record).score >= trust}
+    shares: dict[str, tuple[float, int]] = {}
+    for term, (damage, reason, _) in TRUST_PRIORS.items():
+        copies = [record for record in records if record.variant == damage and record.face is not None and record.photo.path in trusted]
+        lost = [(result := scored(record)).score < trust and reason in result.reasons for record in copies]
+        shares[term] = (float(np.mean(lost)) if lost else 1.0, len(copies))
+    return shares
 
 
 def fit_params(fit_records: list[ImageRecord], model_name: str, certainty_head: bool = FIT_CERTAINTY_HEAD) -> tuple[QualityParams, dict[str, float]]:
@@ -687,10 +689,9 @@ def fit_params(fit_records: list[ImageRecord], model_name: str, certainty_head: 
         )
         step: dict = {"bounds": {term: bounds[term][1] for term in TRUST_PRIORS}}
         failing = []
-        for term, (damage, reason, ladder) in TRUST_PRIORS.items():
-            share, copies = copies_losing_trust(params, fit_records, damage, reason)
+        for term, (share, copies) in copies_losing_trust(params, fit_records).items():
             step[term] = {"fit_copies_losing_trust": round(share, 4), "copies": copies}
-            if share < COPIES_LOSING_TRUST and rungs[term] + 1 < len(ladder):
+            if share < COPIES_LOSING_TRUST and rungs[term] + 1 < len(TRUST_PRIORS[term][2]):
                 failing.append(term)
         tried.append(step)
         if not failing:
